@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+VENV := .venv/bin
+export OMP_NUM_THREADS ?= 2
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: setup demo test lint format bench
+
+setup:
+	scripts/setup.sh
+
+## The main job on the offline default.
+demo: setup
+	scripts/demo.sh
+
+## ruff (format check + lint), then the whole test suite.
+test: setup
+	$(VENV)/ruff format --check .
+	$(VENV)/ruff check .
+	$(VENV)/python -m pytest -q -p no:cacheprovider
+
+lint:
+	$(VENV)/ruff format --check . && $(VENV)/ruff check .
+
+format:
+	$(VENV)/ruff format . && $(VENV)/ruff check --fix .
+
+bench: setup
+	$(VENV)/python evals/bench_capture.py

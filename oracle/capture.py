@@ -1,0 +1,146 @@
+"""Read residual-stream activations: the output of decoder block L, at chosen positions.
+
+Layer L means the output of block L (0-based), which equals ``output_hidden_states[L + 1]`` for
+every block but the last; for the last block transformers applies the final norm to
+``hidden_states[-1]``, while this module returns the raw block output (the residual stream).
+The forward pass stops after the deepest block read, so capture costs at most a forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from oracle.errors import OracleInputError
+from oracle.hooks import StopForward, hooks
+from oracle.inputs import TargetInput, TokenizedInput, tokenize_input
+from oracle.layers import check_layer, get_decoder_layers, model_device
+from oracle.positions import select_positions
+
+
+@dataclass
+class Capture:
+    """Activations of one target input.
+
+    activations: (n_layers, n_positions, d_model) float32 on CPU.
+    """
+
+    activations: torch.Tensor
+    layers: list[int]
+    positions: list[int]
+    token_ids: list[int]
+    tokens: list[str]  # every token of the input, as the tokenizer spells it
+
+    @property
+    def read_tokens(self) -> list[str]:
+        return [self.tokens[p] for p in self.positions]
+
+
+def _block_output(output: object) -> torch.Tensor:
+    # transformers 5 blocks return a tensor; older ones (and some families) a tuple.
+    return output[0] if isinstance(output, tuple) else output
+
+
+def hidden_at_layers(
+    model: nn.Module,
+    input_ids_BT: torch.Tensor,
+    attention_mask_BT: torch.Tensor | None,
+    layers: Sequence[int],
+) -> dict[int, torch.Tensor]:
+    """Outputs of the given blocks for a batch: {layer: (B, T, D)}.
+
+    The forward pass is cut after the deepest requested block.
+    """
+    blocks = get_decoder_layers(model)
+    wanted = sorted({check_layer(model, layer) for layer in layers})
+    stop_at = wanted[-1]
+    seen: dict[int, torch.Tensor] = {}
+
+    def make_hook(index: int):
+        def hook(_module, _inputs, output):
+            seen[index] = _block_output(output)
+            if index == stop_at:
+                raise StopForward
+
+        return hook
+
+    with hooks([(blocks[i], "forward", make_hook(i)) for i in wanted]):
+        try:
+            model(input_ids=input_ids_BT, attention_mask=attention_mask_BT, use_cache=False)
+        except StopForward:
+            pass
+    missing = [i for i in wanted if i not in seen]
+    if missing:
+        raise RuntimeError(f"blocks {missing} did not run in the forward pass")
+    return seen
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token rows: padding after the tokens leaves a causal model's outputs unchanged."""
+    width = max(len(r) for r in rows)
+    ids_BT = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids_BT[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask_BT[b, : len(row)] = 1
+    return ids_BT, mask_BT
+
+
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+@torch.no_grad()
+def capture(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    inputs: Sequence[TargetInput | str | list[dict[str, str]]],
+    layers: Sequence[int],
+    positions: str = "all",
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+) -> list[Capture]:
+    """Capture activations for each input at ``layers`` and the positions ``positions`` selects.
+
+    Batched with right padding, so a batch gives the results of one-by-one calls.
+    """
+    if not layers:
+        raise OracleInputError("give at least one layer to read")
+    if batch_size < 1:
+        raise OracleInputError("batch_size must be >= 1")
+    layer_list = [check_layer(model, layer) for layer in layers]
+    toks: list[TokenizedInput] = [tokenize_input(tokenizer, TargetInput.coerce(x)) for x in inputs]
+    chosen = [select_positions(t, positions) for t in toks]
+    if max_tokens is not None:
+        for i, t in enumerate(toks):
+            if len(t) > max_tokens:
+                raise OracleInputError(
+                    f"input {i} has {len(t)} tokens, more than the limit of {max_tokens}"
+                )
+    device = model_device(model)
+    pad_id = pad_id_of(tokenizer)
+    results: list[Capture] = []
+    for start in range(0, len(toks), batch_size):
+        batch = toks[start : start + batch_size]
+        ids_BT, mask_BT = pad_right([t.input_ids for t in batch], pad_id)
+        seen = hidden_at_layers(model, ids_BT.to(device), mask_BT.to(device), layer_list)
+        for b, tok in enumerate(batch):
+            pos = chosen[start + b]
+            acts_LPD = torch.stack([seen[layer][b, pos] for layer in layer_list])
+            results.append(
+                Capture(
+                    activations=acts_LPD.float().cpu(),
+                    layers=list(layer_list),
+                    positions=list(pos),
+                    token_ids=list(tok.input_ids),
+                    tokens=list(tok.tokens),
+                )
+            )
+    return results

@@ -1,0 +1,88 @@
+"""``oracle ask``: one conversation, one or more questions, answers on stdout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oracle.cli import app
+from oracle.cli.common import read_target_input
+
+
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[list[str], typer.Option(help="A question for the oracle (repeatable).")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Target model: hub id or local directory (default: the oracle's base model, or the toy world)."
+        ),
+    ] = None,
+    oracle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Oracle directory (peft adapter + oracle_config.json). Without it, and without --target, the toy world's oracle."
+        ),
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="Plain-text input for the target.")] = None,
+    messages_file: Annotated[
+        Path | None, typer.Option(help="JSON list of {role, content} chat messages.")
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="Target block to read (default: the oracle's).")
+    ] = None,
+    positions: Annotated[
+        str | None,
+        typer.Option(help="Positions to read (default: the oracle's, usually non_system)."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 32,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
+    yes_no: Annotated[bool, typer.Option(help="Also print P(yes) for each question.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object instead of plain answers.")
+    ] = False,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
+    ] = False,
+) -> None:
+    """Ask the oracle about a conversation; prints each answer alone on a line (logs on stderr)."""
+    from oracle.engines import AnswerRequest, CaptureRequest
+    from oracle.engines.hf import HFEngine
+
+    target_input = read_target_input(prompt, messages_file)
+    if target is None and oracle is None:
+        from oracle.defaults import default_oracle
+
+        oracle = default_oracle()
+    engine = HFEngine.load(
+        target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
+    )
+    read_layer = engine.config.default_layer if layer is None else layer
+    cap = engine.capture([CaptureRequest(target_input, [read_layer], positions)])[0]
+    answers = engine.answer(
+        [
+            AnswerRequest(
+                cap.activations[0], q, read_layer, max_new_tokens, temperature, yes_no=yes_no
+            )
+            for q in question
+        ]
+    )
+    if as_json:
+        payload = {
+            "answers": [
+                {"question": q, "answer": a.text, "p_yes": a.p_yes}
+                for q, a in zip(question, answers, strict=True)
+            ],
+            "layer": read_layer,
+            "positions": cap.positions,
+            "tokens_read": cap.read_tokens,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for a in answers:
+        typer.echo(a.text if a.p_yes is None else f"{a.text}\tP(yes)={a.p_yes:.3f}")

@@ -1,0 +1,92 @@
+"""``oracle capture``: target activations to safetensors, with a JSON sidecar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oracle.cli import app
+from oracle.cli.common import parse_layers, read_target_input
+
+
+@app.command("capture")
+def capture_cmd(
+    model: Annotated[
+        str | None, typer.Option(help="Target model: hub id or local directory.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="Plain-text input for the target.")] = None,
+    messages_file: Annotated[
+        Path | None,
+        typer.Option(help="JSON list of {role, content} chat messages (instead of --prompt)."),
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Blocks to read, e.g. '1' or '1,2' (0-based; block output).")
+    ] = None,
+    positions: Annotated[
+        str,
+        typer.Option(help="all | last:K | role:system|user|assistant | non_system | indices:I,J"),
+    ] = "all",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output .safetensors file (a .json sidecar is written beside it)."),
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="JSONL of conversations: write a logged-activation directory (audit format) to --out.",
+        ),
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 8,
+) -> None:
+    """Capture residual-stream activations of a target model.
+
+    Writes a tensor `activations` shaped [n_layers, n_positions, d_model] (float32) to OUT and
+    OUT with a .json suffix holding token_ids, tokens, positions, layers and model. Layer L is
+    the output of decoder block L, i.e. transformers' output_hidden_states[L+1] (for the last
+    block: the raw block output, before the final norm).
+    """
+    from oracle.errors import OracleInputError
+
+    if out is None:
+        raise OracleInputError("--out is required")
+    if input is not None:
+        try:
+            from oracle.cli.audit import capture_logs
+        except ModuleNotFoundError:
+            raise OracleInputError(
+                "--input (logged-activation directories) is not available yet"
+            ) from None
+        capture_logs(model, input, out, layers, positions, dtype, device, batch_size)
+        return
+    if model is None:
+        from oracle.defaults import default_target
+
+        model = default_target()
+    from safetensors.torch import save_file
+
+    from oracle.capture import capture
+    from oracle.models import load_model
+
+    target = read_target_input(prompt, messages_file)
+    m, tok = load_model(model, dtype=dtype, device=device)
+    layer_list = parse_layers(layers) or [1]
+    cap = capture(m, tok, [target], layer_list, positions, batch_size)[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"activations": cap.activations.contiguous()}, str(out))
+    sidecar = {
+        "model": model,
+        "layers": cap.layers,
+        "positions": cap.positions,
+        "token_ids": cap.token_ids,
+        "tokens": cap.tokens,
+        "shape": list(cap.activations.shape),
+        "dtype": "float32",
+    }
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    typer.echo(f"wrote {out} {tuple(cap.activations.shape)}", err=True)
