@@ -49,10 +49,13 @@ def tokenizer_hash(tokenizer: PreTrainedTokenizerBase) -> str:
 @torch.no_grad()
 def weights_hash(model: nn.Module) -> str:
     digest = hashlib.sha256()
-    for name, param in sorted(_unwrap(model).named_parameters(), key=lambda kv: kv[0]):
-        if "lora_" in name:
-            continue
-        name = name.replace("base_layer.", "")
+    params = {
+        name.replace("base_layer.", ""): param
+        for name, param in _unwrap(model).named_parameters()
+        if "lora_" not in name
+    }
+    for name in sorted(params):
+        param = params[name]
         flat = param.detach().reshape(-1)
         sample = (
             torch.cat([flat[:_SAMPLE], flat[-_SAMPLE:]]) if flat.numel() > 2 * _SAMPLE else flat

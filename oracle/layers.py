@@ -31,12 +31,14 @@ LAYER_PATHS: dict[str, str] = {
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """Strip peft wrappers (PeftModel -> LoraModel -> the transformers model)."""
+    from peft import PeftModel
+    from peft.tuners.tuners_utils import BaseTuner
+
     inner = model
-    while hasattr(inner, "peft_config"):
-        if hasattr(inner, "get_base_model"):
-            inner = inner.get_base_model()
-        else:  # a tuner model (LoraModel) keeps the wrapped model in .model
-            inner = inner.model
+    if isinstance(inner, PeftModel):
+        inner = inner.base_model
+    if isinstance(inner, BaseTuner):
+        inner = inner.model
     return inner
 
 

@@ -1,0 +1,57 @@
+"""Create and save an oracle: a peft LoRA adapter named ``oracle`` plus ``oracle_config.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from oracle.config import OracleConfig
+from oracle.fingerprint import fingerprint
+from oracle.layers import hidden_size
+
+ADAPTER_NAME = "oracle"
+
+
+def add_oracle_lora(
+    model: nn.Module,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+) -> PeftModel:
+    """Wrap ``model`` with a fresh LoRA adapter named ``oracle`` (B = 0: starts as the base)."""
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config, adapter_name=ADAPTER_NAME)
+
+
+def save_oracle(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    config: OracleConfig,
+    directory: str | Path,
+) -> Path:
+    """Save the adapter and ``oracle_config.json`` (fingerprint and d_model filled in)."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), selected_adapters=[ADAPTER_NAME])
+    # peft writes a named adapter into a sub-folder; keep the directory flat.
+    nested = path / ADAPTER_NAME
+    if nested.is_dir():
+        for item in nested.iterdir():
+            item.replace(path / item.name)
+        nested.rmdir()
+    config.d_model = hidden_size(model)
+    with torch.no_grad():
+        config.fingerprint = fingerprint(model, tokenizer)
+    config.save(path)
+    return path
