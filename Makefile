@@ -17,7 +17,8 @@ demo: setup
 	scripts/demo.sh
 
 ## ruff (format check + lint), then the whole test suite.
-test: setup
+test:
+	scripts/setup.sh --vllm --browser
 	$(VENV)/ruff format --check .
 	$(VENV)/ruff check .
 	$(VENV)/python -m pytest -q -p no:cacheprovider

@@ -57,7 +57,7 @@ def capture_cmd(
         raise OracleInputError("--out is required")
     if input is not None:
         try:
-            from oracle.cli.audit import capture_logs
+            from audit.cli import capture_logs
         except ModuleNotFoundError:
             raise OracleInputError(
                 "--input (logged-activation directories) is not available yet"
