@@ -1,0 +1,174 @@
+"""``train_oracle``: the public entry point that trains an oracle and saves its directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import AutoConfig, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from oracle.adapter import add_oracle_lora, save_oracle
+from oracle.capture import pad_id_of
+from oracle.config import OracleConfig
+from oracle.errors import OracleInputError
+from oracle.models import load_model, load_tokenizer
+from training.collate import OracleCollator
+from training.config import TrainConfig
+from training.prepare import prepare_dataset
+from training.sampling import default_read_layers
+from training.trainer import LossLogger, OracleTrainer
+
+log = logging.getLogger(__name__)
+TRAINING_CONFIG_NAME = "training_config.json"
+METRICS_NAME = "metrics.json"
+
+
+def count_layers(model_path: str) -> int:
+    """Decoder block count from the model's config (no weights loaded)."""
+    config = AutoConfig.from_pretrained(model_path)
+    text = getattr(config, "text_config", None) or config
+    for name in ("num_hidden_layers", "n_layer"):
+        value = getattr(text, name, None)
+        if isinstance(value, int):
+            return value
+    raise OracleInputError(f"cannot find the number of layers in the config of {model_path!r}")
+
+
+def _training_args(
+    config: TrainConfig, on_gpu: bool, has_eval: bool, **extra: Any
+) -> TrainingArguments:
+    bf16 = on_gpu if config.bf16 is None else config.bf16
+    eval_every = config.eval_steps if has_eval and config.eval_steps else None
+    return TrainingArguments(
+        output_dir=str(Path(config.output_dir) / "ckpt"),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=int(config.warmup_ratio * config.max_steps),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        report_to=[],
+        use_cpu=not on_gpu,
+        dataloader_num_workers=config.dataloader_workers,
+        ddp_find_unused_parameters=False,
+        **extra,
+    )
+
+
+def _resume_path(config: TrainConfig) -> str | None:
+    if config.resume in (None, False):
+        return None
+    if config.resume is True or config.resume == "true":
+        last = get_last_checkpoint(str(Path(config.output_dir) / "ckpt"))
+        if last is None:
+            raise OracleInputError(f"resume=true but {config.output_dir}/ckpt holds no checkpoint")
+        return last
+    if not Path(str(config.resume)).is_dir():
+        raise OracleInputError(
+            f"config field 'resume': checkpoint {config.resume!r} does not exist"
+        )
+    return str(config.resume)
+
+
+def train_oracle(
+    config: TrainConfig,
+    train: Dataset,
+    eval: Dataset | None = None,  # noqa: A002  (the documented keyword)
+    *,
+    progress: bool = False,
+) -> Path:
+    """Train an oracle (LoRA on ``config.model``) on ``train`` and save it to ``config.output_dir``.
+
+    ``train``/``eval`` hold rows of the schema in :mod:`training.schema`. Every row is checked
+    before the model is loaded; a bad one raises ``OracleInputError`` naming the example and
+    field. The saved directory holds the adapter, ``oracle_config.json``,
+    ``training_config.json`` and ``metrics.json``, and loads with ``ActivationOracle.load``.
+    ``progress`` shows the Trainer's progress bar (the CLI turns it on).
+
+    >>> path = train_oracle(TrainConfig(model="path/to/model", output_dir="out"), dataset)
+    """
+    set_seed(config.seed)
+    on_gpu = torch.cuda.is_available() and not config.device.startswith("cpu")
+    tokenizer = load_tokenizer(config.model)
+    n_layers = count_layers(config.model)
+    read_layers = config.read_layers or default_read_layers(n_layers)
+    train_set = prepare_dataset(train, tokenizer, n_layers, read_layers, config, "train set")
+    eval_set = None
+    if eval is not None:
+        eval_set = prepare_dataset(eval, tokenizer, n_layers, read_layers, config, "eval set")
+    resume = _resume_path(config)
+
+    model, _ = load_model(config.model, dtype=config.dtype, device="cpu")
+    model = add_oracle_lora(
+        model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets
+    )
+    args = _training_args(config, on_gpu, eval_set is not None, disable_tqdm=not progress)
+    logger = LossLogger()
+    trainer = OracleTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=OracleCollator(pad_id_of(tokenizer)),
+        callbacks=[logger],
+        injection=config.to_injection(),
+    )
+    trainer.remove_callback(PrinterCallback)  # logs go through `logging` (LossLogger)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    metrics: dict[str, Any] = {
+        "train_loss": float(result.training_loss),
+        "steps": int(result.global_step),
+        "world_size": int(args.world_size),
+        "seconds": seconds,
+        "read_layers": list(read_layers),
+        "n_train": len(train_set),
+        "history": logger.history,
+    }
+    if eval_set is not None:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    out = Path(config.output_dir)
+    if trainer.is_world_process_zero():
+        oracle_config = OracleConfig(
+            base_model=config.model,
+            read_layers=list(read_layers),
+            injection_site=config.injection_site,
+            mode=config.mode,
+            coefficient=config.coefficient,
+            placeholder=config.placeholder,
+            prompt_template=config.prompt_template,
+            positions=config.serve_positions,
+        )
+        peft_model = trainer.accelerator.unwrap_model(trainer.model)
+        save_oracle(peft_model, tokenizer, oracle_config, out)
+        config.save(out / TRAINING_CONFIG_NAME)
+        (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("saved the oracle to %s (train loss %.4f)", out, metrics["train_loss"])
+    trainer.accelerator.wait_for_everyone()
+    return out
