@@ -1,0 +1,96 @@
+"""The FastAPI app: middleware, error handlers, and every router listed in ROUTER_MODULES.
+
+``create_app(settings)`` loads the engine at start-up (lifespan); ``create_app(settings,
+engine=...)`` serves an engine built elsewhere (tests, notebooks), which it does not close.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from oracle.engines import Engine
+from serving.auth import APIKeyMiddleware
+from serving.errors import install_error_handlers
+from serving.limits import BodySizeLimitMiddleware
+from serving.metrics import Metrics
+from serving.service import OracleService, load_engine
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+# Every router the app includes, in order. A module that does not exist is skipped (a use not
+# installed); one that exists but fails to import is an error. Add yours here.
+ROUTER_MODULES: tuple[str, ...] = (
+    "serving.routers.health",
+    "serving.routers.page",
+    "serving.routers.query",
+    "serving.routers.activations",
+    "serving.routers.oracle",
+    "serving.routers.audit",
+    "serving.routers.steer",
+)
+
+DESCRIPTION = """Ask a language model's activations questions in plain language.
+
+`POST /v1/query` reads the target's activations on a conversation and asks the oracle about
+them; `/v1/activations` captures only; `/v1/oracle` answers about activations sent by the
+client. Errors are JSON `{"error": {"type", "message"}}`. With an API key set, send
+`Authorization: Bearer KEY` (or `X-API-Key`) to every endpoint but `/health`.
+"""
+
+
+def include_routers(app: FastAPI, modules: tuple[str, ...] = ROUTER_MODULES) -> list[str]:
+    """Include each module's ``router``; returns the modules included."""
+    included = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                log.debug("router %s not installed; skipped", name)
+                continue
+            raise
+        app.include_router(module.router)
+        included.append(name)
+    return included
+
+
+def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The app. ``app.state`` holds ``settings``, ``metrics`` and, once started, ``service``."""
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns = engine is None
+        service = OracleService(
+            engine if engine is not None else load_engine(settings), settings, metrics, owns
+        )
+        await service.start()
+        app.state.service = service
+        log.info("serving %s with the %s engine", service.oracle_id, service.engine.name)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="Activation oracle",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.middleware("http")(metrics.middleware)
+    # Added last = outermost: size and key are checked before anything reads the body.
+    app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.routers = include_routers(app)
+    return app

@@ -1,0 +1,116 @@
+"""Every error the service answers, as JSON ``{"error": {"type", "message"}}`` with a 4xx.
+
+Bad input never gets a 500: the core raises :class:`~oracle.errors.OracleInputError` (a
+``ValueError``) with a message naming the problem, and the handlers here map it to 400.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oracle.errors import OracleConfigError, OracleError, OracleInputError
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error with its HTTP status, error type and optional headers."""
+
+    status_code = 400
+    error_type = "bad_request"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ServiceBusy(ServiceError):
+    """The queue is full: the client should retry after ``Retry-After`` seconds."""
+
+    status_code = 503
+    error_type = "overloaded"
+
+
+class ServiceTimeout(ServiceError):
+    status_code = 504
+    error_type = "timeout"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+def error_response(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one JSON shape of every error."""
+    body = {"error": {"type": error_type, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_of(loc: tuple) -> str:
+    # ("body", "questions", 0) -> "questions[0]"; the "body" prefix names no field.
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line per problem, each naming its field."""
+    lines = []
+    for err in exc.errors()[:10]:
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"{_field_of(tuple(err.get('loc', ())))}: {msg}")
+    return "; ".join(lines) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every known exception to its 4xx (or 5xx for overload/timeout) JSON error."""
+
+    @app.exception_handler(ServiceError)
+    async def _service(_request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status_code, exc.error_type, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error_type = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(exc.status_code, error_type, str(exc.detail), exc.headers)
+
+    @app.exception_handler(OracleConfigError)
+    async def _config(_request: Request, exc: OracleConfigError) -> JSONResponse:
+        return error_response(422, "oracle_config_error", str(exc))
+
+    @app.exception_handler(OracleInputError)
+    async def _input(_request: Request, exc: OracleInputError) -> JSONResponse:
+        return error_response(400, "invalid_input", str(exc))
+
+    @app.exception_handler(OracleError)
+    async def _oracle(_request: Request, exc: OracleError) -> JSONResponse:
+        return error_response(400, "oracle_error", str(exc))
+
+    @app.exception_handler(ValueError)
+    async def _value(_request: Request, exc: ValueError) -> JSONResponse:
+        # A ValueError that escaped validation still comes from the input (a tokenizer, a
+        # decoder): 400, and logged so that the missing check gets added.
+        log.warning("unvalidated bad input: %s", exc)
+        return error_response(400, "invalid_input", str(exc))

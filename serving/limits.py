@@ -1,0 +1,65 @@
+"""Request-size limit as ASGI middleware: bodies over ``max_body_bytes`` get 413 before any
+parsing, whether they announce a Content-Length or arrive chunked."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.errors import error_response
+
+
+class BodySizeLimitMiddleware:
+    """Buffer the body up to the limit, then replay it to the app; beyond the limit, 413."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _too_large(self, size: int | None) -> object:
+        told = f"{size} bytes" if size is not None else "more bytes"
+        return error_response(
+            413,
+            "payload_too_large",
+            f"the request body holds {told} than the server's limit of {self.max_body_bytes}"
+            if size is None
+            else f"the request body holds {told}, more than the server's limit of "
+            f"{self.max_body_bytes}",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(int(length))(scope, receive, send)  # type: ignore[operator]
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        first: Message | None = None
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                first = message  # a disconnect: hand it on
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_body_bytes:
+                await self._too_large(None)(scope, receive, send)  # type: ignore[operator]
+                return
+            chunks.append(body)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if first is not None:
+                    return first
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

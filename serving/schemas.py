@@ -1,0 +1,216 @@
+"""Pydantic request and response bodies of the HTTP API (the OpenAPI schema comes from here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Role = Literal["system", "user", "assistant"]
+MAX_TEXT = 100_000
+
+
+class Message(BaseModel):
+    """One chat turn."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role = Field(description="system, user or assistant")
+    content: str = Field(max_length=MAX_TEXT, description="the turn's text")
+
+
+class TargetInputModel(BaseModel):
+    """What the target reads: chat ``messages`` or a plain ``prompt`` (exactly one)."""
+
+    messages: list[Message] | None = Field(
+        default=None, max_length=256, description="chat turns for the target"
+    )
+    prompt: str | None = Field(
+        default=None, max_length=MAX_TEXT, description="plain text instead of messages"
+    )
+    add_generation_prompt: bool = Field(
+        default=False, description="end the chat with the assistant's header"
+    )
+    model: str | None = Field(
+        default=None, description="served model name (see /v1/models); 404 if another"
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of 'messages' or 'prompt'")
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt is empty")
+        if self.messages is not None:
+            if not self.messages:
+                raise ValueError("messages is empty")
+            if not any(m.content.strip() for m in self.messages):
+                raise ValueError("every message in 'messages' is empty")
+        return self
+
+
+class SamplingOptions(BaseModel):
+    """How the oracle decodes its answers."""
+
+    max_tokens: int = Field(default=32, ge=1, description="longest answer, in tokens")
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0, description="0 = greedy")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="sampling seed")
+    yes_no: bool = Field(default=False, description="also return P(yes) for each question")
+
+    def answer_options(self) -> dict:
+        """The fields of :class:`~oracle.engines.AnswerRequest` these options set."""
+        return dict(
+            max_new_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            yes_no=self.yes_no,
+        )
+
+
+class Questions(BaseModel):
+    questions: list[str] = Field(
+        min_length=1, max_length=64, description="questions for the oracle, answered in order"
+    )
+
+    @field_validator("questions")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        for i, q in enumerate(value):
+            if not q.strip():
+                raise ValueError(f"question {i} is empty")
+            if len(q) > MAX_TEXT:
+                raise ValueError(f"question {i} is longer than {MAX_TEXT} characters")
+        return value
+
+
+class QueryRequest(TargetInputModel, Questions, SamplingOptions):
+    """A conversation for the target and questions for the oracle about it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "messages": [
+                        {"role": "system", "content": "You are a pirate."},
+                        {"role": "user", "content": "How are you today?"},
+                    ],
+                    "questions": ["What persona is the assistant playing?"],
+                    "max_tokens": 16,
+                    "temperature": 0.0,
+                }
+            ]
+        }
+    )
+    layer: int | None = Field(
+        default=None, description="target block to read (default: the oracle's)"
+    )
+    positions: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="positions to read: all | last:K | role:ROLE | non_system | indices:I,J "
+        "(default: the oracle's, every token outside the system prompt)",
+    )
+    per_token: bool = Field(
+        default=False,
+        description="with yes_no: P(yes) of the first question about each read token alone",
+    )
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str
+    p_yes: float | None = Field(default=None, description="P(yes) when yes_no was asked")
+
+
+class TokenScore(BaseModel):
+    position: int
+    token: str
+    p_yes: float
+
+
+class Usage(BaseModel):
+    target_tokens: int = Field(description="tokens the target read")
+    prompt_tokens: int = Field(description="activation positions injected, over all questions")
+    completion_tokens: int = Field(description="answer tokens generated")
+    total_tokens: int
+
+
+class QueryResponse(BaseModel):
+    model: str
+    answers: list[AnswerOut]
+    layer: int
+    positions: list[int] = Field(description="indices of the target tokens read")
+    tokens_read: list[str] = Field(description="the tokens at those positions")
+    tokens: list[str] = Field(description="every token of the target input")
+    token_scores: list[TokenScore] | None = Field(
+        default=None, description="per-token P(yes), when per_token was asked"
+    )
+    usage: Usage
+
+
+DType = Literal["float32", "float16"]
+
+
+class EncodedTensor(BaseModel):
+    """A tensor as base64 of its raw little-endian bytes, in C order."""
+
+    data: str = Field(description="base64 of the raw bytes")
+    shape: list[int] = Field(min_length=1, max_length=3, description="dimensions")
+    dtype: DType = Field(default="float32", description="element type")
+
+
+class ActivationsRequest(TargetInputModel):
+    """Capture only: read activations of the target."""
+
+    layers: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="blocks to read (default: the oracle's)",
+    )
+    positions: str | None = Field(default=None, max_length=10_000, description="as in /v1/query")
+    dtype: DType = Field(default="float32", description="element type of the returned tensor")
+
+
+class ActivationsResponse(BaseModel):
+    model: str
+    activations: EncodedTensor = Field(description="shape (n_layers, n_positions, d_model)")
+    layers: list[int]
+    positions: list[int]
+    tokens_read: list[str]
+    tokens: list[str]
+
+
+class OracleRequest(Questions, SamplingOptions):
+    """Questions about activations captured elsewhere: (n_positions, d_model) or (1, n, d)."""
+
+    activations: EncodedTensor
+    layer: int | None = Field(default=None, description="block the activations were read from")
+    model: str | None = Field(default=None, description="served model name; 404 if another")
+
+
+class OracleResponse(BaseModel):
+    model: str
+    answers: list[AnswerOut]
+    layer: int
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    role: Literal["target", "oracle"]
+    config: dict | None = None
+
+
+class ModelsResponse(BaseModel):
+    engine: str
+    data: list[ModelCard]
+    d_model: int
+    n_layers: int
+    limits: dict
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    engine: str

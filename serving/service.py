@@ -1,0 +1,221 @@
+"""The service layer: owns the engine, admits requests (bounded), batches them, times them out.
+
+Routers call this, never the engine directly, so that every request goes through the same
+admission control, batching and timeout. ``engine.capture`` / ``engine.answer`` run on one worker
+thread; concurrent HTTP requests are grouped into batches (hf) or handed to vLLM in one call so
+that its scheduler batches them (vllm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from oracle.capture import Capture
+from oracle.engines import Answer, AnswerRequest, CaptureRequest, Engine, create_engine
+from oracle.errors import OracleInputError
+from oracle.inject import check_vectors
+from serving.batcher import MicroBatcher
+from serving.errors import NotFound, ServiceBusy, ServiceTimeout
+from serving.metrics import Metrics
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QueryResult:
+    """A capture, the answers to each question, and optional per-token P(yes) scores."""
+
+    capture: Capture
+    layer: int
+    answers: list[Answer]
+    token_scores: list[tuple[int, float]] | None = None  # (position, P(yes)) per scored token
+
+
+def load_engine(settings: ServeSettings) -> Engine:
+    """Create the engine ``settings`` name; with no model given, the toy world's oracle."""
+    target, oracle = settings.target, settings.oracle
+    if target is None and oracle is None:
+        from oracle.defaults import default_oracle
+
+        oracle = str(default_oracle())
+    return create_engine(settings.engine, target, oracle, **settings.engine_kwargs())
+
+
+class OracleService:
+    """One engine behind a bounded, batched, timed-out async interface.
+
+    Attributes routers may use: ``engine`` (the :class:`~oracle.engines.Engine`), ``settings``
+    (:class:`ServeSettings`), ``metrics`` (:class:`Metrics`), ``model_ids`` (names accepted
+    in a request's ``model`` field).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ServeSettings,
+        metrics: Metrics | None = None,
+        owns_engine: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.owns_engine = owns_engine
+        self.active = 0
+        self.batcher = MicroBatcher(
+            self._run_batch,
+            batch_size=settings.batch_size,
+            wait_s=settings.batch_wait_ms / 1000,
+            on_batch=self.metrics.observe_batch,
+        )
+        oracle_name = Path(settings.oracle).name if settings.oracle else "toy_world"
+        self.oracle_id = oracle_name
+        self.model_ids = {oracle_name, engine.target_name}
+        if settings.oracle:
+            self.model_ids.add(str(settings.oracle))
+        if settings.target:
+            self.model_ids.add(str(settings.target))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        if self.owns_engine:
+            self.engine.close()
+
+    # ------------------------------------------------------------------ admission
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Admit one request or raise 503 with Retry-After; time it out after the limit."""
+        if self.active >= self.settings.queue_depth:
+            self.metrics.rejected.inc()
+            retry = max(1, math.ceil(self.settings.timeout / 10))
+            raise ServiceBusy(
+                f"the server is at its queue depth ({self.settings.queue_depth} requests); "
+                f"retry after {retry} s",
+                headers={"Retry-After": str(retry)},
+            )
+        self.active += 1
+        self.metrics.in_flight.set(self.active)
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                yield
+        except TimeoutError:
+            self.metrics.timeouts.inc()
+            raise ServiceTimeout(
+                f"the request took longer than the server's timeout ({self.settings.timeout} s)"
+            ) from None
+        finally:
+            self.active -= 1
+            self.metrics.in_flight.set(self.active)
+
+    def check_model(self, model: str | None) -> None:
+        """A request's ``model`` field, if given, must name what this server serves (404)."""
+        if model is not None and model not in self.model_ids:
+            raise NotFound(f"unknown model {model!r}; this server serves {sorted(self.model_ids)}")
+
+    # ------------------------------------------------------------------ engine calls
+    def _run_batch(self, kind: str, items: list[Any]) -> list[Any]:
+        if kind == "capture":
+            return self.engine.capture(items)
+        if kind == "answer":
+            return self.engine.answer(items)
+        if kind == "call":
+            return [items[0](self.engine)]
+        raise ValueError(f"unknown job kind {kind!r}")
+
+    def check_layer(self, layer: int | None) -> int:
+        """The read layer, defaulted and checked against the target's depth."""
+        if layer is None:
+            return self.engine.config.default_layer
+        n = self.engine.n_layers
+        if not -n <= layer < n:
+            raise OracleInputError(
+                f"layer {layer} is out of range: the target has {n} blocks (0..{n - 1})"
+            )
+        return layer % n
+
+    def check_answer_request(self, request: AnswerRequest) -> None:
+        """Reject a bad request before it joins a batch (so it fails alone, with its reason)."""
+        check_vectors(request.activations, self.engine.d_model, what="activations")
+        if request.activations.shape[0] > self.settings.max_tokens:
+            raise OracleInputError(
+                f"activations hold {request.activations.shape[0]} positions, more than the "
+                f"server's limit of {self.settings.max_tokens}"
+            )
+        if request.max_new_tokens > self.settings.max_new_tokens:
+            raise OracleInputError(
+                f"max_tokens {request.max_new_tokens} exceeds the server's limit of "
+                f"{self.settings.max_new_tokens}"
+            )
+        if not request.question.strip():
+            raise OracleInputError("question is empty")
+
+    async def capture(self, request: CaptureRequest) -> Capture:
+        """Capture one target input (batched with concurrent captures)."""
+        request.layers = [self.check_layer(x) for x in (request.layers or [None])]
+        return await self.batcher.submit("capture", request)
+
+    async def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
+        """Answer several questions; they join concurrent requests' batches."""
+        for r in requests:
+            r.layer = self.check_layer(r.layer)
+            self.check_answer_request(r)
+        answers = await asyncio.gather(*(self.batcher.submit("answer", r) for r in requests))
+        for a in answers:
+            self.metrics.tokens.labels("prompt").inc(a.prompt_tokens)
+            self.metrics.tokens.labels("completion").inc(a.completion_tokens)
+        return list(answers)
+
+    async def query(
+        self,
+        capture_request: CaptureRequest,
+        questions: Sequence[str],
+        options: dict[str, Any],
+        per_token: bool = False,
+    ) -> QueryResult:
+        """Capture once, answer each question; ``per_token`` scores each read token alone.
+
+        ``options`` are :class:`AnswerRequest` fields (max_new_tokens, temperature, ...).
+        """
+        if len(questions) > self.settings.max_questions:
+            raise OracleInputError(
+                f"questions holds {len(questions)} items, more than the server's limit of "
+                f"{self.settings.max_questions}"
+            )
+        cap = await self.capture(capture_request)
+        layer = cap.layers[0]
+        acts_PD = cap.activations[0]
+        requests = [AnswerRequest(acts_PD, q, layer, **options) for q in questions]
+        scores = None
+        if per_token:
+            scores = await self.token_scores(acts_PD, cap.positions, questions[0], layer)
+        answers = await self.answer(requests)
+        return QueryResult(cap, layer, answers, scores)
+
+    async def token_scores(
+        self, acts_PD: torch.Tensor, positions: list[int], question: str, layer: int
+    ) -> list[tuple[int, float]]:
+        """P(yes) for ``question`` about each read token alone (the last ``max_heat_tokens``)."""
+        keep = list(range(len(positions)))[-self.settings.max_heat_tokens :]
+        requests = [
+            AnswerRequest(acts_PD[i : i + 1], question, layer, max_new_tokens=1, yes_no=True)
+            for i in keep
+        ]
+        answers = await self.answer(requests)
+        return [(positions[i], float(a.p_yes)) for i, a in zip(keep, answers, strict=True)]
+
+    async def call(self, fn: Callable[[Engine], Any]) -> Any:
+        """Run ``fn(engine)`` on the engine's thread, alone (for steering, audits)."""
+        return await self.batcher.submit("call", fn)
