@@ -1,0 +1,402 @@
+"""Steering through the oracle: make the frozen oracle answer ``answer`` to ``question`` about the
+target's activations, by optimising a steering vector (or a LoRA) on the target.
+
+One step, for a batch of target prompts::
+
+    target forward (oracle adapter off; + vector at block `layer`, or the steering LoRA on)
+        --read block `read_layer` at the chosen positions, with gradients-->  acts (n_i, D)
+    oracle forward (oracle adapter on, steering LoRA off), acts injected at the placeholders
+        --> loss = NLL(answer | oracle prompt) + kl_weight * KL(steered || unsteered)
+
+The KL term compares the target's next-token distributions with and without steering on neutral
+prompts. Every model weight is frozen (``requires_grad`` False, re-asserted after each peft
+adapter switch, since peft re-enables gradients of an adapter it switches on); only the vector
+or the steering LoRA is trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oracle.capture import pad_id_of, pad_right
+from oracle.errors import OracleInputError
+from oracle.inject import inject
+from oracle.inputs import tokenize_input
+from oracle.layers import check_layer, model_device
+from oracle.oracle import ActivationOracle
+from oracle.positions import select_positions
+from oracle.prompts import build_oracle_prompt
+from oracle.steering_generate import as_target_input
+from oracle.steering_hooks import add_vector, read_block
+from oracle.steering_io import SteeringVector
+
+log = logging.getLogger(__name__)
+STEER_ADAPTER = "steer"
+METHODS = ("vector", "lora")
+
+
+@dataclass
+class SteerConfig:
+    """What to steer toward and how hard; see each field's help."""
+
+    question: str = field(metadata={"help": "question put to the oracle"})
+    answer: str = field(metadata={"help": "the answer the oracle should give"})
+    method: str = field(default="vector", metadata={"help": "'vector' or 'lora'"})
+    layer: int | None = field(
+        default=None, metadata={"help": "steering block (default: read_layer - 1)"}
+    )
+    read_layer: int | None = field(
+        default=None, metadata={"help": "block the oracle reads (default: the oracle's)"}
+    )
+    positions: str | None = field(
+        default=None, metadata={"help": "target positions read (default: the oracle's)"}
+    )
+    steps: int = field(default=60, metadata={"help": "optimisation steps"})
+    lr: float = field(
+        default=0.05,
+        metadata={"help": "Adam learning rate (vector: in units of the residual norm per step)"},
+    )
+    batch_size: int = field(default=8, metadata={"help": "prompts per step"})
+    kl_weight: float = field(
+        default=0.1, metadata={"help": "weight of KL(steered || unsteered) on neutral prompts"}
+    )
+    max_norm: float | None = field(
+        default=None,
+        metadata={"help": "vector norm bound, in units of the mean residual norm at `layer`"},
+    )
+    lora_r: int = field(default=4, metadata={"help": "rank of the steering LoRA"})
+    lora_alpha: int = field(default=8, metadata={"help": "alpha of the steering LoRA"})
+    seed: int = field(default=0, metadata={"help": "seed of the batch order and LoRA init"})
+
+    def __post_init__(self) -> None:
+        for name in ("question", "answer"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise OracleInputError(f"the {name} is missing or empty")
+        if self.method not in METHODS:
+            raise OracleInputError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise OracleInputError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise OracleInputError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("lr", "kl_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise OracleInputError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_norm is not None and (not math.isfinite(self.max_norm) or self.max_norm <= 0):
+            raise OracleInputError(f"max_norm must be a finite number > 0, got {self.max_norm!r}")
+
+
+@dataclass
+class SteeringResult:
+    """What :func:`steer` found. ``vector`` (D,) for the vector method; the LoRA stays on the
+    target as the adapter ``adapter`` for the lora method."""
+
+    config: SteerConfig
+    layer: int
+    read_layer: int
+    losses: list[float]
+    answer_nll: list[float]
+    kl: list[float]
+    vector: torch.Tensor | None = None
+    adapter: str | None = None
+    reference_norm: float = 0.0
+
+    def steering_vector(self, base_model: str | None = None) -> SteeringVector:
+        if self.vector is None:
+            raise OracleInputError("this result is a steering LoRA, not a vector")
+        return SteeringVector(
+            vector=self.vector.detach().cpu(),
+            layer=self.layer,
+            scale=1.0,
+            question=self.config.question,
+            answer=self.config.answer,
+            read_layer=self.read_layer,
+            base_model=base_model,
+            losses=self.losses,
+            settings={
+                **asdict(self.config),
+                "answer_nll": self.answer_nll,
+                "kl": self.kl,
+                "reference_norm": self.reference_norm,
+            },
+        )
+
+
+def resolve_layers(ao: ActivationOracle, layer: int | None, read_layer: int | None):
+    """``(steering layer, read layer)``, checked: the steering block must come before the read."""
+    read = ao.config.default_layer if read_layer is None else read_layer
+    read = check_layer(ao.target, read)
+    if layer is None:
+        if read == 0:
+            raise OracleInputError(
+                "the oracle reads block 0, so no block comes before it to steer; "
+                "give --read-layer >= 1"
+            )
+        return read - 1, read
+    steer_layer = check_layer(ao.target, layer)
+    if steer_layer >= read:
+        raise OracleInputError(
+            f"steering layer {steer_layer} must be below the read layer {read}, or the gradient "
+            "cannot reach it"
+        )
+    return steer_layer, read
+
+
+def _enforce_trainable(models: Sequence[nn.Module], trainable: Sequence[nn.Parameter]) -> None:
+    keep = {id(p) for p in trainable}
+    for model in models:
+        for param in model.parameters():
+            param.requires_grad_(id(param) in keep)
+
+
+@contextmanager
+def _active_adapter(model: nn.Module, name: str) -> Iterator[None]:
+    previous = model.active_adapter
+    model.set_adapter(name, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous, inference_mode=True)
+
+
+class _Steerer:
+    """Holds the tokenised prompts and the trainable state of one :func:`steer` run."""
+
+    def __init__(self, ao: ActivationOracle, prompts: Sequence[str], cfg: SteerConfig):
+        self.ao, self.cfg = ao, cfg
+        self.layer, self.read_layer = resolve_layers(ao, cfg.layer, cfg.read_layer)
+        self.positions_spec = cfg.positions or ao.config.positions
+        self.device = model_device(ao.target)
+        self.items = [self._tokenise(p) for p in prompts]
+        self.models = [ao.target] if ao.oracle_model is ao.target else [ao.target, ao.oracle_model]
+
+    def _tokenise(self, prompt: str) -> tuple[list[int], list[int]]:
+        target = as_target_input(self.ao.tokenizer, prompt)
+        tok = tokenize_input(self.ao.tokenizer, target)
+        spec = self.positions_spec
+        if target.prompt is not None and spec == "non_system":
+            spec = "all"  # a plain prompt has no system part
+        return tok.input_ids, select_positions(tok, spec)
+
+    def batch(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids_BT, mask_BT = pad_right([self.items[i][0] for i in idx], pad_id_of(self.ao.tokenizer))
+        return ids_BT.to(self.device), mask_BT.to(self.device)
+
+    @contextmanager
+    def steered(self, vector: torch.Tensor | None) -> Iterator[None]:
+        """The target, steered: oracle adapter off, then the vector or the steering LoRA on."""
+        if vector is not None:
+            with self.ao.adapter_disabled(), add_vector(self.ao.target, self.layer, vector):
+                yield
+        else:
+            with _active_adapter(self.ao.target, STEER_ADAPTER):
+                yield
+
+    @torch.no_grad()
+    def reference_norm(self) -> float:
+        """Median residual norm at the steering block over the prompts (sets the vector's scale)."""
+        ids_BT, mask_BT = self.batch(range(min(len(self.items), self.cfg.batch_size)))
+        with self.ao.adapter_disabled():
+            hidden_BTD = read_block(self.ao.target, ids_BT, mask_BT, self.layer)
+        norms = hidden_BTD.float().norm(dim=-1)[mask_BT.bool()]
+        return float(norms.median())
+
+    def answer_nll(self, idx: Sequence[int], vector: torch.Tensor | None) -> torch.Tensor:
+        """Mean NLL per answer token of the oracle's answer, differentiable in the steering."""
+        ids_BT, mask_BT = self.batch(idx)
+        with self.steered(vector):
+            _enforce_trainable(self.models, self.trainable)
+            hidden_BTD = read_block(self.ao.target, ids_BT, mask_BT, self.read_layer)
+        acts = [hidden_BTD[b, self.items[i][1]] for b, i in enumerate(idx)]
+        _enforce_trainable(self.models, self.trainable)
+        otok = self.ao.oracle_tokenizer
+        prompts = [
+            build_oracle_prompt(
+                otok,
+                self.cfg.question,
+                a.shape[0],
+                self.read_layer,
+                self.ao.config.placeholder,
+                self.ao.config.prompt_template,
+                answer=self.cfg.answer,
+            )
+            for a in acts
+        ]
+        o_ids_BT, o_mask_BT = pad_right([p.input_ids for p in prompts], pad_id_of(otok))
+        o_dev = model_device(self.ao.oracle_model)
+        spec = self.ao.config.injection
+        positions = [p.placeholder_positions for p in prompts]
+        with inject(self.ao.oracle_model, spec, positions, acts, o_ids_BT.shape[1]):
+            logits_BTV = self.ao.oracle_model(
+                input_ids=o_ids_BT.to(o_dev), attention_mask=o_mask_BT.to(o_dev), use_cache=False
+            ).logits.float()
+        labels_BT = torch.full_like(o_ids_BT, -100)
+        for b, p in enumerate(prompts):
+            labels_BT[b, p.answer_start : len(p.input_ids)] = o_ids_BT[
+                b, p.answer_start : len(p.input_ids)
+            ]
+        labels_BT = labels_BT.to(o_dev)
+        # the logits at position t predict token t + 1
+        return F.cross_entropy(
+            logits_BTV[:, :-1].reshape(-1, logits_BTV.shape[-1]),
+            labels_BT[:, 1:].reshape(-1),
+            ignore_index=-100,
+        )
+
+    def kl(self, ids_BT, mask_BT, ref_logp_BTV, vector: torch.Tensor | None) -> torch.Tensor:
+        """KL(steered || unsteered) of next-token distributions, mean over real tokens."""
+        with self.steered(vector):
+            _enforce_trainable(self.models, self.trainable)
+            logits_BTV = self.ao.target(
+                input_ids=ids_BT, attention_mask=mask_BT, use_cache=False
+            ).logits.float()
+        _enforce_trainable(self.models, self.trainable)
+        logp_BTV = logits_BTV.log_softmax(dim=-1)
+        kl_BT = (logp_BTV.exp() * (logp_BTV - ref_logp_BTV)).sum(dim=-1)
+        return kl_BT[mask_BT.bool()].mean()
+
+
+def _add_steering_lora(ao: ActivationOracle, cfg: SteerConfig) -> list[nn.Parameter]:
+    from peft import LoraConfig, PeftModel
+
+    if not isinstance(ao.target, PeftModel):
+        raise OracleInputError(
+            "LoRA steering needs the target loaded with an oracle adapter (a peft model); "
+            "use method 'vector' otherwise"
+        )
+    if STEER_ADAPTER in ao.target.peft_config:
+        ao.target.delete_adapter(STEER_ADAPTER)
+    torch.manual_seed(cfg.seed)
+    config = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", lora_dropout=0.0
+    )
+    ao.target.add_adapter(STEER_ADAPTER, config)
+    return [p for n, p in ao.target.named_parameters() if f".{STEER_ADAPTER}." in n]
+
+
+def steer(
+    ao: ActivationOracle,
+    prompts: Sequence[str],
+    cfg: SteerConfig,
+    kl_prompts: Sequence[str] | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> SteeringResult:
+    """Optimise a steering vector (or LoRA) so that the oracle answers ``cfg.answer``.
+
+    ``prompts``: target prompts (one user turn each) whose activations the oracle reads.
+    ``kl_prompts``: neutral prompts for the KL regulariser (default: ``prompts``).
+    ``callback(step, {"loss", "answer_nll", "kl", "norm"})`` is called after every step.
+    Model weights are left untouched; the lora method leaves the adapter ``steer`` on the target
+    (inactive; the oracle adapter stays the active one).
+    """
+    if isinstance(prompts, str) or not prompts:
+        raise OracleInputError("give at least one target prompt")
+    kl_prompts = list(kl_prompts) if kl_prompts else list(prompts)
+    run = _Steerer(ao, prompts, cfg)
+    kl_run_items = [run._tokenise(p) for p in kl_prompts[: cfg.batch_size]]
+    ref = run.reference_norm()
+    vector: torch.Tensor | None = None
+    if cfg.method == "vector":
+        unit = ref / math.sqrt(ao.d_model)  # Adam moves each coordinate ~lr units per step
+        raw_D = torch.zeros(ao.d_model, device=run.device, requires_grad=True)
+        run.trainable = [raw_D]
+        params = [raw_D]
+    else:
+        params = _add_steering_lora(ao, cfg)
+        run.trainable = params
+        unit = 1.0
+    _enforce_trainable(run.models, run.trainable)
+    kl_ids_BT, kl_mask_BT = pad_right([i[0] for i in kl_run_items], pad_id_of(ao.tokenizer))
+    kl_ids_BT, kl_mask_BT = kl_ids_BT.to(run.device), kl_mask_BT.to(run.device)
+    if cfg.kl_weight > 0:
+        with torch.no_grad(), ao.adapter_disabled():
+            ref_logp_BTV = (
+                ao.target(input_ids=kl_ids_BT, attention_mask=kl_mask_BT, use_cache=False)
+                .logits.float()
+                .log_softmax(dim=-1)
+            )
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    order = torch.Generator().manual_seed(cfg.seed)
+    perm: list[int] = []
+    losses, nlls, kls = [], [], []
+    try:
+        for step in range(cfg.steps):
+            if len(perm) < min(cfg.batch_size, len(prompts)):
+                perm += torch.randperm(len(prompts), generator=order).tolist()
+            idx, perm = perm[: cfg.batch_size], perm[cfg.batch_size :]
+            vector = raw_D * unit if cfg.method == "vector" else None
+            nll = run.answer_nll(idx, vector)
+            loss = nll
+            kl_value = torch.zeros((), device=nll.device)
+            if cfg.kl_weight > 0:
+                kl_value = run.kl(kl_ids_BT, kl_mask_BT, ref_logp_BTV, vector)
+                loss = nll + cfg.kl_weight * kl_value
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            norm = 0.0
+            if cfg.method == "vector":
+                with torch.no_grad():
+                    if cfg.max_norm is not None:
+                        bound = cfg.max_norm * ref / unit
+                        raw_D.mul_(torch.clamp(bound / raw_D.norm().clamp_min(1e-12), max=1.0))
+                    norm = float(raw_D.norm() * unit)
+            losses.append(loss.item())
+            nlls.append(nll.item())
+            kls.append(kl_value.item())
+            if callback is not None:
+                callback(
+                    step, {"loss": losses[-1], "answer_nll": nlls[-1], "kl": kls[-1], "norm": norm}
+                )
+    finally:
+        _enforce_trainable(run.models, [])
+        for param in params:
+            param.grad = None
+    log.info("steering done: loss %.4f -> %.4f", losses[0], losses[-1])
+    return SteeringResult(
+        config=cfg,
+        layer=run.layer,
+        read_layer=run.read_layer,
+        losses=losses,
+        answer_nll=nlls,
+        kl=kls,
+        vector=(raw_D.detach() * unit) if cfg.method == "vector" else None,
+        adapter=STEER_ADAPTER if cfg.method == "lora" else None,
+        reference_norm=ref,
+    )
+
+
+def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: str | Path) -> Path:
+    """Save the steering LoRA (peft format, flat directory) plus ``steering.json`` metadata."""
+    import json
+
+    if result.adapter is None:
+        raise OracleInputError("this result is a steering vector; save it with SteeringVector")
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    ao.target.save_pretrained(str(path), selected_adapters=[result.adapter])
+    nested = path / result.adapter
+    if nested.is_dir():
+        for item in nested.iterdir():
+            item.replace(path / item.name)
+        nested.rmdir()
+    meta = {
+        **asdict(result.config),
+        "layer": result.layer,
+        "read_layer": result.read_layer,
+        "losses": result.losses,
+        "answer_nll": result.answer_nll,
+        "kl": result.kl,
+    }
+    (path / "steering.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path

@@ -1,0 +1,130 @@
+"""Target generation with an optional steering vector, and reply perplexity under the target.
+
+Both run the target as its base model (the oracle adapter off). A prompt is sent as one user
+turn with the generation prompt when the tokenizer has a chat template, as plain text otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+import torch
+
+from oracle.capture import pad_id_of, pad_right
+from oracle.errors import OracleInputError
+from oracle.inputs import TargetInput, has_chat_template, tokenize_input
+from oracle.layers import model_device
+from oracle.oracle import ActivationOracle, pad_left
+from oracle.steering_hooks import add_vector
+
+
+def as_target_input(tokenizer, prompt: str) -> TargetInput:
+    """A user turn awaiting the assistant's reply (chat template), or the plain prompt."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise OracleInputError("a prompt is empty")
+    if has_chat_template(tokenizer):
+        return TargetInput(
+            messages=[{"role": "user", "content": prompt}], add_generation_prompt=True
+        )
+    return TargetInput(prompt=prompt)
+
+
+def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt as the target reads it (see :func:`as_target_input`)."""
+    if isinstance(prompts, str) or not prompts:
+        raise OracleInputError("give a non-empty list of prompts")
+    return [tokenize_input(tokenizer, as_target_input(tokenizer, p)).input_ids for p in prompts]
+
+
+def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise OracleInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise OracleInputError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise OracleInputError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+@torch.no_grad()
+def generate(
+    ao: ActivationOracle,
+    prompts: Sequence[str],
+    vector: torch.Tensor | None = None,
+    layer: int | None = None,
+    scale: float = 1.0,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    batch_size: int = 8,
+) -> list[str]:
+    """The target's reply to each prompt, with ``scale * vector`` (d_model,) added at block
+    ``layer`` at every position (prompt and generated tokens). Greedy when temperature is 0.
+    """
+    _check_generation(max_new_tokens, temperature, top_p)
+    if vector is not None and layer is None:
+        raise OracleInputError("a steering vector needs the layer it is added at")
+    rows = prompt_ids(ao.tokenizer, prompts)
+    if seed is not None:
+        torch.manual_seed(seed)
+    tok = ao.tokenizer
+    device = model_device(ao.target)
+    sampling = (
+        dict(do_sample=True, temperature=temperature, top_p=top_p)
+        if temperature > 0
+        else dict(do_sample=False)
+    )
+    replies: list[str] = []
+    for start in range(0, len(rows), batch_size):
+        ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
+        with ExitStack() as stack:
+            stack.enter_context(ao.adapter_disabled())
+            if vector is not None:
+                stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
+            out_BT = ao.target.generate(
+                input_ids=ids_BT.to(device),
+                attention_mask=mask_BT.to(device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id_of(tok),
+                eos_token_id=tok.eos_token_id,
+                **sampling,
+            )
+        for row in out_BT[:, ids_BT.shape[1] :]:
+            replies.append(tok.decode(row, skip_special_tokens=True).strip())
+    return replies
+
+
+@torch.no_grad()
+def reply_nll(
+    ao: ActivationOracle, prompts: Sequence[str], replies: Sequence[str], batch_size: int = 8
+) -> list[float]:
+    """Mean negative log-likelihood per token of each reply after its prompt, under the
+    unsteered target (exp of it is the reply's perplexity). An empty reply gives NaN."""
+    if len(prompts) != len(replies):
+        raise OracleInputError("give one reply per prompt")
+    tok = ao.tokenizer
+    rows = prompt_ids(tok, prompts)
+    reply_rows = [tok.encode(r, add_special_tokens=False) if r else [] for r in replies]
+    device = model_device(ao.target)
+    out: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        prompt_part = rows[start : start + batch_size]
+        reply_part = reply_rows[start : start + batch_size]
+        full = [p + r for p, r in zip(prompt_part, reply_part, strict=True)]
+        ids_BT, mask_BT = pad_right(full, pad_id_of(tok))
+        with ao.adapter_disabled():
+            logits_BTV = ao.target(
+                input_ids=ids_BT.to(device), attention_mask=mask_BT.to(device), use_cache=False
+            ).logits.float()
+        logp_BTV = logits_BTV.log_softmax(dim=-1)
+        for b, (p, r) in enumerate(zip(prompt_part, reply_part, strict=True)):
+            if not r:
+                out.append(float("nan"))
+                continue
+            targets = torch.tensor(r, device=logp_BTV.device)
+            # the logits at position t predict token t + 1
+            picked = logp_BTV[b, len(p) - 1 : len(p) - 1 + len(r)].gather(1, targets[:, None])
+            out.append(float(-picked.mean()))
+    return out
