@@ -36,7 +36,7 @@ from oracle.oracle import ActivationOracle
 from oracle.positions import select_positions
 from oracle.prompts import build_oracle_prompt
 from oracle.steering_generate import as_target_input
-from oracle.steering_hooks import add_vector, read_block
+from oracle.steering_hooks import active_adapter, add_vector, read_block
 from oracle.steering_io import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -159,16 +159,6 @@ def _enforce_trainable(models: Sequence[nn.Module], trainable: Sequence[nn.Param
             param.requires_grad_(id(param) in keep)
 
 
-@contextmanager
-def _active_adapter(model: nn.Module, name: str) -> Iterator[None]:
-    previous = model.active_adapter
-    model.set_adapter(name, inference_mode=True)
-    try:
-        yield
-    finally:
-        model.set_adapter(previous, inference_mode=True)
-
-
 class _Steerer:
     """Holds the tokenised prompts and the trainable state of one :func:`steer` run."""
 
@@ -199,7 +189,7 @@ class _Steerer:
             with self.ao.adapter_disabled(), add_vector(self.ao.target, self.layer, vector):
                 yield
         else:
-            with _active_adapter(self.ao.target, STEER_ADAPTER):
+            with active_adapter(self.ao.target, STEER_ADAPTER):
                 yield
 
     @torch.no_grad()
@@ -400,3 +390,22 @@ def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: 
     }
     (path / "steering.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> ActivationOracle:
+    """Load a steering LoRA saved by :func:`save_steering_lora` onto ``ao``'s target, as the
+    adapter ``steer``; returns the oracle to use (a new object when the target was no peft model).
+    """
+    from peft import PeftModel
+
+    path = Path(directory)
+    if not (path / "adapter_config.json").is_file():
+        raise OracleInputError(f"{str(path)!r} holds no steering LoRA (no adapter_config.json)")
+    if isinstance(ao.target, PeftModel):
+        if STEER_ADAPTER in ao.target.peft_config:
+            ao.target.delete_adapter(STEER_ADAPTER)
+        ao.target.load_adapter(str(path), adapter_name=STEER_ADAPTER, is_trainable=False)
+        return ao
+    peft_model = PeftModel.from_pretrained(ao.target, str(path), adapter_name=STEER_ADAPTER)
+    peft_model.eval()
+    return ActivationOracle(peft_model, ao.tokenizer, ao.config)

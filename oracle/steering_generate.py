@@ -17,7 +17,7 @@ from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput, has_chat_template, tokenize_input
 from oracle.layers import model_device
 from oracle.oracle import ActivationOracle, pad_left
-from oracle.steering_hooks import add_vector
+from oracle.steering_hooks import active_adapter, add_vector
 
 
 def as_target_input(tokenizer, prompt: str) -> TargetInput:
@@ -59,9 +59,13 @@ def generate(
     top_p: float = 1.0,
     seed: int | None = None,
     batch_size: int = 8,
+    adapter: str | None = None,
 ) -> list[str]:
     """The target's reply to each prompt, with ``scale * vector`` (d_model,) added at block
     ``layer`` at every position (prompt and generated tokens). Greedy when temperature is 0.
+
+    ``adapter``: the name of a steering LoRA on the target to run with (instead of the base
+    model with every adapter off).
     """
     _check_generation(max_new_tokens, temperature, top_p)
     if vector is not None and layer is None:
@@ -80,7 +84,10 @@ def generate(
     for start in range(0, len(rows), batch_size):
         ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
         with ExitStack() as stack:
-            stack.enter_context(ao.adapter_disabled())
+            if adapter is None:
+                stack.enter_context(ao.adapter_disabled())
+            else:
+                stack.enter_context(active_adapter(ao.target, adapter))
             if vector is not None:
                 stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
             out_BT = ao.target.generate(

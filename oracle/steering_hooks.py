@@ -84,3 +84,18 @@ def read_block(
     if "hidden" not in seen:
         raise RuntimeError(f"block {layer} did not run in the forward pass")
     return seen["hidden"]
+
+
+@contextmanager
+def active_adapter(model: nn.Module, name: str) -> Iterator[None]:
+    """Run a peft model with only the adapter ``name`` active (frozen); restore the previous."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel) or name not in model.peft_config:
+        raise OracleInputError(f"the target has no adapter named {name!r}")
+    previous = model.active_adapter
+    model.set_adapter(name, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous, inference_mode=True)

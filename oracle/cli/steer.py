@@ -1,0 +1,225 @@
+"""``oracle steer`` (optimise a steering vector or LoRA through the oracle) and ``oracle
+generate`` (the target's reply, optionally steered)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oracle.cli import app
+from oracle.errors import OracleInputError
+
+log = logging.getLogger(__name__)
+
+
+def read_prompts(path: Path, what: str = "--prompts") -> list[str]:
+    """One prompt per non-blank line of ``path``."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        raise OracleInputError(f"{what} file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise OracleInputError(f"{what} file {str(path)!r} is not UTF-8 text") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise OracleInputError(f"{what} file {str(path)!r} holds no prompt (one per line)")
+    return prompts
+
+
+def _load(target: str | None, oracle: Path | None, dtype: str, device: str, force: bool):
+    from oracle.oracle import ActivationOracle
+
+    if target is None and oracle is None:
+        from oracle.defaults import default_oracle
+
+        oracle = default_oracle()
+    return ActivationOracle.load(
+        target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
+    )
+
+
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
+]
+OracleOpt = Annotated[
+    Path | None,
+    typer.Option(help="Oracle directory (default, with no --target: the toy world's oracle)."),
+]
+DtypeOpt = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+ForceOpt = Annotated[
+    bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
+]
+
+
+@app.command("steer")
+def steer_cmd(
+    prompts: Annotated[Path, typer.Option(help="Text file of target prompts, one per line.")],
+    question: Annotated[str, typer.Option(help="The question put to the oracle.")],
+    answer: Annotated[str, typer.Option(help="The answer the oracle should come to give.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output: VEC.safetensors (+ VEC.json) for a vector; a directory for --method lora."
+        ),
+    ],
+    target: TargetOpt = None,
+    oracle: OracleOpt = None,
+    method: Annotated[
+        str, typer.Option(help="'vector' (a steering vector) or 'lora' (a target LoRA).")
+    ] = "vector",
+    layer: Annotated[
+        int | None,
+        typer.Option(help="Block whose output the vector is added to (default: read layer - 1)."),
+    ] = None,
+    read_layer: Annotated[
+        int | None, typer.Option(help="Block the oracle reads (default: the oracle's).")
+    ] = None,
+    positions: Annotated[
+        str | None, typer.Option(help="Target positions the oracle reads (default: the oracle's).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 60,
+    lr: Annotated[
+        float,
+        typer.Option(help="Adam learning rate (vector: in units of the residual norm per step)."),
+    ] = 0.05,
+    batch_size: Annotated[int, typer.Option(help="Prompts per step.")] = 8,
+    kl_weight: Annotated[
+        float, typer.Option(help="Weight of KL(steered || unsteered) on neutral prompts; 0: off.")
+    ] = 0.1,
+    kl_prompts: Annotated[
+        Path | None,
+        typer.Option(help="Neutral prompts for the KL term, one per line (default: --prompts)."),
+    ] = None,
+    max_norm: Annotated[
+        float | None,
+        typer.Option(help="Bound on the vector's norm, in units of the residual norm at --layer."),
+    ] = None,
+    lora_r: Annotated[int, typer.Option(help="Rank of the steering LoRA (--method lora).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the batch order and LoRA init.")] = 0,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Optimise a steering vector (or LoRA) so that the frozen oracle answers ANSWER to QUESTION
+    about the target's activations; saves it with its loss curve and prints the output path."""
+    from tqdm import tqdm
+
+    from oracle.steering import SteerConfig, save_steering_lora, steer
+
+    cfg = SteerConfig(
+        question=question,
+        answer=answer,
+        method=method,
+        layer=layer,
+        read_layer=read_layer,
+        positions=positions,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        kl_weight=kl_weight,
+        max_norm=max_norm,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
+        seed=seed,
+    )
+    if method == "vector" and out.suffix != ".safetensors":
+        raise OracleInputError(f"--out must end in .safetensors for a vector, got {str(out)!r}")
+    texts = read_prompts(prompts)
+    neutral = read_prompts(kl_prompts, "--kl-prompts") if kl_prompts else None
+    ao = _load(target, oracle, dtype, device, force)
+    bar = tqdm(total=cfg.steps, desc="steer", unit="step")
+
+    def progress(_step: int, metrics: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(
+            nll=f"{metrics['answer_nll']:.3f}",
+            kl=f"{metrics['kl']:.4f}",
+            norm=f"{metrics['norm']:.2f}",
+        )
+
+    try:
+        result = steer(ao, texts, cfg, kl_prompts=neutral, callback=progress)
+    finally:
+        bar.close()
+    if result.vector is not None:
+        path = result.steering_vector(ao.config.base_model).save(out)
+    else:
+        path = save_steering_lora(ao, result, out)
+    curve = result.answer_nll
+    typer.echo(
+        f"answer NLL {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} steps "
+        f"(loss curve in the JSON beside the output)",
+        err=True,
+    )
+    typer.echo(str(path))
+
+
+@app.command("generate")
+def generate_cmd(
+    prompt: Annotated[str, typer.Option(help="The user message the target replies to.")],
+    steer: Annotated[
+        Path | None, typer.Option(help="A steering vector (.safetensors from `oracle steer`).")
+    ] = None,
+    steer_adapter: Annotated[
+        Path | None, typer.Option(help="A steering LoRA directory (`oracle steer --method lora`).")
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Multiplier of the vector (default: its saved scale).")
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="Block to add the vector at (default: its saved layer).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 64,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (temperature > 0).")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    target: TargetOpt = None,
+    oracle: OracleOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON object instead of the reply alone.")
+    ] = False,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Generate the target's reply (its base model, the oracle adapter off), optionally steered;
+    prints the reply alone on stdout."""
+    from oracle.steering import STEER_ADAPTER, load_steering_lora
+    from oracle.steering_generate import generate
+    from oracle.steering_io import SteeringVector
+
+    if steer is not None and steer_adapter is not None:
+        raise OracleInputError("give at most one of --steer and --steer-adapter")
+    if (scale is not None or layer is not None) and steer is None:
+        raise OracleInputError("--scale and --layer need --steer")
+    vec = SteeringVector.load(steer) if steer is not None else None
+    ao = _load(target, oracle, dtype, device, force)
+    adapter = None
+    if steer_adapter is not None:
+        ao = load_steering_lora(ao, steer_adapter)
+        adapter = STEER_ADAPTER
+    used_scale = (vec.scale if scale is None else scale) if vec is not None else None
+    used_layer = (vec.layer if layer is None else layer) if vec is not None else None
+    reply = generate(
+        ao,
+        [prompt],
+        vec.vector if vec is not None else None,
+        used_layer,
+        used_scale if used_scale is not None else 1.0,
+        max_new_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        adapter=adapter,
+    )[0]
+    if as_json:
+        payload = {"reply": reply, "layer": used_layer, "scale": used_scale}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(reply)
