@@ -79,7 +79,8 @@ class OracleService:
         )
         oracle_name = Path(settings.oracle).name if settings.oracle else "toy_world"
         self.oracle_id = oracle_name
-        self.model_ids = {oracle_name, engine.target_name}
+        self.target_id = settings.target or engine.target_name
+        self.model_ids = {oracle_name, self.target_id}
         if settings.oracle:
             self.model_ids.add(str(settings.oracle))
         if settings.target:
@@ -165,6 +166,13 @@ class OracleService:
     async def capture(self, request: CaptureRequest) -> Capture:
         """Capture one target input (batched with concurrent captures)."""
         request.layers = [self.check_layer(x) for x in (request.layers or [None])]
+        default = self.engine.config.positions
+        if (
+            request.positions is None
+            and request.input.prompt is not None
+            and default == "non_system"
+        ):
+            request.positions = "all"  # a plain prompt has no system prompt to leave out
         return await self.batcher.submit("capture", request)
 
     async def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
@@ -198,10 +206,12 @@ class OracleService:
         layer = cap.layers[0]
         acts_PD = cap.activations[0]
         requests = [AnswerRequest(acts_PD, q, layer, **options) for q in questions]
-        scores = None
-        if per_token:
-            scores = await self.token_scores(acts_PD, cap.positions, questions[0], layer)
-        answers = await self.answer(requests)
+        if not per_token:
+            return QueryResult(cap, layer, await self.answer(requests))
+        # Both go to the batcher at once, so the per-token scores share batches with the answers.
+        answers, scores = await asyncio.gather(
+            self.answer(requests), self.token_scores(acts_PD, cap.positions, questions[0], layer)
+        )
         return QueryResult(cap, layer, answers, scores)
 
     async def token_scores(

@@ -26,7 +26,7 @@ async def models(service: OracleService = Depends(get_service)) -> ModelsRespons
     return ModelsResponse(
         engine=engine.name,
         data=[
-            ModelCard(id=engine.target_name, role="target"),
+            ModelCard(id=service.target_id, role="target"),
             ModelCard(id=service.oracle_id, role="oracle", config=engine.config.to_dict()),
         ],
         d_model=engine.d_model,

@@ -1,0 +1,387 @@
+"""The HTTP API against a tiny oracle (hf engine), through httpx: contract, ground truth,
+errors, auth, limits, metrics, batching, overload and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from oracle.engines import AnswerRequest, CaptureRequest
+from oracle.engines.hf import HFEngine
+from oracle.inputs import TargetInput
+from serving.app import create_app, include_routers
+from serving.batcher import MicroBatcher
+from serving.settings import ServeSettings
+from tests.helpers import MESSAGES, make_oracle_dir
+
+QUESTIONS = ["What persona is the assistant playing?", "Is the assistant a pirate?"]
+
+
+@pytest.fixture(scope="module")
+def oracle_dirs(tmp_path_factory):
+    return make_oracle_dir(tmp_path_factory.mktemp("serving"), "llama")
+
+
+@pytest.fixture(scope="module")
+def engine(oracle_dirs):
+    base, oracle = oracle_dirs
+    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
+
+
+def make_client(engine, oracle_dirs, **overrides) -> TestClient:
+    base, oracle = oracle_dirs
+    settings = ServeSettings(target=str(base), oracle=str(oracle), **overrides)
+    return TestClient(create_app(settings, engine=engine))
+
+
+@pytest.fixture(scope="module")
+def client(engine, oracle_dirs):
+    with make_client(engine, oracle_dirs) as c:
+        yield c
+
+
+def test_health_models_and_openapi(client, engine):
+    assert client.get("/health").json() == {"status": "ok", "engine": "hf"}
+    models = client.get("/v1/models").json()
+    roles = {m["role"]: m for m in models["data"]}
+    assert roles["oracle"]["id"] == "oracle"
+    assert roles["oracle"]["config"]["injection_site"] == engine.config.injection_site
+    assert models["d_model"] == engine.d_model and models["n_layers"] == engine.n_layers
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/health", "/v1/models", "/metrics", "/v1/query", "/v1/activations", "/v1/oracle"):
+        assert path in paths
+
+
+def test_query_equals_the_engine_in_question_order(client, engine):
+    body = {"messages": MESSAGES, "questions": QUESTIONS, "max_tokens": 6, "temperature": 0.0}
+    r = client.post("/v1/query", json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    cap, answers = engine.query(TargetInput(messages=MESSAGES), QUESTIONS, max_new_tokens=6)
+    assert [a["question"] for a in data["answers"]] == QUESTIONS
+    assert [a["answer"] for a in data["answers"]] == [a.text for a in answers]
+    # default read: every token outside the system prompt, at the oracle's layer
+    assert data["layer"] == engine.config.default_layer
+    assert data["positions"] == cap.positions
+    assert data["tokens_read"] == cap.read_tokens
+    assert "pirate" not in "".join(data["tokens_read"]).replace("Ġ", " ")
+    usage = data["usage"]
+    assert usage["target_tokens"] == len(cap.token_ids)
+    assert usage["prompt_tokens"] == 2 * len(cap.positions)
+    assert usage["total_tokens"] == sum(v for k, v in usage.items() if k != "total_tokens")
+
+
+def test_query_with_prompt_layer_and_positions(client, engine):
+    body = {"prompt": "The quick brown fox", "questions": ["Animal?"], "layer": 2}
+    body |= {"positions": "last:3", "max_tokens": 4}
+    data = client.post("/v1/query", json=body).json()
+    assert data["layer"] == 2 and len(data["positions"]) == 3
+    cap = engine.capture([CaptureRequest(TargetInput(prompt=body["prompt"]), [2], "last:3")])[0]
+    [expected] = engine.answer([AnswerRequest(cap.activations[0], "Animal?", 2, 4)])
+    assert data["answers"][0]["answer"] == expected.text
+
+
+def decode(encoded: dict) -> torch.Tensor:
+    dtype = {"float32": "<f4", "float16": "<f2"}[encoded["dtype"]]
+    raw = np.frombuffer(base64.b64decode(encoded["data"]), dtype=dtype)
+    return torch.from_numpy(raw.astype(np.float32).reshape(encoded["shape"]))
+
+
+def test_activations_round_trip_into_oracle(client, engine):
+    r = client.post("/v1/activations", json={"messages": MESSAGES, "layers": [1, 3]})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    acts = decode(data["activations"])
+    cap = engine.capture([CaptureRequest(TargetInput(messages=MESSAGES), [1, 3])])[0]
+    assert data["layers"] == [1, 3] and acts.shape == cap.activations.shape
+    torch.testing.assert_close(acts, cap.activations, rtol=0, atol=0)
+    half = client.post("/v1/activations", json={"messages": MESSAGES, "dtype": "float16"}).json()
+    assert half["activations"]["dtype"] == "float16"
+    torch.testing.assert_close(
+        decode(half["activations"])[0], cap.activations[0], rtol=1e-3, atol=1e-2
+    )
+    # answering about the captured layer-1 activations equals /v1/query
+    layer1 = data["activations"] | {"shape": [1, *acts.shape[1:]]}
+    layer1["data"] = base64.b64encode(acts[:1].numpy().astype("<f4").tobytes()).decode()
+    body = {"activations": layer1, "layer": 1, "questions": QUESTIONS, "max_tokens": 6}
+    via_oracle = client.post("/v1/oracle", json=body).json()
+    via_query = client.post(
+        "/v1/query", json={"messages": MESSAGES, "questions": QUESTIONS, "max_tokens": 6}
+    ).json()
+    assert [a["answer"] for a in via_oracle["answers"]] == [
+        a["answer"] for a in via_query["answers"]
+    ]
+
+
+def test_yes_no_and_per_token_scores(client, engine):
+    body = {"messages": MESSAGES, "questions": ["Is the assistant a pirate?"]}
+    body |= {"yes_no": True, "per_token": True, "max_tokens": 2}
+    data = client.post("/v1/query", json=body).json()
+    cap = engine.capture([CaptureRequest(TargetInput(messages=MESSAGES))])[0]
+    acts = cap.activations[0]
+    [whole] = engine.answer([AnswerRequest(acts, body["questions"][0], 1, 2, yes_no=True)])
+    assert data["answers"][0]["p_yes"] == pytest.approx(whole.p_yes, abs=1e-5)
+    scores = data["token_scores"]
+    assert [s["position"] for s in scores] == cap.positions
+    for i in (0, len(scores) - 1):
+        [alone] = engine.answer(
+            [AnswerRequest(acts[i : i + 1], body["questions"][0], 1, 1, yes_no=True)]
+        )
+        assert scores[i]["p_yes"] == pytest.approx(alone.p_yes, abs=1e-5)
+        assert scores[i]["token"] == cap.tokens[cap.positions[i]]
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(array.astype("<f4").tobytes()).decode()
+
+
+def _acts(n: int, d: int, fill: float | None = None) -> dict:
+    array = (
+        np.random.default_rng(0).standard_normal((n, d)) if fill is None else np.full((n, d), fill)
+    )
+    return {"data": _b64(array), "shape": [n, d]}
+
+
+BAD = [
+    ("/v1/oracle", {"activations": _acts(2, 32), "questions": ["q"]}, 400, "hidden size 32"),
+    (
+        "/v1/oracle",
+        {"activations": _acts(2, 64, float("nan")), "questions": ["q"]},
+        400,
+        "NaN or inf",
+    ),
+    (
+        "/v1/oracle",
+        {"activations": _acts(2, 64, float("inf")), "questions": ["q"]},
+        400,
+        "NaN or inf",
+    ),
+    (
+        "/v1/oracle",
+        {"activations": {"data": "%%%", "shape": [1, 64]}, "questions": ["q"]},
+        400,
+        "base64",
+    ),
+    (
+        "/v1/oracle",
+        {"activations": {"data": _b64(np.zeros(10)), "shape": [1, 64]}, "questions": ["q"]},
+        400,
+        "bytes",
+    ),
+    ("/v1/oracle", {"activations": _acts(2, 64), "questions": ["q"], "layer": 9}, 400, "layer 9"),
+    (
+        "/v1/oracle",
+        {"activations": _acts(2, 64), "questions": ["q"], "max_tokens": 10_000},
+        400,
+        "max_tokens",
+    ),
+    ("/v1/query", {"messages": MESSAGES, "questions": ["q"], "layer": -9}, 400, "layer -9"),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["q"], "positions": "indices:999"},
+        400,
+        "position 999",
+    ),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["q"], "positions": "sideways"},
+        400,
+        "positions",
+    ),
+    ("/v1/query", {"prompt": "word " * 600, "questions": ["q"]}, 400, "limit of 512"),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["  "]},
+        422,
+        "questions: question 0 is empty",
+    ),
+    ("/v1/query", {"messages": MESSAGES, "questions": []}, 422, "questions"),
+    ("/v1/query", {"questions": ["q"]}, 422, "exactly one of 'messages' or 'prompt'"),
+    (
+        "/v1/query",
+        {"messages": [{"role": "robot", "content": "x"}], "questions": ["q"]},
+        422,
+        "messages[0].role",
+    ),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["q"], "temperature": -1},
+        422,
+        "temperature",
+    ),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["q"], "model": "nope"},
+        404,
+        "unknown model 'nope'",
+    ),
+    (
+        "/v1/query",
+        {"messages": MESSAGES, "questions": ["q"], "per_token": True},
+        400,
+        "per_token needs yes_no",
+    ),
+    ("/v1/activations", {"prompt": "hi", "layers": [99]}, 400, "layer 99"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"), BAD, ids=[f"{i}" for i in range(len(BAD))]
+)
+def test_bad_input_gets_a_named_4xx(client, path, body, status, needle):
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert needle in error["message"] and error["type"]
+    assert client.get("/health").status_code == 200
+
+
+def test_malformed_json_and_wrong_method(client):
+    r = client.post("/v1/query", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+    assert client.get("/v1/query").status_code == 405
+    assert client.get("/nowhere").json()["error"]["type"] == "not_found"
+
+
+def test_api_key_guards_all_but_health(engine, oracle_dirs):
+    with make_client(engine, oracle_dirs, api_key="s3cret") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/").status_code == 200  # the page itself; its calls need the key
+        for path in ("/v1/models", "/metrics", "/openapi.json"):
+            assert c.get(path).status_code == 401
+        r = c.post("/v1/query", json={"prompt": "hi", "questions": ["q"]})
+        assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
+        assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_body_over_the_limit_gets_413(engine, oracle_dirs):
+    with make_client(engine, oracle_dirs, max_body_bytes=1000) as c:
+        r = c.post("/v1/query", json={"prompt": "x" * 2000, "questions": ["q"]})
+        assert r.status_code == 413 and r.json()["error"]["type"] == "payload_too_large"
+
+        def chunks():
+            yield b'{"prompt": "'
+            yield b"x" * 2000
+            yield b'", "questions": ["q"]}'
+
+        r = c.post("/v1/query", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert (
+            c.post(
+                "/v1/query", json={"prompt": "hi", "questions": ["q"], "max_tokens": 2}
+            ).status_code
+            == 200
+        )
+
+
+def test_metrics_count_requests(client):
+    client.post("/v1/query", json={"prompt": "hi", "questions": ["q"], "max_tokens": 2})
+    text = client.get("/metrics").text
+    assert 'oracle_requests_total{route="/v1/query",status="200"}' in text
+    assert "oracle_batch_size_bucket" in text and "oracle_in_flight_requests" in text
+
+
+def test_missing_router_module_is_skipped():
+    from fastapi import FastAPI
+
+    included = include_routers(FastAPI(), ("serving.routers.health", "serving.routers.no_such"))
+    assert included == ["serving.routers.health"]
+
+
+async def _with_app(app, fn):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await fn(app, c)
+
+
+def test_concurrent_requests_are_batched_and_correct(engine, oracle_dirs, client):
+    prompts = [f"Story number {i} about the sea" for i in range(8)]
+    expected = [
+        client.post("/v1/query", json={"prompt": p, "questions": ["Who?"], "max_tokens": 4}).json()
+        for p in prompts
+    ]
+    base, oracle = oracle_dirs
+    settings = ServeSettings(target=str(base), oracle=str(oracle), batch_wait_ms=50)
+    app = create_app(settings, engine=engine)
+
+    async def run(app, c):
+        bodies = [{"prompt": p, "questions": ["Who?"], "max_tokens": 4} for p in prompts]
+        responses = await asyncio.gather(*(c.post("/v1/query", json=b) for b in bodies))
+        return [r.json() for r in responses], app.state.service.batcher.max_batch_seen
+
+    got, max_batch = asyncio.run(_with_app(app, run))
+    assert max_batch > 1
+    assert [g["answers"] for g in got] == [e["answers"] for e in expected]
+
+
+def test_full_queue_gets_503_with_retry_after(engine, oracle_dirs):
+    base, oracle = oracle_dirs
+    app = create_app(ServeSettings(target=str(base), oracle=str(oracle), queue_depth=1), engine)
+
+    async def run(app, c):
+        async with app.state.service.admit():  # one request in flight fills the queue
+            busy = await c.post("/v1/query", json={"prompt": "hi", "questions": ["q"]})
+        after = await c.post(
+            "/v1/query", json={"prompt": "hi", "questions": ["q"], "max_tokens": 2}
+        )
+        return busy, after
+
+    busy, after = asyncio.run(_with_app(app, run))
+    assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+    assert busy.json()["error"]["type"] == "overloaded"
+    assert after.status_code == 200
+
+
+def test_slow_request_gets_504_and_the_server_recovers(engine, oracle_dirs):
+    base, oracle = oracle_dirs
+    app = create_app(ServeSettings(target=str(base), oracle=str(oracle), timeout=1.0), engine)
+    release = threading.Event()
+
+    async def run(app, c):
+        blocker = asyncio.create_task(app.state.service.call(lambda _e: release.wait(30)))
+        await asyncio.sleep(0.05)
+        slow = await c.post("/v1/query", json={"prompt": "hi", "questions": ["q"]})
+        release.set()
+        await blocker
+        after = await c.post(
+            "/v1/query", json={"prompt": "hi", "questions": ["q"], "max_tokens": 2}
+        )
+        return slow, after
+
+    slow, after = asyncio.run(_with_app(app, run))
+    assert slow.status_code == 504 and slow.json()["error"]["type"] == "timeout"
+    assert after.status_code == 200
+
+
+def test_batcher_attributes_a_failure_to_its_own_request():
+    calls: list[list[int]] = []
+
+    def run_batch(kind: str, items: list[int]) -> list[int]:
+        calls.append(list(items))
+        if any(i < 0 for i in items):
+            raise ValueError(f"negative item in {items}")
+        return [i * 10 for i in items]
+
+    async def main():
+        batcher = MicroBatcher(run_batch, batch_size=8, wait_s=0.05)
+        batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.submit("answer", i) for i in (1, -1, 2)), return_exceptions=True
+            )
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(main())
+    assert results[0] == 10 and results[2] == 20 and isinstance(results[1], ValueError)
+    assert calls[0] == [1, -1, 2]  # one batch first, then one by one
