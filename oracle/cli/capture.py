@@ -26,9 +26,12 @@ def capture_cmd(
         str | None, typer.Option(help="Blocks to read, e.g. '1' or '1,2' (0-based; block output).")
     ] = None,
     positions: Annotated[
-        str,
-        typer.Option(help="all | last:K | role:system|user|assistant | non_system | indices:I,J"),
-    ] = "all",
+        str | None,
+        typer.Option(
+            help="all | last:K | role:system|user|assistant | non_system | indices:I,J "
+            "(default: all; with --input, the oracle's read spec)"
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Output .safetensors file (a .json sidecar is written beside it)."),
@@ -76,7 +79,7 @@ def capture_cmd(
     target = read_target_input(prompt, messages_file)
     m, tok = load_model(model, dtype=dtype, device=device)
     layer_list = parse_layers(layers) or [1]
-    cap = capture(m, tok, [target], layer_list, positions, batch_size)[0]
+    cap = capture(m, tok, [target], layer_list, positions or "all", batch_size)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({"activations": cap.activations.contiguous()}, str(out))
     sidecar = {

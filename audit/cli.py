@@ -1,0 +1,236 @@
+"""``oracle audit`` (run, ``merge``, ``report``) and the ``--input`` mode of ``oracle capture``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oracle.cli import app
+from oracle.errors import OracleInputError
+
+audit_app = typer.Typer(
+    help=(
+        "Audit logged activations: every (record, question) pair through the oracle; "
+        "resumable; results.jsonl, results.parquet and report.html in --out."
+    ),
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.callback()
+def audit_cmd(
+    ctx: typer.Context,
+    logs: Annotated[
+        Path | None, typer.Option(help="Log directory written by `oracle capture --input`.")
+    ] = None,
+    question: Annotated[
+        list[str] | None, typer.Option(help="A question to ask of every record (repeatable).")
+    ] = None,
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of questions: one per line, or JSONL/JSON with 'question' and optional 'yes_no'."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory; running again with the same options resumes."),
+    ] = None,
+    oracle: Annotated[
+        Path | None, typer.Option(help="Oracle directory (default: the toy world's oracle).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Base model for the oracle (default: the oracle's own).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="Engine: hf | vllm.")] = "hf",
+    batch_size: Annotated[int, typer.Option(help="Pairs per oracle call.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 16,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="I/N: audit only part I (0-based) of N; join with `oracle audit merge`."),
+    ] = None,
+    yes_no: Annotated[
+        str,
+        typer.Option(help="Which questions get P(yes): auto (Is/Does/... questions), all, none."),
+    ] = "auto",
+    threshold: Annotated[
+        float, typer.Option(help="Flag records whose P(yes) is at least this, in the report.")
+    ] = 0.5,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
+    ] = False,
+) -> None:
+    """Audit a log: `oracle audit --logs DIR --question Q [--question Q2 ...] --out DIR`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if logs is None or out is None:
+        typer.echo(ctx.get_help(), err=True)
+        raise OracleInputError("--logs and --out are required")
+    from tqdm import tqdm
+
+    from audit.finish import finish
+    from audit.logformat import ActivationLog
+    from audit.questions import load_questions, make_questions
+    from audit.runner import AuditSpec, parse_shard, run_audit
+    from oracle.engines import create_engine
+
+    qs = make_questions(list(question or []), yes_no)
+    if questions is not None:
+        qs += [q for q in load_questions(questions, yes_no) if q.text not in {x.text for x in qs}]
+    if not qs:
+        raise OracleInputError("give at least one --question or a --questions file")
+    part = parse_shard(shard)
+    log_dir = ActivationLog(logs)
+    if oracle is None and target is None:
+        from oracle.defaults import default_oracle
+
+        oracle = default_oracle()
+    spec = AuditSpec(
+        logs=str(log_dir.path.resolve()),
+        questions=[{"text": q.text, "yes_no": q.yes_no} for q in qs],
+        shard=list(part),
+        oracle=str(oracle) if oracle else None,
+        target=target,
+        max_new_tokens=max_new_tokens,
+    )
+    eng = create_engine(
+        engine,
+        target,
+        str(oracle) if oracle else None,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        force=force,
+    )
+    bar = tqdm(desc="audit", unit="pair")
+
+    def start(state) -> None:
+        bar.reset(total=state.total)
+        bar.update(state.done_before)
+
+    try:
+        state = run_audit(
+            eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update, start
+        )
+    finally:
+        bar.close()
+        eng.close()
+    summary = finish(out, log_dir, threshold, expected=state.total)
+    typer.echo(
+        f"{out}: {summary['pairs']}/{state.total} pairs, {summary['errors']} errors, "
+        f"{summary['flagged']} flagged; report: {out / 'report.html'}",
+        err=True,
+    )
+
+
+@audit_app.command("merge")
+def merge_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Output directories of `--shard` runs.")],
+    out: Annotated[Path, typer.Option(help="Directory for the merged results and report.")],
+    threshold: Annotated[
+        float, typer.Option(help="Flag records whose P(yes) is at least this, in the report.")
+    ] = 0.5,
+) -> None:
+    """Join the outputs of `oracle audit --shard I/N` runs (each pair once) and write the report."""
+    from audit.finish import finish
+    from audit.merge import expected_pairs, merge_outputs
+
+    merged = merge_outputs(list(inputs), out)
+    summary = finish(out, None, threshold, expected=expected_pairs(merged["spec"]))
+    missing = f"; missing shards {merged['missing_shards']}" if merged["missing_shards"] else ""
+    typer.echo(f"{out}: {summary['pairs']} pairs from {len(inputs)} outputs{missing}", err=True)
+
+
+@audit_app.command("report")
+def report_cmd(
+    out: Annotated[Path, typer.Argument(help="An audit output directory.")],
+    threshold: Annotated[
+        float, typer.Option(help="Flag records whose P(yes) is at least this.")
+    ] = 0.5,
+) -> None:
+    """Rewrite report.html, results.parquet and summary.json of an audit output directory."""
+    from audit.finish import finish
+    from audit.runner import RUN_FILE
+
+    if not (out / RUN_FILE).is_file():
+        raise OracleInputError(f"{out} is not an audit output (no {RUN_FILE})")
+    summary = finish(out, None, threshold)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def capture_logs(
+    model: str | None,
+    input: Path,
+    out: Path,
+    layers: str | None,
+    positions: str | None,
+    dtype: str = "auto",
+    device: str = "auto",
+    batch_size: int = 8,
+    shard_records: int = 256,
+) -> None:
+    """``oracle capture --input CONVS --out LOGDIR``: capture conversations into a log directory.
+
+    Without ``model``, the toy world's target; without ``layers``/``positions``, the read spec
+    of the toy world's oracle (or, for another model, its middle layer and ``non_system``).
+    Running it again on the same ``out`` resumes after the last committed shard.
+    """
+    from tqdm import tqdm
+
+    from audit.conversations import read_conversations
+    from audit.writer import LogWriter, capture_conversations
+    from oracle.cli.common import parse_layers
+    from oracle.config import OracleConfig
+    from oracle.engines import create_engine
+
+    read_spec = None
+    if model is None:
+        from oracle.defaults import default_oracle, default_target
+
+        model = default_target()
+        read_spec = OracleConfig.load(default_oracle())
+    engine = create_engine("hf", model, None, batch_size=batch_size, dtype=dtype, device=device)
+    config = read_spec or engine.config
+    layer_list = parse_layers(layers) or list(config.read_layers)
+    positions = positions or config.positions
+    storage = dtype if dtype in ("float32", "bfloat16", "float16") else "float32"
+    if dtype in ("fp32", "bf16", "fp16"):
+        storage = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype]
+    skipped: list[str] = []
+    total = _count_lines(input)
+    with LogWriter(
+        out, str(model), layer_list, engine.d_model, storage, positions, shard_records
+    ) as writer:
+        done_before = len(writer.done_conversations)
+        with tqdm(total=total, desc="capture", unit="conv") as bar:
+            stats = capture_conversations(
+                engine,
+                read_conversations(input, skipped),
+                writer,
+                layer_list,
+                positions,
+                batch_size,
+                bar.update,
+            )
+        manifest = writer.manifest
+    engine.close()
+    typer.echo(
+        f"wrote {out}: {manifest.record_count} records ({stats.records} new, "
+        f"{done_before} conversations already there), {len(manifest.shards)} shards; "
+        f"skipped {len(skipped) + len(stats.skipped)}",
+        err=True,
+    )
+
+
+def _count_lines(path: Path) -> int | None:
+    if not (path.is_file() and path.suffix in (".jsonl", ".ndjson")):
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
