@@ -32,7 +32,14 @@ class EvalItem:
     meta: dict = field(default_factory=dict)
 
     def without_system(self) -> list[dict[str, str]]:
-        """The same conversation with every system message removed (a control)."""
+        """The conversation as it goes without a system prompt (the ``no_system`` control).
+
+        ``meta["no_system_messages"]``, when the suite gives it, is the counterfactual: the same
+        user turn answered with no system prompt (so the reply carries no persona style).
+        Otherwise the system messages are dropped and the rest kept as is.
+        """
+        if self.meta.get("no_system_messages"):
+            return list(self.meta["no_system_messages"])
         kept = [m for m in self.messages if m["role"] != "system"]
         if not kept:
             raise OracleInputError("an item without its system prompt has no message left")

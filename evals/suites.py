@@ -96,7 +96,8 @@ def synthetic_suites(seed: int = 0, names: list[str] | None = None) -> dict[str,
                 label = s
             else:
                 label = "yes" if (p or s) else "no"
-            item = EvalItem(_conversation(p, s, u), label, split, {"persona": p, "secret": s})
+            meta = {"persona": p, "secret": s, "no_system_messages": _conversation(None, None, u)}
+            item = EvalItem(_conversation(p, s, u), label, split, meta)
             (train if split == "train" else test).append(item)
         labels = {"persona": personas + ["none"], "secret": list(_SECRETS)}.get(name, ["yes", "no"])
         out[name] = Suite(name, QUESTIONS[name], labels, train, test)
