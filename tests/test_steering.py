@@ -1,0 +1,181 @@
+"""Steering through the oracle on tiny random models: only the vector (or the steering LoRA)
+trains, every weight is left bitwise unchanged, the loss goes down, bad input fails clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oracle.errors import OracleInputError
+from oracle.hooks import count_hooks
+from oracle.oracle import ActivationOracle
+from oracle.steering import STEER_ADAPTER, SteerConfig, resolve_layers, steer
+from oracle.steering_hooks import active_adapter, read_block
+from tests.helpers import make_oracle_dir
+
+PROMPTS = ["Hello there", "How are you today?", "Tell me about the stars.", "What is the weather?"]
+Q, A = "What persona is the assistant playing?", "A pirate."
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return make_oracle_dir(tmp_path_factory.mktemp("steer"), "llama", read_layers=(2,))
+
+
+def load(oracle_dir) -> ActivationOracle:
+    return ActivationOracle.load(oracle=str(oracle_dir), device="cpu", dtype="float32")
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def check_frozen(model, allowed: set[str]):
+    """Callback factory: after every step no model weight outside ``allowed`` has a gradient."""
+    seen: list[int] = []
+
+    def callback(step, _metrics):
+        for name, param in model.named_parameters():
+            if name in allowed:
+                continue
+            assert param.grad is None, f"{name} got a gradient at step {step}"
+        seen.append(step)
+
+    return callback, seen
+
+
+def test_vector_steering_trains_only_the_vector(dirs):
+    ao = load(dirs[1])
+    before = snapshot(ao.target)
+    callback, seen = check_frozen(ao.target, allowed=set())
+    cfg = SteerConfig(question=Q, answer=A, steps=4, batch_size=2, kl_weight=0.1)
+    result = steer(ao, PROMPTS, cfg, callback=callback)
+    assert seen == [0, 1, 2, 3]
+    assert result.vector is not None and result.vector.shape == (ao.d_model,)
+    assert result.vector.norm() > 0, "no gradient reached the vector"
+    assert (result.layer, result.read_layer) == (1, 2)
+    for name, param in ao.target.named_parameters():
+        assert torch.equal(param, before[name]), f"{name} changed"
+        assert param.grad is None and not param.requires_grad
+    assert count_hooks(ao.target) == 0
+
+
+def test_vector_loss_decreases_and_norm_bound_holds(dirs):
+    ao = load(dirs[1])
+    cfg = SteerConfig(question=Q, answer=A, steps=25, lr=0.2, kl_weight=0.0, max_norm=0.5)
+    norms: list[float] = []
+    result = steer(ao, PROMPTS, cfg, callback=lambda _s, m: norms.append(m["norm"]))
+    assert sum(result.answer_nll[-3:]) / 3 < sum(result.answer_nll[:3]) / 3 - 0.01
+    assert max(norms) <= 0.5 * result.reference_norm * (1 + 1e-5)
+    assert result.vector.norm() == pytest.approx(norms[-1], rel=1e-5)
+
+
+def test_lora_steering_trains_only_the_steering_adapter(dirs):
+    ao = load(dirs[1])
+    before = snapshot(ao.target)
+    oracle_acts = [torch.randn(3, ao.d_model, generator=torch.Generator().manual_seed(0))]
+    answer_before = ao.p_yes(oracle_acts, ["Is the assistant a pirate?"])
+    ids_BT = torch.tensor([ao.tokenizer.encode("Hello there")])
+    with ao.adapter_disabled():
+        base_read = read_block(ao.target, ids_BT, None, 2).detach()
+
+    def callback(step, _m):
+        for name, param in ao.target.named_parameters():
+            if f".{STEER_ADAPTER}." in name:
+                continue
+            assert param.grad is None, f"{name} got a gradient"
+
+    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=6, lr=0.02, kl_weight=0.0)
+    result = steer(ao, PROMPTS, cfg, callback=callback)
+    assert result.adapter == STEER_ADAPTER and result.vector is None
+    assert sum(result.answer_nll[-2:]) < sum(result.answer_nll[:2])
+    after = dict(ao.target.named_parameters())
+    changed = [n for n in after if n in before and not torch.equal(after[n], before[n])]
+    assert changed == [], f"weights outside the steering adapter changed: {changed[:3]}"
+    new = [n for n in after if n not in before]
+    assert new and all(f".{STEER_ADAPTER}." in n for n in new)
+    assert any("lora_B" in n and after[n].abs().sum() > 0 for n in new), "steer LoRA not trained"
+    assert ao.target.active_adapter == "oracle"
+    # the oracle still answers as before: the steering adapter is off while it answers
+    assert ao.p_yes(oracle_acts, ["Is the assistant a pirate?"]) == pytest.approx(answer_before)
+    with torch.no_grad(), active_adapter(ao.target, STEER_ADAPTER):
+        steered_read = read_block(ao.target, ids_BT, None, 2)
+    assert not torch.allclose(steered_read, base_read, atol=1e-4)
+
+
+def test_untrained_steering_lora_captures_the_base_model(dirs):
+    """With lr 0 the steering LoRA stays at B = 0: the steered capture must then be the base
+    model's exactly, so the oracle adapter is off while the steering adapter is on."""
+    ao = load(dirs[1])
+    ids_BT = torch.tensor([ao.tokenizer.encode("Hello there")])
+    with torch.no_grad(), ao.adapter_disabled():
+        base_read = read_block(ao.target, ids_BT, None, 2)
+    with torch.no_grad():
+        oracle_read = read_block(ao.target, ids_BT, None, 2)
+    assert not torch.allclose(oracle_read, base_read, atol=1e-4)  # the oracle adapter matters
+    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=1, lr=0.0, kl_weight=0.0)
+    steer(ao, PROMPTS[:2], cfg)
+    with torch.no_grad(), active_adapter(ao.target, STEER_ADAPTER):
+        steered_read = read_block(ao.target, ids_BT, None, 2)
+    torch.testing.assert_close(steered_read, base_read, rtol=0, atol=0)
+
+
+def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
+    """The steering adapter alone on the base model gives the same capture as on the oracle."""
+    from oracle.steering import load_steering_lora, save_steering_lora
+
+    ao = load(dirs[1])
+    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)
+    result = steer(ao, PROMPTS[:2], cfg)
+    save_steering_lora(ao, result, tmp_path / "lora")
+    plain = ActivationOracle.load(target=str(dirs[0]), device="cpu", dtype="float32")
+    plain = load_steering_lora(plain, tmp_path / "lora")
+    ids_BT = torch.tensor([ao.tokenizer.encode("Tell me about the stars.")])
+    with torch.no_grad():
+        with active_adapter(ao.target, STEER_ADAPTER):
+            on_oracle = read_block(ao.target, ids_BT, None, 2)
+        with active_adapter(plain.target, STEER_ADAPTER):
+            on_base = read_block(plain.target, ids_BT, None, 2)
+    torch.testing.assert_close(on_oracle, on_base)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma"])
+def test_vector_steering_other_families(tmp_path, family):
+    _, oracle_dir = make_oracle_dir(tmp_path, family, read_layers=(2,))
+    ao = load(oracle_dir)
+    before = snapshot(ao.target)
+    result = steer(ao, PROMPTS[:2], SteerConfig(question=Q, answer=A, steps=2, kl_weight=0.1))
+    assert result.vector.norm() > 0
+    assert all(torch.equal(p, before[n]) for n, p in ao.target.named_parameters())
+
+
+@pytest.mark.parametrize(
+    ("prompts", "kwargs", "match"),
+    [
+        ([], {}, "at least one target prompt"),
+        (["  "], {}, "prompt is empty"),
+        (PROMPTS, {"answer": ""}, "answer is missing"),
+        (PROMPTS, {"question": " "}, "question is missing"),
+        (PROMPTS, {"layer": 2}, "must be below the read layer"),
+        (PROMPTS, {"layer": 9}, "out of range"),
+        (PROMPTS, {"read_layer": 7}, "out of range"),
+        (PROMPTS, {"read_layer": 0}, "no block comes before it"),
+        (PROMPTS, {"method": "sae"}, "method must be one of"),
+        (PROMPTS, {"steps": 0}, "steps must be"),
+        (PROMPTS, {"lr": float("nan")}, "lr must be"),
+        (PROMPTS, {"max_norm": float("inf")}, "max_norm must be"),
+    ],
+)
+def test_bad_inputs_fail_clearly(dirs, prompts, kwargs, match):
+    ao = load(dirs[1])
+    fields = {"question": Q, "answer": A, "steps": 1, **kwargs}
+    with pytest.raises(OracleInputError, match=match):
+        steer(ao, prompts, SteerConfig(**fields))
+    assert count_hooks(ao.target) == 0
+
+
+def test_resolve_layers_defaults_to_the_block_before_the_read(dirs):
+    ao = load(dirs[1])
+    assert resolve_layers(ao, None, None) == (1, 2)
+    assert resolve_layers(ao, 0, 3) == (0, 3)
+    assert resolve_layers(ao, -4, -1) == (0, 3)

@@ -1,0 +1,154 @@
+"""Steered generation, the vector file format and the ``oracle steer`` / ``oracle generate`` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from oracle.errors import OracleInputError
+from oracle.hooks import count_hooks
+from oracle.oracle import ActivationOracle
+from oracle.steering_generate import generate, prompt_ids, reply_nll
+from oracle.steering_hooks import add_vector
+from oracle.steering_io import SteeringVector
+from tests.helpers import make_oracle_dir
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return make_oracle_dir(tmp_path_factory.mktemp("gen"), "llama", read_layers=(2,))
+
+
+@pytest.fixture(scope="module")
+def ao(dirs):
+    return ActivationOracle.load(oracle=str(dirs[1]), device="cpu", dtype="float32")
+
+
+def big_vector(ao, seed=0, norm=30.0):
+    v = torch.randn(ao.d_model, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm() * norm
+
+
+def manual_greedy(ao, prompt, vector, layer, n):
+    """Greedy decoding with a full forward per token (no cache), the vector added by hand."""
+    ids = prompt_ids(ao.tokenizer, [prompt])[0]
+    out = []
+    with torch.no_grad(), ao.adapter_disabled(), add_vector(ao.target, layer, vector):
+        for _ in range(n):
+            logits = ao.target(input_ids=torch.tensor([ids + out]), use_cache=False).logits
+            out.append(int(logits[0, -1].argmax()))
+    return out
+
+
+def test_vector_applies_at_prompt_and_decode_steps(ao):
+    vec = big_vector(ao)
+    reply = generate(ao, ["Hello there"], vec, 1, 1.0, max_new_tokens=6)[0]
+    expected = manual_greedy(ao, "Hello there", vec, 1, 6)
+    eos = ao.tokenizer.eos_token_id
+    expected = expected[: expected.index(eos)] if eos in expected else expected
+    assert reply == ao.tokenizer.decode(expected, skip_special_tokens=True).strip()
+    assert count_hooks(ao.target) == 0
+
+
+def test_scale_zero_is_unsteered_and_a_vector_changes_the_reply(ao):
+    prompts = ["Hello there", "Tell me about the stars."]
+    plain = generate(ao, prompts, max_new_tokens=8)
+    assert generate(ao, prompts, big_vector(ao), 1, 0.0, max_new_tokens=8) == plain
+    steered = generate(ao, prompts, big_vector(ao), 1, 3.0, max_new_tokens=8)
+    assert steered != plain
+    # batching gives the one-by-one replies
+    assert [generate(ao, [p], max_new_tokens=8)[0] for p in prompts] == plain
+
+
+def test_reply_nll_is_lower_for_the_models_own_reply(ao):
+    reply = generate(ao, ["Hello there"], max_new_tokens=8)[0]
+    own, other = reply_nll(ao, ["Hello there"] * 2, [reply, "zzzz qqqq xxxx"])
+    assert own < other
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"vector": torch.zeros(7), "layer": 1}, "needs \\(64,\\)"),
+        ({"vector": torch.full((64,), float("nan")), "layer": 1}, "NaN or inf"),
+        (
+            {"vector": torch.zeros(64), "layer": 1, "scale": float("inf")},
+            "scale must be a finite number",
+        ),
+        ({"vector": torch.zeros(64), "layer": 12}, "out of range"),
+        ({"vector": torch.zeros(64)}, "needs the layer"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_generate_bad_inputs(ao, kwargs, match):
+    with pytest.raises(OracleInputError, match=match):
+        generate(ao, ["Hello"], **kwargs)
+    assert count_hooks(ao.target) == 0
+
+
+def test_generate_rejects_empty_prompts(ao):
+    with pytest.raises(OracleInputError, match="non-empty list"):
+        generate(ao, [])
+    with pytest.raises(OracleInputError, match="prompt is empty"):
+        generate(ao, [""])
+
+
+def test_vector_file_round_trip_and_errors(tmp_path):
+    vec = SteeringVector(torch.arange(4.0), layer=1, scale=2.0, question="Q?", answer="A.")
+    vec.losses = [3.0, 2.0]
+    path = vec.save(tmp_path / "v.safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["layer"] == 1 and meta["losses"] == [3.0, 2.0] and meta["d_model"] == 4
+    loaded = SteeringVector.load(path)
+    assert torch.equal(loaded.vector, vec.vector) and loaded.scale == 2.0
+    with pytest.raises(OracleInputError, match="does not exist"):
+        SteeringVector.load(tmp_path / "missing.safetensors")
+    with pytest.raises(OracleInputError, match="must end in .safetensors"):
+        vec.save(tmp_path / "v.pt")
+    (tmp_path / "bad.safetensors").write_text("not a tensor file")
+    with pytest.raises(OracleInputError, match="not a safetensors file"):
+        SteeringVector.load(tmp_path / "bad.safetensors")
+
+
+def test_cli_steer_then_generate(dirs, ao, tmp_path):
+    from oracle.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Hello there\n\nHow are you today?\n")
+    out = tmp_path / "pirate.safetensors"
+    result = runner.invoke(
+        app,
+        ["steer", "--prompts", str(prompts), "--question", "What persona?", "--answer", "A pirate."]
+        + ["--out", str(out), "--oracle", str(dirs[1]), "--steps", "3", "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert len(meta["losses"]) == 3 and meta["layer"] == 1 and meta["read_layer"] == 2
+    result = runner.invoke(
+        app,
+        ["generate", "--prompt", "Hello there", "--steer", str(out), "--scale", "40"]
+        + ["--max-tokens", "5", "--oracle", str(dirs[1]), "--device", "cpu"],
+    )
+    assert result.exit_code == 0, result.output
+    vec = SteeringVector.load(out)
+    expected = generate(ao, ["Hello there"], vec.vector, 1, 40.0, max_new_tokens=5)[0]
+    assert result.stdout == expected + "\n"
+    bad = runner.invoke(
+        app,
+        ["generate", "--prompt", "Hi", "--steer", str(out), "--scale", "nan"]
+        + ["--oracle", str(dirs[1]), "--device", "cpu"],
+    )
+    assert isinstance(bad.exception, OracleInputError) and "scale" in str(bad.exception)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    bad = runner.invoke(
+        app,
+        ["steer", "--prompts", str(empty), "--question", "Q?", "--answer", "A."]
+        + ["--out", str(out), "--oracle", str(dirs[1])],
+    )
+    assert isinstance(bad.exception, OracleInputError) and "holds no prompt" in str(bad.exception)
