@@ -1,0 +1,273 @@
+"""``POST /v1/generate`` (the target's reply, optionally steered) and ``POST /v1/steer`` (compute
+a steering vector through the oracle; ``GET /v1/steer/{job_id}`` for one run as a job).
+
+Both need the ``hf`` engine (steering backpropagates through transformers). They run on the
+engine's thread, alone (``service.call``), so that no query shares a batch with a steering run.
+A steering run of at most ``MAX_SYNC_STEPS`` steps answers at once; a longer one (up to
+``MAX_STEPS``), or one asked with ``"background": true``, answers 202 with a job to poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from typing import Literal
+
+import torch
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from oracle.errors import OracleInputError
+from serving.errors import NotFound, ServiceBusy
+from serving.routers import get_service
+from serving.routers.query import ERRORS
+from serving.schemas import MAX_TEXT, EncodedTensor
+from serving.service import OracleService
+from serving.tensors import encode_tensor
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["steering"])
+
+MAX_PROMPTS = 64
+MAX_SYNC_STEPS = 50
+MAX_STEPS = 500
+MAX_JOBS = 32  # jobs kept in memory (finished ones are dropped oldest first)
+
+
+class SteeringIn(BaseModel):
+    """A steering vector to add to the target's residual stream while it generates."""
+
+    model_config = ConfigDict(extra="forbid")
+    vector: list[float] | EncodedTensor = Field(
+        description="(d_model,) as a list of numbers or an encoded tensor"
+    )
+    layer: int = Field(description="block whose output the vector is added to (0-based)")
+    scale: float = Field(default=1.0, description="multiplier of the vector; finite")
+
+    @field_validator("scale")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("scale must be a finite number")
+        return value
+
+
+class GenerateRequest(BaseModel):
+    """User messages for the target (one reply each), with an optional steering vector."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[str] = Field(
+        min_length=1, max_length=MAX_PROMPTS, description="user messages, one reply each"
+    )
+    steering: SteeringIn | None = Field(default=None, description="optional steering vector")
+    max_tokens: int = Field(default=64, ge=1, description="longest reply, in tokens")
+    temperature: float = Field(default=0.0, ge=0.0, le=10.0, description="0 = greedy")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="sampling seed")
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            if not text.strip():
+                raise ValueError(f"prompt {i} is empty")
+            if len(text) > MAX_TEXT:
+                raise ValueError(f"prompt {i} is longer than {MAX_TEXT} characters")
+        return value
+
+
+class GenerateResponse(BaseModel):
+    replies: list[str] = Field(description="the target's reply to each prompt, in order")
+    steered: bool = Field(description="whether a steering vector was applied")
+
+
+class SteerRequest(BaseModel):
+    """Optimise a steering vector so that the oracle answers ``answer`` to ``question``."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[str] = Field(
+        min_length=1, max_length=MAX_PROMPTS, description="target prompts (user messages)"
+    )
+    question: str = Field(min_length=1, max_length=2000, description="question for the oracle")
+    answer: str = Field(min_length=1, max_length=2000, description="the desired answer")
+    layer: int | None = Field(default=None, description="steering block (default: read - 1)")
+    read_layer: int | None = Field(default=None, description="block the oracle reads")
+    steps: int = Field(default=30, ge=1, le=MAX_STEPS, description="optimisation steps")
+    lr: float = Field(default=0.05, gt=0.0, le=10.0, description="learning rate (see the CLI)")
+    batch_size: int = Field(default=8, ge=1, le=MAX_PROMPTS, description="prompts per step")
+    kl_weight: float = Field(default=0.1, ge=0.0, le=1000.0, description="KL weight")
+    max_norm: float | None = Field(default=None, gt=0.0, le=1000.0, description="norm bound")
+    kl_prompts: list[str] | None = Field(
+        default=None, max_length=MAX_PROMPTS, description="neutral prompts for the KL term"
+    )
+    background: bool = Field(default=False, description="run as a job (202) even if short")
+
+
+class SteerResult(BaseModel):
+    vector: EncodedTensor = Field(description="the steering vector, shape (d_model,)")
+    layer: int
+    read_layer: int
+    scale: float = 1.0
+    norm: float
+    losses: list[float] = Field(description="total loss per step")
+    answer_nll: list[float] = Field(description="oracle answer NLL per step")
+    kl: list[float] = Field(description="KL term per step")
+
+
+class SteerJob(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    result: SteerResult | None = None
+    error: str | None = None
+
+
+def _oracle_of(engine):
+    oracle = getattr(engine, "oracle", None)
+    if oracle is None or not hasattr(oracle, "adapter_disabled"):
+        raise OracleInputError(
+            f"steering and generation need the 'hf' engine; this server runs {engine.name!r}"
+        )
+    return oracle
+
+
+def _vector_of(steering: SteeringIn, d_model: int) -> torch.Tensor:
+    if isinstance(steering.vector, list):
+        vector = torch.tensor(steering.vector, dtype=torch.float32)
+    else:
+        from serving.tensors import decode_activations
+
+        encoded = steering.vector
+        shape = [1, *encoded.shape] if len(encoded.shape) == 1 else encoded.shape
+        vector = decode_activations(encoded.model_copy(update={"shape": shape}), d_model, 1)[0]
+    if vector.ndim != 1 or vector.shape[0] != d_model:
+        raise OracleInputError(
+            f"steering.vector has {vector.numel()} numbers, but the target's d_model is {d_model}"
+        )
+    return vector
+
+
+@router.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
+async def generate_route(
+    body: GenerateRequest, service: OracleService = Depends(get_service)
+) -> GenerateResponse:
+    """The target's reply to each prompt (oracle adapter off), with the vector added at every
+    position of block ``steering.layer`` when ``steering`` is given."""
+    from oracle.steering_generate import generate
+
+    if body.max_tokens > service.settings.max_new_tokens:
+        raise OracleInputError(
+            f"max_tokens {body.max_tokens} exceeds the server's limit of "
+            f"{service.settings.max_new_tokens}"
+        )
+    ao = _oracle_of(service.engine)
+    vector = _vector_of(body.steering, ao.d_model) if body.steering else None
+
+    def run(_engine) -> list[str]:
+        return generate(
+            ao,
+            body.prompts,
+            vector,
+            body.steering.layer if body.steering else None,
+            body.steering.scale if body.steering else 1.0,
+            max_new_tokens=body.max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+        )
+
+    async with service.admit():
+        replies = await service.call(run)
+    return GenerateResponse(replies=replies, steered=vector is not None)
+
+
+def _jobs(request: Request) -> dict[str, SteerJob]:
+    state = request.app.state
+    if not hasattr(state, "steer_jobs"):
+        state.steer_jobs = {}
+    return state.steer_jobs
+
+
+def _run_steer(ao, body: SteerRequest) -> SteerResult:
+    from oracle.steering import SteerConfig, steer
+
+    cfg = SteerConfig(
+        question=body.question,
+        answer=body.answer,
+        layer=body.layer,
+        read_layer=body.read_layer,
+        steps=body.steps,
+        lr=body.lr,
+        batch_size=body.batch_size,
+        kl_weight=body.kl_weight,
+        max_norm=body.max_norm,
+    )
+    result = steer(ao, body.prompts, cfg, kl_prompts=body.kl_prompts)
+    return SteerResult(
+        vector=encode_tensor(result.vector),
+        layer=result.layer,
+        read_layer=result.read_layer,
+        norm=float(result.vector.norm()),
+        losses=result.losses,
+        answer_nll=result.answer_nll,
+        kl=result.kl,
+    )
+
+
+@router.post(
+    "/v1/steer",
+    response_model=SteerResult | SteerJob,
+    responses={**ERRORS, 202: {"description": "a job was started; poll /v1/steer/{job_id}"}},
+)
+async def steer_route(
+    body: SteerRequest, request: Request, service: OracleService = Depends(get_service)
+):
+    """Compute a steering vector: short runs answer with the vector, long ones (or
+    ``background``) with 202 and a job id."""
+    from oracle.steering import SteerConfig, resolve_layers
+
+    ao = _oracle_of(service.engine)
+    # validate before queueing, so that a bad request fails at once with its reason
+    SteerConfig(question=body.question, answer=body.answer, steps=body.steps)
+    resolve_layers(ao, body.layer, body.read_layer)
+    for i, text in enumerate(body.prompts + (body.kl_prompts or [])):
+        if not text.strip():
+            raise OracleInputError(f"prompt {i} is empty")
+    if not body.background and body.steps <= MAX_SYNC_STEPS:
+        async with service.admit():
+            return await service.call(lambda _engine: _run_steer(ao, body))
+    jobs = _jobs(request)
+    if len(jobs) >= MAX_JOBS:
+        finished = [k for k, j in jobs.items() if j.status in ("done", "failed")]
+        if not finished:
+            raise ServiceBusy(f"{MAX_JOBS} steering jobs are pending; retry later")
+        jobs.pop(finished[0])
+    job = SteerJob(job_id=uuid.uuid4().hex, status="queued")
+    jobs[job.job_id] = job
+
+    async def work() -> None:
+        job.status = "running"
+        try:
+            job.result = await service.call(lambda _engine: _run_steer(ao, body))
+            job.status = "done"
+        except Exception as exc:  # the job reports any failure to its poller
+            log.warning("steering job %s failed: %s", job.job_id, exc)
+            job.error = str(exc)
+            job.status = "failed"
+
+    job_task = asyncio.get_running_loop().create_task(work())
+    request.app.state.steer_tasks = getattr(request.app.state, "steer_tasks", set())
+    request.app.state.steer_tasks.add(job_task)
+    job_task.add_done_callback(request.app.state.steer_tasks.discard)
+    return JSONResponse(job.model_dump(), status_code=202)
+
+
+@router.get("/v1/steer/{job_id}", response_model=SteerJob, responses=ERRORS)
+async def steer_job(job_id: str, request: Request) -> SteerJob:
+    """The state of a steering job, with its vector once done."""
+    job = _jobs(request).get(job_id)
+    if job is None:
+        raise NotFound(f"no steering job {job_id!r}")
+    return job
