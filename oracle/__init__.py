@@ -1,30 +1,31 @@
-"""Activation oracles: ask a language model's activations questions in plain language."""
+"""Activation oracles: ask a language model's activations questions in plain language.
 
-from oracle.capture import Capture, capture
-from oracle.config import OracleConfig
-from oracle.errors import (
-    FingerprintMismatchError,
-    OracleConfigError,
-    OracleError,
-    OracleInputError,
-    UnsupportedArchitectureError,
-)
-from oracle.inject import InjectionSpec, inject
-from oracle.inputs import TargetInput
-from oracle.oracle import ActivationOracle
+Names are imported lazily, so that ``import oracle`` (and ``oracle --help``) stays fast.
+"""
 
-__all__ = [
-    "ActivationOracle",
-    "Capture",
-    "FingerprintMismatchError",
-    "InjectionSpec",
-    "OracleConfig",
-    "OracleConfigError",
-    "OracleError",
-    "OracleInputError",
-    "TargetInput",
-    "UnsupportedArchitectureError",
-    "capture",
-    "inject",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ActivationOracle": "oracle.oracle",
+    "Capture": "oracle.capture",
+    "capture": "oracle.capture",
+    "OracleConfig": "oracle.config",
+    "InjectionSpec": "oracle.inject",
+    "inject": "oracle.inject",
+    "TargetInput": "oracle.inputs",
+    "OracleError": "oracle.errors",
+    "OracleInputError": "oracle.errors",
+    "OracleConfigError": "oracle.errors",
+    "FingerprintMismatchError": "oracle.errors",
+    "UnsupportedArchitectureError": "oracle.errors",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'oracle' has no attribute {name!r}")

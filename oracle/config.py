@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oracle.errors import OracleConfigError
-from oracle.inject import InjectionSpec
 from oracle.positions import parse_positions
 from oracle.prompts import DEFAULT_TEMPLATE
+
+if TYPE_CHECKING:
+    from oracle.inject import InjectionSpec
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "oracle_config.json"
@@ -59,6 +62,8 @@ class OracleConfig:
             )
         if not self.read_layers or not all(isinstance(x, int) for x in self.read_layers):
             raise OracleConfigError("read_layers must be a non-empty list of integers")
+        from oracle.inject import InjectionSpec
+
         try:
             InjectionSpec(self.injection_site, self.mode, self.coefficient)  # type: ignore[arg-type]
             parse_positions(self.positions)
@@ -70,6 +75,8 @@ class OracleConfig:
 
     @property
     def injection(self) -> InjectionSpec:
+        from oracle.inject import InjectionSpec
+
         return InjectionSpec(self.injection_site, self.mode, self.coefficient)  # type: ignore[arg-type]
 
     @property

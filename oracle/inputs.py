@@ -8,10 +8,12 @@ prompt into the first user turn (Gemma) and tokenizers with no template at all (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from oracle.errors import OracleInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ROLES = ("system", "user", "assistant")
 

@@ -132,6 +132,11 @@ class ActivationOracle:
                 f"the oracle reads activations of size {config.d_model}, but the target "
                 f"{target!r} has hidden size {hidden_size(model)}"
             )
+        if hidden_size(o_model) != hidden_size(model):
+            raise OracleConfigError(
+                f"the oracle model's hidden size ({hidden_size(o_model)}) differs from the "
+                f"target's ({hidden_size(model)}); a separate oracle must have the same d_model"
+            )
         if config.fingerprint:
             found = fingerprint(o_model, o_tok)
             differs = [k for k, v in config.fingerprint.items() if found.get(k) != v]

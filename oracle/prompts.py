@@ -8,11 +8,13 @@ inserted directly, never re-tokenised, so their count and positions are exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from oracle.errors import OracleInputError
 from oracle.inputs import has_chat_template
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_TEMPLATE = "Layer {layer}:{placeholders}\n{question}"
 _SENTINEL = "\u2063ORACLE_PLACEHOLDERS\u2063"
