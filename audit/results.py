@@ -31,10 +31,12 @@ class ResultsFile:
     >>> results.append([{"record_id": "c1@L1", "question": "Q?", "answer": "Yes", ...}])
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, repair: bool = True) -> None:
+        """``repair=False`` opens for reading only (safe while another thread appends)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair()
+        if repair:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair()
 
     def _repair(self) -> None:
         """Drop a torn last line (no newline, or not valid JSON) left by a killed writer."""
@@ -56,12 +58,13 @@ class ResultsFile:
                 os.fsync(f.fileno())
 
     def rows(self) -> Iterator[dict]:
-        """Every row on disk, in order; lines that do not parse are skipped with a warning."""
+        """Every complete row on disk, in order; a last line without its newline (a write in
+        progress, or torn) is left out; other lines that do not parse are logged and skipped."""
         if not self.path.exists():
             return
         with open(self.path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
-                if not line.strip():
+                if not line.endswith("\n") or not line.strip():
                     continue
                 try:
                     yield json.loads(line)

@@ -103,11 +103,14 @@ def run_audit(
     spec: AuditSpec | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[AuditProgress], None] | None = None,
+    answer: Callable[[list[tuple[Record, Question]]], list[dict]] | None = None,
 ) -> AuditProgress:
     """Audit ``logs`` with ``questions``; append each finished pair to ``out/results.jsonl``.
 
     ``progress(n)`` is called after each batch with the number of pairs written;
-    ``on_start`` receives the totals before the first batch. Returns the final counts.
+    ``on_start`` receives the totals before the first batch. ``answer(pairs)`` turns a batch
+    of pairs into result rows (default: :func:`answer_pairs` on ``engine``; a server passes
+    one that queues the batch on its engine thread). Returns the final counts.
     """
     if not questions:
         raise OracleInputError("give at least one question")
@@ -134,8 +137,13 @@ def run_audit(
     def todo(rid: str) -> bool:
         return in_shard(rid, shard) and any((rid, q.text) not in done for q in questions)
 
+    if answer is None:
+
+        def answer(pairs: list[tuple[Record, Question]]) -> list[dict]:
+            return answer_pairs(engine, pairs, max_new_tokens)
+
     def flush() -> None:
-        rows = answer_pairs(engine, pending, max_new_tokens)
+        rows = answer(list(pending))
         results.append(rows)
         state.answered += len(rows)
         state.errors += sum(1 for r in rows if r["error"])

@@ -141,7 +141,9 @@ class LogWriter:
         name = f"{len(self.manifest.shards):05d}"
         shard = ShardInfo.named(name, len(self._buffer))
         storage = STORAGE_DTYPES[self.manifest.dtype]
-        tensors = {r.record_id: r.activations.to(storage).contiguous() for r in self._buffer}
+        # clone: a conversation's layers are views of one capture tensor, and safetensors
+        # refuses tensors that share memory.
+        tensors = {r.record_id: r.activations.to(storage).clone() for r in self._buffer}
         from safetensors.torch import save_file
 
         tensors_path = self.path / shard.tensors

@@ -1,0 +1,241 @@
+"""The activation-log format, the resumable audit, merge and the report, on a tiny oracle."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from audit.finish import finish
+from audit.logformat import ActivationLog, LogManifest
+from audit.merge import expected_pairs, merge_outputs
+from audit.questions import load_questions, make_questions
+from audit.results import ResultsFile
+from audit.runner import RESULTS, in_shard, parse_shard, run_audit
+from audit.synthetic import write_synthetic_log
+from audit.writer import LogRecord, LogWriter
+from oracle.engines.hf import HFEngine
+from oracle.errors import OracleInputError
+from tests.helpers import make_oracle_dir
+
+QUESTIONS = make_questions(["Is the assistant a pirate?", "What persona is the assistant playing?"])
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    base, oracle = make_oracle_dir(tmp_path_factory.mktemp("audit"), "llama")
+    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu", batch_size=8)
+
+
+def rows_of(out) -> list[dict]:
+    return list(ResultsFile(out / RESULTS).rows())
+
+
+def test_log_roundtrip_streams_shard_by_shard(tmp_path):
+    manifest = write_synthetic_log(tmp_path / "log", 10, d_model=64, n_positions=3, shard_records=4)
+    assert manifest.record_count == 10 and manifest.complete
+    assert [s.records for s in manifest.shards] == [4, 4, 2]
+    log = ActivationLog(tmp_path / "log")
+    assert LogManifest.load(tmp_path / "log").d_model == 64
+    records = list(log.iter_records())
+    assert [r.record_id for r in records] == [f"s{i}@L1" for i in range(10)]
+    assert all(r.error is None and r.activations.shape == (3, 64) for r in records)
+    # the index parts are plain Parquet, readable by the datasets library
+    import datasets
+
+    ds = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "log" / "index" / "*.parquet"), split="train"
+    )
+    assert len(ds) == 10 and set(ds.column_names) >= {"record_id", "layer", "text", "metadata"}
+    # the same tensors come back as were written (seeded)
+    again = write_synthetic_log(tmp_path / "log2", 10, d_model=64, n_positions=3, shard_records=4)
+    assert again.record_count == 10
+    other = list(ActivationLog(tmp_path / "log2").iter_records())
+    assert all(
+        torch.equal(a.activations, b.activations) for a, b in zip(records, other, strict=True)
+    )
+
+
+def test_writer_resumes_after_committed_shards_and_refuses_other_settings(tmp_path):
+    def record(i):
+        return LogRecord(f"c{i}@L1", f"c{i}", 1, torch.ones(2, 8) * i, [0, 1])
+
+    writer = LogWriter(tmp_path / "log", "m", [1], 8, shard_records=2)
+    for i in range(5):
+        writer.add_conversation([record(i)])
+    # "killed" here: 2 shards committed, c4 buffered and lost; the manifest is not complete
+    assert not LogManifest.load(tmp_path / "log").complete
+    writer = LogWriter(tmp_path / "log", "m", [1], 8, shard_records=2)
+    assert writer.done_conversations == {"c0", "c1", "c2", "c3"}
+    for i in range(6):
+        if f"c{i}" not in writer.done_conversations:
+            writer.add_conversation([record(i)])
+    manifest = writer.close()
+    assert manifest.complete and manifest.record_count == 6
+    ids = [r.record_id for r in ActivationLog(tmp_path / "log").iter_records(load=False)]
+    assert sorted(ids) == [f"c{i}@L1" for i in range(6)]
+    with pytest.raises(OracleInputError, match="d_model"):
+        LogWriter(tmp_path / "log", "m", [1], 16)
+
+
+def test_audit_answers_every_pair_with_p_yes_for_yes_no(engine, tmp_path):
+    write_synthetic_log(tmp_path / "log", 12, d_model=engine.d_model, n_positions=4)
+    log = ActivationLog(tmp_path / "log")
+    state = run_audit(engine, log, QUESTIONS, tmp_path / "out", batch_size=5, max_new_tokens=3)
+    rows = rows_of(tmp_path / "out")
+    assert state.total == 24 and state.answered == 24 and len(rows) == 24
+    assert {(r["record_id"], r["question"]) for r in rows} == {
+        (f"s{i}@L1", q.text) for i in range(12) for q in QUESTIONS
+    }
+    for r in rows:
+        assert r["error"] is None and isinstance(r["answer"], str)
+        if r["question"].startswith("Is"):
+            assert 0.0 <= r["p_yes"] <= 1.0
+        else:
+            assert r["p_yes"] is None
+    # the batched run gives the answers of one-by-one calls
+    single = run_audit(engine, log, QUESTIONS[:1], tmp_path / "one", batch_size=1, max_new_tokens=3)
+    assert single.answered == 12
+    by_pair = {(r["record_id"], r["question"]): r for r in rows}
+    for r in rows_of(tmp_path / "one"):
+        assert r["p_yes"] == pytest.approx(
+            by_pair[(r["record_id"], r["question"])]["p_yes"], abs=1e-4
+        )
+    # running again finds everything done
+    again = run_audit(engine, log, QUESTIONS, tmp_path / "out", batch_size=5, max_new_tokens=3)
+    assert again.done_before == 24 and again.answered == 0 and len(rows_of(tmp_path / "out")) == 24
+    with pytest.raises(OracleInputError, match="questions"):
+        run_audit(engine, log, QUESTIONS[:1], tmp_path / "out", max_new_tokens=3)
+
+
+def test_torn_last_line_is_dropped_and_the_pair_redone(engine, tmp_path):
+    write_synthetic_log(tmp_path / "log", 4, d_model=engine.d_model, n_positions=2)
+    log = ActivationLog(tmp_path / "log")
+    run_audit(engine, log, QUESTIONS, tmp_path / "out", batch_size=4, max_new_tokens=2)
+    path = tmp_path / "out" / RESULTS
+    lines = path.read_text().splitlines(keepends=True)
+    # as a kill -9 in the middle of a write leaves it: the last line cut short
+    path.write_text("".join(lines[:5]) + lines[5][:20])
+    state = run_audit(engine, log, QUESTIONS, tmp_path / "out", batch_size=4, max_new_tokens=2)
+    assert state.done_before == 5 and state.answered == 3
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) == 8 and len({(r["record_id"], r["question"]) for r in rows}) == 8
+
+
+def test_bad_records_become_error_rows_and_the_run_goes_on(engine, tmp_path):
+    d = engine.d_model
+    writer = LogWriter(tmp_path / "log", "m", [1], d, positions="all", shard_records=3)
+    good = torch.randn(2, d)
+    nan = good.clone()
+    nan[0, 0] = float("nan")
+    writer.add_conversation([LogRecord("good1", "c1", 1, good, [0, 1])])
+    writer.add_conversation([LogRecord("nan", "c2", 1, nan, [0, 1])])
+    writer.add_conversation([LogRecord("wide", "c3", 1, torch.randn(2, d + 1), [0, 1])])
+    writer.add_conversation([LogRecord("badlayer", "c4", 1, good, [0, 1])])
+    writer.add_conversation([LogRecord("good2", "c5", 1, good, [0, 1])])
+    writer.add_conversation([LogRecord("good3", "c6", 1, good, [0, 1])])
+    writer.close()
+    # a missing field, and a layer the oracle's target does not have, edited into the index
+    part = tmp_path / "log" / "index" / "00001.parquet"
+    table = pq.read_table(part).to_pylist()
+    table[0]["layer"] = 99
+    table[1]["conversation_id"] = None
+    pq.write_table(pq.read_table(part).from_pylist(table, pq.read_table(part).schema), part)
+    # and a third shard whose tensors file is truncated
+    extra = LogWriter(tmp_path / "log", "m", [1], d, positions="all", shard_records=3)
+    for i in range(3):
+        extra.add_conversation([LogRecord(f"cut{i}", f"k{i}", 1, good, [0, 1])])
+    extra.close()
+    shard = tmp_path / "log" / "shards" / "00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    log = ActivationLog(tmp_path / "log")
+    state = run_audit(engine, log, QUESTIONS, tmp_path / "out", batch_size=4, max_new_tokens=2)
+    rows = {(r["record_id"], r["question"]): r for r in rows_of(tmp_path / "out")}
+    assert len(rows) == 18 and state.total == 18
+    errors = {rid: r["error"] for (rid, _), r in rows.items() if r["error"]}
+    assert "NaN" in errors["nan"]
+    assert "d_model" in errors["wide"]
+    assert "layer" in errors["badlayer"].lower()
+    assert "conversation_id" in errors["good2"]
+    assert all("unreadable" in errors[f"cut{i}"] for i in range(3))
+    ok = [r for r in rows.values() if not r["error"]]
+    assert {r["record_id"] for r in ok} == {"good1", "good3"}
+    assert state.errors == 14
+    summary = finish(tmp_path / "out", log, expected=state.total)
+    assert summary["complete"] and summary["errors"] == 14
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "NaN" in html and "<svg" in html
+
+
+def test_shards_split_the_work_and_merge_joins_them(engine, tmp_path):
+    write_synthetic_log(tmp_path / "log", 9, d_model=engine.d_model, n_positions=2)
+    log = ActivationLog(tmp_path / "log")
+    assert parse_shard("1/3") == (1, 3) and parse_shard(None) == (0, 1)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(OracleInputError):
+            parse_shard(bad)
+    counts = []
+    for i in range(3):
+        state = run_audit(engine, log, QUESTIONS, tmp_path / f"p{i}", (i, 3), 4, 2)
+        counts.append(state.answered)
+        assert all(in_shard(r["record_id"], (i, 3)) for r in rows_of(tmp_path / f"p{i}"))
+    assert sum(counts) == 18
+    merged = merge_outputs([tmp_path / f"p{i}" for i in range(3)], tmp_path / "all")
+    assert merged["pairs"] == 18 and merged["missing_shards"] == []
+    assert expected_pairs(merged["spec"]) == 18
+    summary = finish(tmp_path / "all", expected=18)
+    assert summary["complete"]
+    assert pq.read_table(tmp_path / "all" / "results.parquet").num_rows == 18
+    partial = merge_outputs([tmp_path / "p0", tmp_path / "p2"], tmp_path / "part")
+    assert partial["missing_shards"] == [1]
+    with pytest.raises(OracleInputError, match="twice"):
+        merge_outputs([tmp_path / "p0", tmp_path / "p0"], tmp_path / "dup")
+
+
+def test_audit_refuses_a_log_of_another_width(engine, tmp_path):
+    write_synthetic_log(tmp_path / "log", 2, d_model=engine.d_model * 2)
+    with pytest.raises(OracleInputError, match="size"):
+        run_audit(engine, ActivationLog(tmp_path / "log"), QUESTIONS, tmp_path / "out")
+    with pytest.raises(OracleInputError, match="not an activation log"):
+        ActivationLog(tmp_path)
+
+
+def test_questions_from_files(tmp_path):
+    (tmp_path / "q.txt").write_text("Is it a pirate?\n\nWhat is the secret?\n")
+    qs = load_questions(tmp_path / "q.txt")
+    assert [(q.text, q.yes_no) for q in qs] == [
+        ("Is it a pirate?", True),
+        ("What is the secret?", False),
+    ]
+    (tmp_path / "q.jsonl").write_text(
+        json.dumps({"question": "Pirate?", "yes_no": True})
+        + "\n"
+        + json.dumps({"question": "Why?"})
+    )
+    assert [q.yes_no for q in load_questions(tmp_path / "q.jsonl")] == [True, False]
+    assert all(q.yes_no for q in make_questions(["Why?"], "all"))
+    with pytest.raises(OracleInputError, match="question"):
+        (tmp_path / "bad.jsonl").write_text(json.dumps({"q": 1}))
+        load_questions(tmp_path / "bad.jsonl")
+
+
+def test_report_shows_summary_charts_and_flagged_texts(tmp_path):
+    write_synthetic_log(tmp_path / "log", 4, d_model=8)
+    log = ActivationLog(tmp_path / "log")
+    rows = [
+        {"record_id": f"s{i}@L1", "question": "Is it <bad>?", "answer": "Yes" if i else "No",
+         "p_yes": 0.2 + 0.2 * i, "error": None}
+        for i in range(4)
+    ] + [{"record_id": "s0@L1", "question": "Why?", "answer": None, "p_yes": None,
+          "error": "activations contain NaN"}]  # fmt: skip
+    from audit.report import build_report
+
+    html = build_report(rows, ["Is it <bad>?", "Why?"], log, threshold=0.5)
+    assert "Is it &lt;bad&gt;?" in html and "<bad>" not in html
+    assert html.count("<svg") == 3  # top answers for both questions, one P(yes) histogram
+    assert "synthetic record 2" in html and "synthetic record 3" in html
+    assert "synthetic record 0" not in html  # below the threshold
+    assert "activations contain NaN" in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
