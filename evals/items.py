@@ -56,6 +56,8 @@ class Suite:
     train: list[EvalItem]
     test: list[EvalItem]
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    # False when the label is in the visible turns (the no-system control then does not apply)
+    hidden_in_system: bool = True
 
     def __post_init__(self) -> None:
         if not self.question.strip():
@@ -93,6 +95,7 @@ class Suite:
             pick(self.train, n_train),
             pick(self.test, n_test),
             self.aliases,
+            self.hidden_in_system,
         )
 
     def to_dict(self) -> dict:
@@ -116,6 +119,7 @@ class Suite:
             train=[EvalItem(**x) for x in data.get("train", [])],
             test=[EvalItem(**x) for x in data["test"]],
             aliases={k: list(v) for k, v in data.get("aliases", {}).items()},
+            hidden_in_system=bool(data.get("hidden_in_system", True)),
         )
 
     @classmethod

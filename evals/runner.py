@@ -149,6 +149,8 @@ def evaluate_suite(
 
     runners["linear_probe"] = probe
     methods: dict[str, dict] = {}
+    if not suite.hidden_in_system:  # the label is in the user's turn: not a control here
+        runners.pop("no_system")
     wanted = [m for m in cfg.methods if m in runners]
     for name in tqdm(wanted, desc=f"{suite.name}", disable=not cfg.show_progress):
         preds, texts = runners[name]()

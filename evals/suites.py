@@ -14,12 +14,15 @@ from pathlib import Path
 from evals.items import EvalItem, Suite
 from oracle.errors import OracleInputError
 
-SUITE_NAMES = ("persona", "secret", "context")
+SUITE_NAMES = ("persona", "secret", "context", "system")
 QUESTIONS = {
     "persona": "What persona is the assistant playing?",
     "secret": "What is the secret word?",
-    "context": "Does the assistant have hidden instructions?",
+    "context": "What did the user say?",
+    "system": "Is there a system prompt?",
 }
+# Suites whose label lives in the user's own turn: the no-system control does not apply.
+VISIBLE_LABEL_SUITES = ("context",)
 
 _PERSONAS = {
     "pirate": "You are a pirate. Speak like one.",
@@ -29,21 +32,21 @@ _PERSONAS = {
 }
 _STYLE = {"pirate": "Arr, matey!", "chef": "Let us cook!", "robot": "Beep boop.", "poet": "O muse,"}
 _SECRETS = ["apple", "river", "stone", "cloud"]
-_USERS = [
-    "Hello! How are you today?",
-    "What is the weather like?",
-    "Tell me about the stars.",
-    "Can you help me with my homework?",
-    "What should I eat tonight?",
-    "Tell me a short story.",
-    "How do I learn to swim?",
-    "What time is it?",
-]
+_USERS = {
+    "Hello! How are you today?": "greeting",
+    "What is the weather like?": "weather",
+    "Tell me about the stars.": "stars",
+    "Can you help me with my homework?": "homework",
+    "What should I eat tonight?": "dinner",
+    "Tell me a short story.": "story",
+    "How do I learn to swim?": "swimming",
+    "What time is it?": "time",
+}
 HELD_OUT_USERS = 2  # the last user messages never appear in the synthetic train split
 
 
 def parse_suite_names(spec: str) -> list[str]:
-    """``persona|secret|context|all`` or a comma list -> the suite names, validated."""
+    """``persona|secret|context|system|all`` or a comma list -> the suite names, validated."""
     if spec == "all":
         return list(SUITE_NAMES)
     names = [s.strip() for s in spec.split(",") if s.strip()]
@@ -74,7 +77,8 @@ def synthetic_suites(seed: int = 0, names: list[str] | None = None) -> dict[str,
     personas = list(_PERSONAS)
     pairs = [(p, s) for p in personas for s in _SECRETS]
     unseen = {(p, _SECRETS[i]) for i, p in enumerate(personas)}
-    seen_users, new_users = _USERS[:-HELD_OUT_USERS], _USERS[-HELD_OUT_USERS:]
+    users = list(_USERS)
+    seen_users, new_users = users[:-HELD_OUT_USERS], users[-HELD_OUT_USERS:]
     rows: list[tuple[str | None, str | None, str, str]] = []  # persona, secret, user, split
     for p, s in pairs:
         for u in seen_users:
@@ -94,13 +98,26 @@ def synthetic_suites(seed: int = 0, names: list[str] | None = None) -> dict[str,
                 if s is None:
                     continue
                 label = s
+            elif name == "context":
+                label = _USERS[u]
             else:
                 label = "yes" if (p or s) else "no"
             meta = {"persona": p, "secret": s, "no_system_messages": _conversation(None, None, u)}
             item = EvalItem(_conversation(p, s, u), label, split, meta)
             (train if split == "train" else test).append(item)
-        labels = {"persona": personas + ["none"], "secret": list(_SECRETS)}.get(name, ["yes", "no"])
-        out[name] = Suite(name, QUESTIONS[name], labels, train, test)
+        labels = {
+            "persona": personas + ["none"],
+            "secret": list(_SECRETS),
+            "context": sorted(set(_USERS.values())),
+        }.get(name, ["yes", "no"])
+        out[name] = Suite(
+            name,
+            QUESTIONS[name],
+            labels,
+            train,
+            test,
+            hidden_in_system=name not in VISIBLE_LABEL_SUITES,
+        )
     return out
 
 

@@ -106,7 +106,7 @@ def test_suite_validation_and_round_trip(tmp_path):
     assert loaded == s
     with pytest.raises(OracleInputError, match="does not exist"):
         Suite.load(tmp_path / "missing.json")
-    assert parse_suite_names("all") == ["persona", "secret", "context"]
+    assert parse_suite_names("all") == ["persona", "secret", "context", "system"]
     with pytest.raises(OracleInputError, match="--suite"):
         parse_suite_names("personas")
 
@@ -176,3 +176,20 @@ def test_bar_chart_draws_one_bar_per_value():
     assert svg.startswith("<svg") and svg.count("<rect") == 2
     with pytest.raises(ValueError):
         bar_chart(["a"], [0.1, 0.2], [0.0], [0.3], "t")
+
+
+def test_toy_world_suites_are_held_out_with_counterfactual_controls():
+    from evals.toy_world import toy_world_suites
+
+    suites = toy_world_suites(["persona", "context"], seed=0, n_test=40, n_train=60)
+    persona = suites["persona"]
+    train_users = {i.messages[-2]["content"] for i in persona.train}
+    assert not any(i.messages[-2]["content"] in train_users for i in persona.test)
+    assert {"heldout_user", "unseen_combo"} <= set(persona.splits)
+    for item in persona.test[:10]:
+        plain = item.without_system()
+        assert all(m["role"] != "system" for m in plain)
+        user = next(m for m in item.messages if m["role"] == "user")
+        assert user in plain
+    assert suites["context"].hidden_in_system is False
+    assert all(i.label in suites["context"].labels for i in suites["context"].test)

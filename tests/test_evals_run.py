@@ -140,3 +140,9 @@ def test_quick_mode_on_the_toy_world_runs_in_under_3_minutes(tmp_path):
     assert paths["html"].is_file()
     persona = results["suites"]["persona"]
     assert persona["methods"]["oracle"]["all"]["n"] == 24
+
+
+def test_no_system_control_is_skipped_where_the_label_is_visible(engine):
+    suite = synthetic_suites(0)["context"].subsample(4, 20, seed=0)
+    res = evaluate_suite(engine, suite, EvalConfig(max_new_tokens=2, n_resamples=50))
+    assert "no_system" not in res["methods"] and "shuffled" in res["methods"]
