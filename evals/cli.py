@@ -15,7 +15,7 @@ from oracle.cli import app
 @app.command("eval")
 def eval_cmd(
     suite: Annotated[
-        str, typer.Option(help="persona | secret | context | all (or a comma list).")
+        str, typer.Option(help="persona | secret | context | system | all (or a comma list).")
     ] = "all",
     target: Annotated[
         str | None,
