@@ -126,21 +126,21 @@ def capture(
                 )
     device = model_device(model)
     pad_id = pad_id_of(tokenizer)
-    results: list[Capture] = []
-    for start in range(0, len(toks), batch_size):
-        batch = toks[start : start + batch_size]
-        ids_BT, mask_BT = pad_right([t.input_ids for t in batch], pad_id)
+    # Batch inputs of similar length together (less padding); results keep the input order.
+    order = sorted(range(len(toks)), key=lambda i: len(toks[i]))
+    results: list[Capture | None] = [None] * len(toks)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids_BT, mask_BT = pad_right([toks[i].input_ids for i in idx], pad_id)
         seen = hidden_at_layers(model, ids_BT.to(device), mask_BT.to(device), layer_list)
-        for b, tok in enumerate(batch):
-            pos = chosen[start + b]
+        for b, i in enumerate(idx):
+            pos = chosen[i]
             acts_LPD = torch.stack([seen[layer][b, pos] for layer in layer_list])
-            results.append(
-                Capture(
-                    activations=acts_LPD.float().cpu(),
-                    layers=list(layer_list),
-                    positions=list(pos),
-                    token_ids=list(tok.input_ids),
-                    tokens=list(tok.tokens),
-                )
+            results[i] = Capture(
+                activations=acts_LPD.float().cpu(),
+                layers=list(layer_list),
+                positions=list(pos),
+                token_ids=list(toks[i].input_ids),
+                tokens=list(toks[i].tokens),
             )
-    return results
+    return results  # type: ignore[return-value]
