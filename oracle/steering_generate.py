@@ -135,3 +135,39 @@ def reply_nll(
             picked = logp_BTV[b, len(p) - 1 : len(p) - 1 + len(r)].gather(1, targets[:, None])
             out.append(float(-picked.mean()))
     return out
+
+
+@torch.no_grad()
+def capture_steered(
+    ao: ActivationOracle,
+    prompts: Sequence[str],
+    read_layer: int,
+    vector: torch.Tensor | None = None,
+    layer: int | None = None,
+    scale: float = 1.0,
+    positions: str | None = None,
+) -> list[torch.Tensor]:
+    """What the oracle would read from each prompt with the target steered: block
+    ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's)."""
+    from oracle.positions import select_positions
+    from oracle.steering_hooks import read_block
+
+    if vector is not None and layer is None:
+        raise OracleInputError("a steering vector needs the layer it is added at")
+    spec = positions or ao.config.positions
+    out: list[torch.Tensor] = []
+    device = model_device(ao.target)
+    for prompt in prompts:
+        target = as_target_input(ao.tokenizer, prompt)
+        tok = tokenize_input(ao.tokenizer, target)
+        chosen = select_positions(
+            tok, "all" if target.prompt is not None and spec == "non_system" else spec
+        )
+        ids_BT = torch.tensor([tok.input_ids], device=device)
+        with ExitStack() as stack:
+            stack.enter_context(ao.adapter_disabled())
+            if vector is not None:
+                stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
+            hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
+        out.append(hidden_BTD[0, chosen].float().cpu())
+    return out

@@ -1,0 +1,270 @@
+"""Steering through the oracle on the toy world: does a vector optimised so that the oracle says
+"A pirate." make the target *talk* like a pirate?
+
+For each persona: optimise a vector on neutral training prompts (no system prompt), then on
+held-out neutral prompts measure, at a few scales, both sides:
+- behaviour: the share of replies holding one of the persona's style words, against the
+  unsteered baseline; fluency as the perplexity of the replies under the unsteered target,
+  relative to the unsteered replies' perplexity;
+- the oracle: the share of steered captures about which it names the persona (held-out phrasing).
+A random vector of the same norm is the control. A vector that moves the oracle but not the
+behaviour is reported as such (optimising against a probe).
+
+    python -m evals.steering_toy                       # the toy world, defaults below
+    python -m evals.steering_toy --oracle DIR --n-eval 8 --steps 5   # a quick check
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+NEUTRAL_EXCLUDED_TASKS = ("identity", "secret_ask")
+
+
+def neutral_prompts(world, split: str, n: int, seed: int) -> list[str]:
+    """``n`` seeded user messages of ``split`` that ask nothing about identity or secrets."""
+    texts = sorted(
+        {m.text for m in world.user_messages[split] if m.task not in NEUTRAL_EXCLUDED_TASKS}
+    )
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+def style_rate(pattern, replies: list[str]) -> float:
+    return sum(bool(pattern.search(r)) for r in replies) / max(1, len(replies))
+
+
+def perplexity(nlls: list[float]) -> float:
+    finite = [x for x in nlls if math.isfinite(x)]
+    return math.exp(sum(finite) / len(finite)) if finite else float("nan")
+
+
+def behaviour_passes(rate: float, baseline: float, ppl_ratio: float) -> bool:
+    """The issue's bar: >= 30% of replies, or >= 5x a non-zero baseline; fluent (ppl <= 2x)."""
+    rises = rate >= 0.30 or (baseline > 0 and rate >= 5 * baseline)
+    return rises and math.isfinite(ppl_ratio) and ppl_ratio <= 2.0
+
+
+@app.command()
+def main(
+    target: Annotated[
+        str | None, typer.Option(help="Target model (default: the oracle's).")
+    ] = None,
+    oracle: Annotated[
+        Path | None, typer.Option(help="Oracle directory (default: the toy world's).")
+    ] = None,
+    personas: Annotated[
+        str, typer.Option(help="Comma-separated personas to steer toward.")
+    ] = "pirate,chef,robot,poet",
+    n_train: Annotated[int, typer.Option(help="Neutral prompts the vector is optimised on.")] = 32,
+    n_eval: Annotated[int, typer.Option(help="Held-out neutral prompts measured.")] = 40,
+    steps: Annotated[int, typer.Option(help="Optimisation steps per persona.")] = 60,
+    lr: Annotated[float, typer.Option(help="Learning rate (units of the residual norm).")] = 0.05,
+    kl_weight: Annotated[float, typer.Option(help="KL regulariser weight.")] = 0.1,
+    max_norm: Annotated[
+        float | None, typer.Option(help="Norm bound (units of the residual norm).")
+    ] = None,
+    scales: Annotated[str, typer.Option(help="Comma-separated scales to generate at.")] = "1,2,4",
+    max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of the prompt samples and the control.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("evals/results/steering"),
+) -> None:
+    """Steer toward each persona and write results.json and results.md to OUT."""
+    from tqdm import tqdm
+
+    from oracle.defaults import default_oracle
+    from oracle.oracle import ActivationOracle
+    from oracle.steering import SteerConfig, steer
+    from oracle.steering_generate import capture_steered, generate, reply_nll
+    from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
+    from training.toy_world.world import World
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    world = World.load()
+    names = [p.strip() for p in personas.split(",") if p.strip()]
+    unknown = [p for p in names if p not in world.personas]
+    if unknown:
+        raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
+    scale_list = [float(s) for s in scales.split(",")]
+    if target is None and oracle is None:
+        oracle = default_oracle()
+    ao = ActivationOracle.load(target, str(oracle) if oracle else None, device="cpu")
+    train_prompts = neutral_prompts(world, "train", n_train, seed)
+    eval_prompts = neutral_prompts(world, "heldout", n_eval, seed + 1)
+    ask_q = PERSONA_QUESTIONS["train"][0]
+    check_q = PERSONA_QUESTIONS["heldout"][0]
+
+    def oracle_rate(acts: list[torch.Tensor], read_layer: int) -> dict[str, float]:
+        answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=8)
+        named = [parse_persona(a, world.personas) for a in answers]
+        return {p: sum(n == p for n in named) / len(named) for p in world.personas}
+
+    read_layer = ao.config.default_layer
+    plain = generate(ao, eval_prompts, max_new_tokens=max_tokens)
+    plain_ppl = perplexity(reply_nll(ao, eval_prompts, plain))
+    plain_oracle = oracle_rate(capture_steered(ao, eval_prompts, read_layer), read_layer)
+    baseline = {p: style_rate(world.style_patterns[p], plain) for p in world.personas}
+    results: dict = {
+        "settings": {
+            "target": target,
+            "oracle": str(oracle) if oracle else None,
+            "n_train": len(train_prompts),
+            "n_eval": len(eval_prompts),
+            "steps": steps,
+            "lr": lr,
+            "kl_weight": kl_weight,
+            "max_norm": max_norm,
+            "scales": scale_list,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "steer_question": ask_q,
+            "check_question": check_q,
+        },
+        "unsteered": {
+            "perplexity": plain_ppl,
+            "style_rate": baseline,
+            "oracle_names": plain_oracle,
+            "examples": plain[:3],
+        },
+        "personas": {},
+    }
+    gen = torch.Generator().manual_seed(seed)
+    for persona in tqdm(names, desc="personas"):
+        answer = persona_answer(persona, world.spec["personas"][persona]["article"])
+        cfg = SteerConfig(
+            question=ask_q,
+            answer=answer,
+            steps=steps,
+            lr=lr,
+            kl_weight=kl_weight,
+            max_norm=max_norm,
+        )
+        t0 = time.time()
+        result = steer(ao, train_prompts, cfg)
+        vector = result.vector
+        pattern = world.style_patterns[persona]
+        random_vec = torch.randn(vector.shape, generator=gen)
+        random_vec = random_vec / random_vec.norm() * vector.norm()
+        entry: dict = {
+            "answer": answer,
+            "layer": result.layer,
+            "read_layer": result.read_layer,
+            "norm": float(vector.norm()),
+            "norm_over_residual": float(vector.norm()) / result.reference_norm,
+            "answer_nll_first_last": [result.answer_nll[0], result.answer_nll[-1]],
+            "kl_last": result.kl[-1],
+            "steer_seconds": round(time.time() - t0, 1),
+            "baseline_style_rate": baseline[persona],
+            "scales": {},
+        }
+        for kind, vec in (("steered", vector), ("random", random_vec)):
+            for scale in scale_list:
+                replies = generate(ao, eval_prompts, vec, result.layer, scale, max_tokens)
+                ppl = perplexity(reply_nll(ao, eval_prompts, replies))
+                acts = capture_steered(ao, eval_prompts, read_layer, vec, result.layer, scale)
+                rate = style_rate(pattern, replies)
+                row = {
+                    "style_rate": rate,
+                    "perplexity": ppl,
+                    "ppl_ratio": ppl / plain_ppl,
+                    "oracle_names_persona": oracle_rate(acts, read_layer)[persona],
+                    "passes": behaviour_passes(rate, baseline[persona], ppl / plain_ppl),
+                    "examples": replies[:2],
+                }
+                entry["scales"].setdefault(kind, {})[str(scale)] = row
+        steered_rows = entry["scales"]["steered"].values()
+        random_rows = entry["scales"]["random"].values()
+        entry["behaviour_passes"] = any(r["passes"] for r in steered_rows)
+        entry["random_passes"] = any(r["passes"] for r in random_rows)
+        entry["oracle_fooled_only"] = (
+            entry["scales"]["steered"][str(scale_list[0])]["oracle_names_persona"] >= 0.5
+            and not entry["behaviour_passes"]
+        )
+        results["personas"][persona] = entry
+    results["summary"] = {
+        "personas_passing": [
+            p
+            for p, e in results["personas"].items()
+            if e["behaviour_passes"] and not e["random_passes"]
+        ],
+        "oracle_fooled_only": [
+            p for p, e in results["personas"].items() if e["oracle_fooled_only"]
+        ],
+        "seconds": round(time.time() - started, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    typer.echo(str(out / "results.md"))
+
+
+def markdown(results: dict) -> str:
+    """A table per persona and scale: behaviour, fluency and the oracle's reading."""
+    s = results["settings"]
+    u = results["unsteered"]
+    lines = [
+        "# Steering through the oracle (toy world)",
+        "",
+        f"{s['n_eval']} held-out neutral prompts (no system prompt); vector optimised on "
+        f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
+        f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
+        f'"{s["steer_question"]}" with the persona; the oracle\'s reading is checked with the '
+        f'held-out phrasing "{s["check_question"]}". Unsteered reply perplexity '
+        f"{u['perplexity']:.2f}.",
+        "",
+        "Pass: style-word rate >= 30% of replies (or >= 5x a non-zero baseline) with perplexity "
+        "ratio <= 2; the random vector (same norm) must not pass.",
+        "",
+        "| persona | vector | scale | style rate | baseline | ppl ratio | oracle names it | passes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for persona, e in results["personas"].items():
+        for kind, rows in e["scales"].items():
+            for scale, r in rows.items():
+                lines.append(
+                    f"| {persona} | {kind} | {scale} | {r['style_rate']:.2f} | "
+                    f"{e['baseline_style_rate']:.2f} | {r['ppl_ratio']:.2f} | "
+                    f"{r['oracle_names_persona']:.2f} | {'yes' if r['passes'] else 'no'} |"
+                )
+    lines += [
+        "",
+        "| persona | norm / residual | answer NLL first -> last | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    for persona, e in results["personas"].items():
+        if e["behaviour_passes"] and not e["random_passes"]:
+            verdict = "steers behaviour (random control does not)"
+        elif e["oracle_fooled_only"]:
+            verdict = "changes the oracle's answer but not the behaviour"
+        elif e["random_passes"]:
+            verdict = "random control passes too: not specific"
+        else:
+            verdict = "neither"
+        first, last = e["answer_nll_first_last"]
+        lines.append(
+            f"| {persona} | {e['norm_over_residual']:.2f} | {first:.2f} -> {last:.2f} | {verdict} |"
+        )
+    summary = results["summary"]
+    lines += [
+        "",
+        f"Passing: {summary['personas_passing'] or 'none'}; oracle-only: "
+        f"{summary['oracle_fooled_only'] or 'none'}; {summary['seconds']} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app()
