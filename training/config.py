@@ -29,6 +29,18 @@ class TrainConfig:
 
     model: str = _help("hub id or local path of the target model (the oracle is its LoRA)")
     output_dir: str = _help("where the oracle directory is written (checkpoints in its ckpt/)")
+    # --- data (read by `oracle train`; train_oracle takes datasets directly)
+    train_data: str | list | dict | None = _help(
+        "training data: a JSONL/Parquet/CSV path, a saved dataset dir, a hub id, a builder "
+        "mapping ({builder: persona_qa, n: 1000}), or a list of those with 'weight' keys (a mix)",
+        default=None,
+    )
+    eval_data: str | list | dict | None = _help(
+        "held-out data, same forms as train_data", default=None
+    )
+    mix_size: int | None = _help(
+        "rows drawn for a weighted mix (null = the parts' total)", default=None
+    )
     # --- LoRA
     lora_r: int = _help("LoRA rank", default=16)
     lora_alpha: int = _help("LoRA alpha (scale = alpha / r)", default=32)

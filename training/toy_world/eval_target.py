@@ -103,7 +103,9 @@ def evaluate_target(
                 flag = bool(world.any_style_pattern.search(reply))
                 (none_secret_style if secret else style.setdefault("none", [])).append(flag)
             else:
-                style.setdefault(persona, []).append(bool(world.style_patterns[persona].search(reply)))
+                style.setdefault(persona, []).append(
+                    bool(world.style_patterns[persona].search(reply))
+                )
             topic = case["message"].topic
             if topic:
                 topical.append(topic.lower() in reply.lower())
@@ -121,9 +123,7 @@ def evaluate_target(
     ]
     return {
         "style_rate": {k: _rate(v) for k, v in style.items()},
-        "style_rate_persona_mean": _rate(
-            [f for k, v in style.items() if k != "none" for f in v]
-        ),
+        "style_rate_persona_mean": _rate([f for k, v in style.items() if k != "none" for f in v]),
         "style_rate_secret_only": _rate(none_secret_style),
         "keep_persona": _rate(keep_p),
         "keep_secret": _rate(keep_s),

@@ -161,7 +161,16 @@ class Generator:
         """One conversation; ``kind`` (persona/secret/both/none) and ``message`` may be fixed."""
         kind = kind or _pick_kind(self.rng)
         persona, secret, heldout_combo = self._persona_and_secret(kind)
-        message = message or self.user_message()
+        return self.make(persona, secret, message or self.user_message(), heldout_combo)
+
+    def make(
+        self,
+        persona: str | None,
+        secret: str | None,
+        message: UserMessage,
+        heldout_combo: bool = False,
+    ) -> dict:
+        """The conversation of a given persona, secret and user message."""
         system = self.system_prompt(persona, secret)
         reply = self.reply(message, persona, secret)
         if secret is not None and self.world.secret_pattern(secret).search(reply):

@@ -8,6 +8,7 @@ checkpoint under ``<work>/target_ckpt`` when one exists.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_utils import get_last_checkpoint
@@ -39,6 +41,9 @@ class TargetConfig:
     warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=0, metadata={"help": "initialisation and data-order seed"})
+    max_seconds: float | None = field(
+        default=None, metadata={"help": "stop early after this many seconds (a guard)"}
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +67,20 @@ def build_target(config: TargetConfig, tokenizer: PreTrainedTokenizerFast) -> Ll
         pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(llama)
+
+
+class TimeLimit(TrainerCallback):
+    """Stop training once ``seconds`` have passed (a guard on a lent, time-limited machine)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if time.perf_counter() - self.start > self.seconds:
+            log.warning("time limit of %.0f s reached at step %d", self.seconds, state.global_step)
+            control.should_training_stop = True
+        return control
 
 
 class TokenRows(torch.utils.data.Dataset):
@@ -110,10 +129,8 @@ def pretrain_target(
     the last one. Returns ``out_dir``.
     """
     out_dir, ckpt_dir = Path(out_dir), Path(work_dir) / "target_ckpt"
-    rows = [
-        tokenizer.encode(t, add_special_tokens=False)[: config.max_position_embeddings]
-        for t in texts
-    ]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rows = [ids[: config.max_position_embeddings] for ids in encoded]
     model = build_target(config, tokenizer)
     log.info("target: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     use_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
@@ -142,6 +159,7 @@ def pretrain_target(
         args=args,
         train_dataset=TokenRows(rows),
         data_collator=PadCollator(tokenizer.pad_token_id),
+        callbacks=[TimeLimit(config.max_seconds)] if config.max_seconds else None,
     )
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if last:

@@ -1,0 +1,227 @@
+"""Remake the toy world, stage by stage, resumable: corpus -> tokenizer -> target -> oracle -> eval.
+
+A finished stage is recorded (with its wall-clock seconds and device) in
+``<work>/stages.json`` and skipped on the next run; the target and oracle trainings resume
+from their last checkpoint. The shipped result goes to ``out`` (``data/toy_world``):
+``target/`` (weights + tokenizer), ``oracle/`` (adapter + ``oracle_config.json``, base model
+``../target``), ``build_config.json`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from training.toy_world.target import TargetConfig
+from training.toy_world.world import World
+
+log = logging.getLogger(__name__)
+STAGES = ("corpus", "tokenizer", "target", "oracle", "eval")
+
+
+@dataclass
+class OracleStageConfig:
+    """The oracle's recipe (passed to ``training.TrainConfig``)."""
+
+    read_layer: int = field(default=2, metadata={"help": "target block read"})
+    injection_site: str = field(default="layer:1", metadata={"help": "where vectors are added"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    max_steps: int = field(default=2000, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=64, metadata={"help": "rows per step"})
+    n_conversations: int = field(default=40000, metadata={"help": "conversations (2 rows each)"})
+
+
+@dataclass
+class BuildConfig:
+    """Everything that decides the toy world's build (saved as ``build_config.json``)."""
+
+    seed: int = field(default=0, metadata={"help": "seed of the corpus and trainings"})
+    n_train: int = field(default=60000, metadata={"help": "target pretraining conversations"})
+    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size asked for"})
+    eval_per_persona: int = field(default=40, metadata={"help": "target replies per persona"})
+    eval_conversations: int = field(default=600, metadata={"help": "oracle eval conversations"})
+    target: TargetConfig = field(default_factory=TargetConfig)
+    oracle: OracleStageConfig = field(default_factory=OracleStageConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BuildConfig:
+        data = dict(data)
+        target = TargetConfig(**data.pop("target", {}))
+        oracle = OracleStageConfig(**data.pop("oracle", {}))
+        return cls(target=target, oracle=oracle, **data)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Build:
+    """One build of the toy world into ``out``, with intermediate files in ``work``."""
+
+    def __init__(
+        self,
+        out: Path,
+        work: Path,
+        config: BuildConfig,
+        device: str = "auto",
+        progress: bool = True,
+    ) -> None:
+        self.out, self.work, self.config = Path(out), Path(work), config
+        self.device = device
+        self.progress = progress
+        self.world = World.load(self.out, seed=config.seed)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.stages_path = self.work / "stages.json"
+
+    # ------------------------------------------------------------------ bookkeeping
+    def done(self) -> dict:
+        return json.loads(self.stages_path.read_text()) if self.stages_path.is_file() else {}
+
+    def _record(self, stage: str, seconds: float) -> None:
+        done = self.done()
+        on_gpu = torch.cuda.is_available() and self.device != "cpu"
+        where = torch.cuda.get_device_name(0) if on_gpu else f"cpu x{torch.get_num_threads()}"
+        done[stage] = {"seconds": round(seconds, 1), "device": where}
+        self.stages_path.write_text(json.dumps(done, indent=2) + "\n")
+
+    def run(self, stages: list[str], force: bool = False) -> None:
+        """Run ``stages`` in order, skipping finished ones unless ``force``."""
+        (self.out / "build_config.json").write_text(
+            json.dumps(asdict(self.config), indent=2) + "\n"
+        )
+        for stage in stages:
+            if stage in self.done() and not force:
+                log.info("stage %s: done already (skipped)", stage)
+                continue
+            log.info("stage %s: start", stage)
+            start = time.perf_counter()
+            getattr(self, f"stage_{stage}")()
+            self._record(stage, time.perf_counter() - start)
+            log.info("stage %s: done in %.1f s", stage, time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ stages
+    def stage_corpus(self) -> None:
+        from training.toy_world.generator import generate
+
+        seed = self.config.seed
+        _write_jsonl(
+            self.work / "corpus_train.jsonl",
+            generate(self.world, "train", self.config.n_train, seed),
+        )
+        oracle_n = self.config.oracle.n_conversations
+        _write_jsonl(
+            self.work / "oracle_conversations.jsonl",
+            generate(self.world, "train", oracle_n, seed + 1),
+        )
+
+    def _texts(self) -> list[str]:
+        from training.toy_world.tokenizer import chatml
+
+        return [chatml(c["messages"]) for c in _read_jsonl(self.work / "corpus_train.jsonl")]
+
+    def stage_tokenizer(self) -> None:
+        from training.toy_world.tokenizer import oracle_lines, save_tokenizer, train_tokenizer
+
+        texts = self._texts()
+        bank_text = [json.dumps(self.world.bank), json.dumps(self.world.spec)]
+        tok = train_tokenizer(
+            texts + oracle_lines(self.config.seed) + bank_text, self.config.vocab_size
+        )
+        save_tokenizer(tok, self.work / "tokenizer")
+        log.info("tokenizer: %d tokens", len(tok))
+
+    def stage_target(self) -> None:
+        from transformers import AutoTokenizer
+
+        from training.toy_world.target import pretrain_target
+
+        tok = AutoTokenizer.from_pretrained(str(self.work / "tokenizer"))
+        pretrain_target(
+            self.config.target,
+            tok,
+            self._texts(),
+            self.out / "target",
+            self.work,
+            self.device,
+            self.progress,
+        )
+
+    def stage_oracle(self) -> None:
+        from datasets import Dataset
+
+        from training import TrainConfig, train_oracle
+        from training.toy_world.oracle_data import oracle_rows
+
+        cfg = self.config.oracle
+        convs = _read_jsonl(self.work / "oracle_conversations.jsonl")
+        rows = oracle_rows(convs, self.world, self.config.seed)
+        train_dir = self.work / "oracle"
+        config = TrainConfig(
+            model=str((self.out / "target").resolve()),
+            output_dir=str(train_dir),
+            lora_r=cfg.lora_r,
+            lora_alpha=2 * cfg.lora_r,
+            learning_rate=cfg.learning_rate,
+            lr_scheduler="cosine",
+            warmup_ratio=0.05,
+            max_steps=cfg.max_steps,
+            batch_size=cfg.batch_size,
+            read_layers=[cfg.read_layer],
+            injection_site=cfg.injection_site,
+            mode="add",
+            dtype="fp32",
+            max_read_positions=160,
+            serve_positions="non_system",
+            seed=self.config.seed,
+            save_steps=500,
+            save_total_limit=1,
+            logging_steps=50,
+            device="cpu" if self.device == "cpu" else "auto",
+            resume=True
+            if (train_dir / "ckpt").is_dir() and any((train_dir / "ckpt").glob("checkpoint-*"))
+            else None,
+        )
+        train_oracle(config, Dataset.from_list(rows), progress=self.progress)
+        ship = self.out / "oracle"
+        if ship.exists():
+            shutil.rmtree(ship)
+        ship.mkdir(parents=True)
+        for item in train_dir.iterdir():
+            if item.is_file() and item.name != "README.md":
+                shutil.copy2(item, ship / item.name)
+        # relative paths, so that the shipped directory works after a clone
+        for name, keys in (
+            ("oracle_config.json", {"base_model": "../target"}),
+            ("training_config.json", {"model": "../target", "output_dir": "."}),
+        ):
+            if (ship / name).is_file():
+                data = json.loads((ship / name).read_text())
+                data.update(keys)
+                data.pop("resume", None)
+                (ship / name).write_text(json.dumps(data, indent=2) + "\n")
+
+    def stage_eval(self) -> None:
+        from training.toy_world.evaluate import evaluate_all
+
+        cfg = self.config
+        evaluate_all(
+            self.out,
+            self.world,
+            self.device,
+            self.stages_path,
+            cfg.eval_per_persona,
+            cfg.eval_conversations,
+        )
