@@ -30,7 +30,7 @@ import random
 import shutil
 from pathlib import Path
 
-from oracle.defaults import REPO_ROOT, TOY_WORLD
+from oracle.defaults import TOY_WORLD
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,20 @@ def _relative(path: Path, start: Path) -> str:
     return os.path.relpath(path.resolve(), start.resolve())
 
 
-def train_ablation(name: str, steps: int, n_rows: int, seed: int, out_root: Path) -> Path:
-    """Train one ablation oracle into ``out_root/name`` (replacing it); returns its directory."""
+def train_ablation(
+    name: str,
+    steps: int,
+    n_rows: int,
+    seed: int,
+    out_root: Path,
+    target: Path = TOY_WORLD / "target",
+    batch_size: int = 16,
+) -> Path:
+    """Train one ablation oracle into ``out_root/name`` (replacing it); returns its directory.
+
+    The oracle's ``base_model`` is saved relative to its directory, so the committed files
+    hold no machine path.
+    """
     from datasets import Dataset
 
     from training import train_oracle
@@ -105,7 +117,7 @@ def train_ablation(name: str, steps: int, n_rows: int, seed: int, out_root: Path
     from training.train import count_layers
 
     overrides, fraction, axes = ABLATIONS[name]
-    target = Path(TOY_WORLD / "target")
+    target = Path(target)
     layer = layer_at(count_layers(str(target)), fraction)
     out = out_root / name
     if out.exists():
@@ -118,7 +130,7 @@ def train_ablation(name: str, steps: int, n_rows: int, seed: int, out_root: Path
         learning_rate=3e-3,
         lr_scheduler="cosine",
         max_steps=steps,
-        batch_size=8,
+        batch_size=batch_size,
         read_layers=[layer],
         seed=seed,
         logging_steps=25,
@@ -127,13 +139,18 @@ def train_ablation(name: str, steps: int, n_rows: int, seed: int, out_root: Path
     train_oracle(config, Dataset.from_list(persona_rows(n_rows, seed)))
     shutil.rmtree(out / "ckpt", ignore_errors=True)
     # committed files hold no machine paths: point the oracle at the target relatively.
-    cfg_path = out / "oracle_config.json"
-    data = json.loads(cfg_path.read_text())
-    data["base_model"] = _relative(target, out)
-    cfg_path.write_text(json.dumps(data, indent=2) + "\n")
+    for fname, key in (
+        ("oracle_config.json", "base_model"),
+        ("adapter_config.json", "base_model_name_or_path"),
+    ):
+        path = out / fname
+        data = json.loads(path.read_text())
+        data[key] = _relative(target, out)
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    (out / "README.md").unlink(missing_ok=True)  # peft's model card names the absolute path
     tc_path = out / "training_config.json"
     tc = json.loads(tc_path.read_text())
-    tc["model"], tc["output_dir"] = _relative(target, REPO_ROOT), _relative(out, REPO_ROOT)
+    tc["model"], tc["output_dir"] = _relative(target, out), "."
     tc_path.write_text(json.dumps(tc, indent=2) + "\n")
     detail = f"read block {layer}, {overrides or 'default recipe'}, {steps} steps"
     info = {"axes": axes, "is_default": name == "default", "detail": detail}
@@ -151,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=3000, help="persona QA rows in the train set")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, init and draws")
     parser.add_argument("--out", type=Path, default=ABLATIONS_DIR, help="where the oracles go")
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per step")
+    parser.add_argument(
+        "--target", type=Path, default=TOY_WORLD / "target", help="target model directory"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
     import torch
@@ -159,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for name in args.only or list(ABLATIONS):
         log.info("training ablation %s", name)
-        train_ablation(name, args.steps, args.rows, args.seed, args.out)
+        train_ablation(
+            name, args.steps, args.rows, args.seed, args.out, args.target, args.batch_size
+        )
 
 
 if __name__ == "__main__":

@@ -146,3 +146,29 @@ def test_no_system_control_is_skipped_where_the_label_is_visible(engine):
     suite = synthetic_suites(0)["context"].subsample(4, 20, seed=0)
     res = evaluate_suite(engine, suite, EvalConfig(max_new_tokens=2, n_resamples=50))
     assert "no_system" not in res["methods"] and "shuffled" in res["methods"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ablation_oracles_train_without_machine_paths_and_are_evaluated(tmp_path):
+    from pathlib import Path
+
+    from evals.ablations import train_ablation
+    from evals.evaluate import conclusions, trained_ablations
+    from oracle.tiny import save_tiny
+
+    base = save_tiny(tmp_path / "target", "llama")
+    root = tmp_path / "ablations"
+    for name in ("default", "site_embedding"):
+        out = train_ablation(name, 2, 8, 0, root, target=base, batch_size=4)
+        for f in Path(out).iterdir():
+            assert str(tmp_path) not in f.read_text(errors="ignore"), f.name
+    cfg = json.loads((root / "site_embedding" / "oracle_config.json").read_text())
+    assert cfg["injection_site"] == "embedding" and cfg["base_model"] == "../../target"
+    suite = synthetic_suites(0)["persona"].subsample(4, 10, seed=0)
+    ab = trained_ablations(root, None, suite, EvalConfig(max_new_tokens=2, n_resamples=50), "cpu")
+    assert set(ab) == {"site", "read_layer", "mode"}
+    assert [r["name"] for r in ab["site"]["rows"]] == ["layer:1", "embedding"]
+    assert [r["is_default"] for r in ab["site"]["rows"]] == [True, False]
+    lines = conclusions({"ablations": ab})
+    assert any(line.startswith("site:") for line in lines)
