@@ -47,6 +47,9 @@ class LogRecord:
 class LogWriter:
     """Append records to a log directory; ``close()`` marks it complete.
 
+    A shard is committed when it holds ``shard_records`` records or ``shard_bytes`` bytes of
+    tensors, whichever comes first (a conversation is never split across shards).
+
     >>> with LogWriter("logs/run1", model="m", layers=[1], d_model=64) as w:
     ...     w.add_conversation([LogRecord("c1@L1", "c1", 1, acts_PD, positions=[3, 4])])
     """
@@ -61,6 +64,7 @@ class LogWriter:
         positions: str = "non_system",
         shard_records: int = 256,
         metadata: dict | None = None,
+        shard_bytes: int = 256 * 2**20,
     ) -> None:
         if dtype not in STORAGE_DTYPES:
             raise OracleInputError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {dtype!r}")
@@ -68,7 +72,9 @@ class LogWriter:
             raise OracleInputError("shard_records must be >= 1")
         self.path = Path(out)
         self.shard_records = shard_records
+        self.shard_bytes = shard_bytes
         self._buffer: list[LogRecord] = []
+        self._buffer_bytes = 0
         self.done_conversations: set[str] = set()
         self._record_ids: set[str] = set()
         fresh = LogManifest(
@@ -129,9 +135,10 @@ class LogWriter:
                 raise OracleInputError(f"record id {r.record_id!r} is already in the log")
             self._record_ids.add(r.record_id)
         self._buffer.extend(records)
+        self._buffer_bytes += sum(r.activations.numel() for r in records) * self._itemsize
         if records:
             self.done_conversations.add(records[0].conversation_id)
-        if len(self._buffer) >= self.shard_records:
+        if len(self._buffer) >= self.shard_records or self._buffer_bytes >= self.shard_bytes:
             self.flush()
 
     def flush(self) -> None:
@@ -176,6 +183,11 @@ class LogWriter:
         self.manifest.conversation_count = len(self.done_conversations)
         self.manifest.save(self.path)
         self._buffer = []
+        self._buffer_bytes = 0
+
+    @property
+    def _itemsize(self) -> int:
+        return STORAGE_DTYPES[self.manifest.dtype].itemsize
 
     def close(self) -> LogManifest:
         """Commit what is buffered and mark the log complete."""

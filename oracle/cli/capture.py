@@ -46,6 +46,9 @@ def capture_cmd(
     dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 8,
+    shard_records: Annotated[
+        int, typer.Option(help="With --input: records per safetensors shard of the log.")
+    ] = 256,
 ) -> None:
     """Capture residual-stream activations of a target model.
 
@@ -65,7 +68,7 @@ def capture_cmd(
             raise OracleInputError(
                 "--input (logged-activation directories) is not available yet"
             ) from None
-        capture_logs(model, input, out, layers, positions, dtype, device, batch_size)
+        capture_logs(model, input, out, layers, positions, dtype, device, batch_size, shard_records)
         return
     if model is None:
         from oracle.defaults import default_target
