@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +37,9 @@ from oracle.prompts import build_oracle_prompt
 from oracle.steering_generate import as_target_input
 from oracle.steering_hooks import active_adapter, add_vector, read_block
 from oracle.steering_io import SteeringVector
+from oracle.steering_lora import STEER_ADAPTER, add_steering_lora
 
 log = logging.getLogger(__name__)
-STEER_ADAPTER = "steer"
 METHODS = ("vector", "lora")
 
 
@@ -169,6 +168,7 @@ class _Steerer:
         self.device = model_device(ao.target)
         self.items = [self._tokenise(p) for p in prompts]
         self.models = [ao.target] if ao.oracle_model is ao.target else [ao.target, ao.oracle_model]
+        self.trainable: list[nn.Parameter] = []
 
     def _tokenise(self, prompt: str) -> tuple[list[int], list[int]]:
         target = as_target_input(self.ao.tokenizer, prompt)
@@ -256,24 +256,6 @@ class _Steerer:
         return kl_BT[mask_BT.bool()].mean()
 
 
-def _add_steering_lora(ao: ActivationOracle, cfg: SteerConfig) -> list[nn.Parameter]:
-    from peft import LoraConfig, PeftModel
-
-    if not isinstance(ao.target, PeftModel):
-        raise OracleInputError(
-            "LoRA steering needs the target loaded with an oracle adapter (a peft model); "
-            "use method 'vector' otherwise"
-        )
-    if STEER_ADAPTER in ao.target.peft_config:
-        ao.target.delete_adapter(STEER_ADAPTER)
-    torch.manual_seed(cfg.seed)
-    config = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", lora_dropout=0.0
-    )
-    ao.target.add_adapter(STEER_ADAPTER, config)
-    return [p for n, p in ao.target.named_parameters() if f".{STEER_ADAPTER}." in n]
-
-
 def steer(
     ao: ActivationOracle,
     prompts: Sequence[str],
@@ -302,7 +284,7 @@ def steer(
         run.trainable = [raw_D]
         params = [raw_D]
     else:
-        params = _add_steering_lora(ao, cfg)
+        params = add_steering_lora(ao, cfg.lora_r, cfg.lora_alpha, cfg.seed)
         run.trainable = params
         unit = 1.0
     _enforce_trainable(run.models, run.trainable)
@@ -364,48 +346,3 @@ def steer(
         adapter=STEER_ADAPTER if cfg.method == "lora" else None,
         reference_norm=ref,
     )
-
-
-def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: str | Path) -> Path:
-    """Save the steering LoRA (peft format, flat directory) plus ``steering.json`` metadata."""
-    import json
-
-    if result.adapter is None:
-        raise OracleInputError("this result is a steering vector; save it with SteeringVector")
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    ao.target.save_pretrained(str(path), selected_adapters=[result.adapter])
-    nested = path / result.adapter
-    if nested.is_dir():
-        for item in nested.iterdir():
-            item.replace(path / item.name)
-        nested.rmdir()
-    meta = {
-        **asdict(result.config),
-        "layer": result.layer,
-        "read_layer": result.read_layer,
-        "losses": result.losses,
-        "answer_nll": result.answer_nll,
-        "kl": result.kl,
-    }
-    (path / "steering.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path
-
-
-def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> ActivationOracle:
-    """Load a steering LoRA saved by :func:`save_steering_lora` onto ``ao``'s target, as the
-    adapter ``steer``; returns the oracle to use (a new object when the target was no peft model).
-    """
-    from peft import PeftModel
-
-    path = Path(directory)
-    if not (path / "adapter_config.json").is_file():
-        raise OracleInputError(f"{str(path)!r} holds no steering LoRA (no adapter_config.json)")
-    if isinstance(ao.target, PeftModel):
-        if STEER_ADAPTER in ao.target.peft_config:
-            ao.target.delete_adapter(STEER_ADAPTER)
-        ao.target.load_adapter(str(path), adapter_name=STEER_ADAPTER, is_trainable=False)
-        return ao
-    peft_model = PeftModel.from_pretrained(ao.target, str(path), adapter_name=STEER_ADAPTER)
-    peft_model.eval()
-    return ActivationOracle(peft_model, ao.tokenizer, ao.config)

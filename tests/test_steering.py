@@ -122,7 +122,7 @@ def test_untrained_steering_lora_captures_the_base_model(dirs):
 
 def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
     """The steering adapter alone on the base model gives the same capture as on the oracle."""
-    from oracle.steering import load_steering_lora, save_steering_lora
+    from oracle.steering_lora import load_steering_lora, save_steering_lora
 
     ao = load(dirs[1])
     cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)

@@ -110,7 +110,8 @@ def steer_cmd(
     about the target's activations; saves it with its loss curve and prints the output path."""
     from tqdm import tqdm
 
-    from oracle.steering import SteerConfig, save_steering_lora, steer
+    from oracle.steering import SteerConfig, steer
+    from oracle.steering_lora import save_steering_lora
 
     cfg = SteerConfig(
         question=question,
@@ -190,9 +191,9 @@ def generate_cmd(
 ) -> None:
     """Generate the target's reply (its base model, the oracle adapter off), optionally steered;
     prints the reply alone on stdout."""
-    from oracle.steering import STEER_ADAPTER, load_steering_lora
     from oracle.steering_generate import generate
     from oracle.steering_io import SteeringVector
+    from oracle.steering_lora import STEER_ADAPTER, load_steering_lora
 
     if steer is not None and steer_adapter is not None:
         raise OracleInputError("give at most one of --steer and --steer-adapter")

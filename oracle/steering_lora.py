@@ -1,0 +1,90 @@
+"""The steering LoRA: a second named adapter (``steer``) on the target, beside ``oracle``.
+
+Capture runs with ``steer`` active and ``oracle`` off; the oracle answers with ``oracle`` active
+and ``steer`` off (peft's ``set_adapter``, through
+:func:`oracle.steering_hooks.active_adapter`). Saved as a flat peft adapter directory plus
+``steering.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from oracle.errors import OracleInputError
+from oracle.oracle import ActivationOracle
+
+if TYPE_CHECKING:
+    from oracle.steering import SteeringResult
+
+STEER_ADAPTER = "steer"
+
+
+def add_steering_lora(
+    ao: ActivationOracle, r: int = 4, alpha: int = 8, seed: int = 0
+) -> list[nn.Parameter]:
+    """Add a fresh LoRA named ``steer`` (B = 0) beside the oracle adapter; returns its weights.
+
+    The oracle adapter stays the active one; an older ``steer`` adapter is replaced.
+    """
+    from peft import LoraConfig, PeftModel
+
+    if not isinstance(ao.target, PeftModel):
+        raise OracleInputError(
+            "LoRA steering needs the target loaded with an oracle adapter (a peft model); "
+            "use method 'vector' otherwise"
+        )
+    if STEER_ADAPTER in ao.target.peft_config:
+        ao.target.delete_adapter(STEER_ADAPTER)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0)
+    ao.target.add_adapter(STEER_ADAPTER, config)
+    return [p for n, p in ao.target.named_parameters() if f".{STEER_ADAPTER}." in n]
+
+
+def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: str | Path) -> Path:
+    """Save the steering LoRA (peft format, flat directory) plus ``steering.json`` metadata."""
+    if result.adapter is None:
+        raise OracleInputError("this result is a steering vector; save it with SteeringVector")
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    ao.target.save_pretrained(str(path), selected_adapters=[result.adapter])
+    nested = path / result.adapter
+    if nested.is_dir():
+        for item in nested.iterdir():
+            item.replace(path / item.name)
+        nested.rmdir()
+    meta = {
+        **asdict(result.config),
+        "layer": result.layer,
+        "read_layer": result.read_layer,
+        "losses": result.losses,
+        "answer_nll": result.answer_nll,
+        "kl": result.kl,
+    }
+    (path / "steering.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> ActivationOracle:
+    """Load a steering LoRA saved by :func:`save_steering_lora` onto ``ao``'s target, as the
+    adapter ``steer``; returns the oracle to use (a new object when the target was no peft model).
+    """
+    from peft import PeftModel
+
+    path = Path(directory)
+    if not (path / "adapter_config.json").is_file():
+        raise OracleInputError(f"{str(path)!r} holds no steering LoRA (no adapter_config.json)")
+    if isinstance(ao.target, PeftModel):
+        if STEER_ADAPTER in ao.target.peft_config:
+            ao.target.delete_adapter(STEER_ADAPTER)
+        ao.target.load_adapter(str(path), adapter_name=STEER_ADAPTER, is_trainable=False)
+        return ao
+    peft_model = PeftModel.from_pretrained(ao.target, str(path), adapter_name=STEER_ADAPTER)
+    peft_model.eval()
+    return ActivationOracle(peft_model, ao.tokenizer, ao.config)
