@@ -111,6 +111,7 @@ class SteeringResult:
     reference_norm: float = 0.0
 
     def steering_vector(self, base_model: str | None = None) -> SteeringVector:
+        """The vector with its metadata (layer, question, answer, loss curves), ready to save."""
         if self.vector is None:
             raise OracleInputError("this result is a steering LoRA, not a vector")
         return SteeringVector(
