@@ -69,6 +69,9 @@ def main(
     n_train: Annotated[int, typer.Option(help="Neutral prompts the vector is optimised on.")] = 32,
     n_eval: Annotated[int, typer.Option(help="Held-out neutral prompts measured.")] = 40,
     steps: Annotated[int, typer.Option(help="Optimisation steps per persona.")] = 60,
+    layer: Annotated[
+        int | None, typer.Option(help="Steering block (default: the read layer - 1).")
+    ] = None,
     lr: Annotated[float, typer.Option(help="Learning rate (units of the residual norm).")] = 0.05,
     kl_weight: Annotated[float, typer.Option(help="KL regulariser weight.")] = 0.1,
     max_norm: Annotated[
@@ -123,6 +126,7 @@ def main(
             "n_train": len(train_prompts),
             "n_eval": len(eval_prompts),
             "steps": steps,
+            "layer": layer,
             "lr": lr,
             "kl_weight": kl_weight,
             "max_norm": max_norm,
