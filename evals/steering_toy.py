@@ -150,6 +150,7 @@ def main(
         cfg = SteerConfig(
             question=ask_q,
             answer=answer,
+            layer=layer,
             steps=steps,
             lr=lr,
             kl_weight=kl_weight,
