@@ -44,6 +44,16 @@ def _main_table(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _difference_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    suites = results["suites"]
+    header = ["oracle minus", *suites]
+    methods = [
+        m for m in METHOD_ORDER[1:] if any(m in s.get("oracle_minus", {}) for s in suites.values())
+    ]
+    rows = [[m, *(fmt(s.get("oracle_minus", {}).get(m)) for s in suites.values())] for m in methods]
+    return header, rows
+
+
 def _suite_chart(name: str, suite: dict) -> str:
     ms = [m for m in METHOD_ORDER if m in suite["methods"]]
     est = [suite["methods"][m]["all"] for m in ms]
@@ -111,6 +121,14 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
         )
     )
     b.append(("table", _main_table(results)))
+    b.append(
+        (
+            "p",
+            "Oracle minus each method, paired on the same items (a positive interval: the oracle "
+            "knows what that method does not):",
+        )
+    )
+    b.append(("table", _difference_table(results)))
     flags = [f"{name}: {f}" for name, s in results["suites"].items() for f in s["flags"]]
     b.append(("h3", "Checks"))
     b.append(("list", flags or ["every control failed (none is above the majority-class rate)."]))

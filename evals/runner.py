@@ -160,6 +160,7 @@ def evaluate_suite(
             **summarise(correct, splits, cfg),
             "predictions": preds,
             "answers": texts,
+            "correct": correct,
         }
         log.info("%s/%s: %s", suite.name, name, methods[name]["all"])
     return {
@@ -174,7 +175,25 @@ def evaluate_suite(
         "layer": layer,
         "positions": positions,
         "methods": methods,
+        "oracle_minus": oracle_minus(methods, cfg),
         "flags": flags_of(methods, majority),
+    }
+
+
+def oracle_minus(methods: dict[str, dict], cfg: EvalConfig) -> dict[str, dict]:
+    """Paired differences: oracle accuracy minus each other method's, on the same items.
+
+    The bootstrap resamples items, so the interval of a difference accounts for the pairing.
+    """
+    if "oracle" not in methods:
+        return {}
+    ref = methods["oracle"]["correct"]
+    return {
+        name: bootstrap_ci(
+            [a - b for a, b in zip(ref, m["correct"], strict=True)], cfg.n_resamples, cfg.seed
+        ).to_dict()
+        for name, m in methods.items()
+        if name != "oracle"
     }
 
 

@@ -13,7 +13,7 @@ from evals.controls import derangement, noise, shuffled, zeros
 from evals.items import EvalItem, Suite
 from evals.probe import LinearProbe, mean_pool
 from evals.report import build_blocks, to_html, to_markdown, write_report
-from evals.runner import EvalConfig, flags_of, summarise
+from evals.runner import EvalConfig, flags_of, oracle_minus, summarise
 from evals.scoring import chance_rates, label_of
 from evals.suites import parse_suite_names, synthetic_suites
 from evals.svg import bar_chart
@@ -193,3 +193,18 @@ def test_toy_world_suites_are_held_out_with_counterfactual_controls():
         assert user in plain
     assert suites["context"].hidden_in_system is False
     assert all(i.label in suites["context"].labels for i in suites["context"].test)
+
+
+def test_oracle_minus_is_a_paired_difference():
+    cfg = EvalConfig(n_resamples=200)
+    oracle = [1.0, 0.0] * 20
+    methods = {
+        "oracle": {"correct": oracle},
+        "same": {"correct": list(oracle)},
+        "opposite": {"correct": [1 - c for c in oracle]},
+    }
+    diff = oracle_minus(methods, cfg)
+    assert diff["same"]["lo"] == diff["same"]["hi"] == 0.0  # pairing: no spread at all
+    assert (
+        diff["opposite"]["value"] == 0.0 and diff["opposite"]["hi"] - diff["opposite"]["lo"] > 0.3
+    )

@@ -39,6 +39,7 @@ def test_every_method_scores_every_test_item(engine):
         assert len(m["predictions"]) == len(m["answers"]) == 6
         assert 0 <= m["all"]["lo"] <= m["all"]["value"] <= m["all"]["hi"] <= 1
         assert sum(s["n"] for s in m["by_split"].values()) == 6
+    assert set(res["oracle_minus"]) == ALL_METHODS - {"oracle"}
     answers = {k: v["answers"] for k, v in res["methods"].items()}
     # the adapter matters: the base model given the same injection answers otherwise
     assert answers["training_free"] != answers["oracle"]
