@@ -136,3 +136,13 @@ def test_builders_write_schema_rows_that_prepare():
     }
     prepared = prepare_dataset(mixed, tok, 4, [1, 2], config)
     assert len(prepared) == 40 and set(prepared["layer"]) <= {1, 2}
+
+
+def test_shipped_recipes_are_valid_configs():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        config = TrainConfig.load(path)
+        assert config.max_steps >= 1 and config.train_data is not None
