@@ -257,6 +257,119 @@ class _Steerer:
         return kl_BT[mask_BT.bool()].mean()
 
 
+class SteeringRun:
+    """One optimisation, step by step (so that a server can interleave other work between
+    chunks of steps). :func:`steer` runs it to the end.
+
+    >>> run = SteeringRun(ao, prompts, cfg)
+    >>> while not run.finished:
+    ...     run.step()
+    >>> result = run.result()
+    """
+
+    def __init__(
+        self,
+        ao: ActivationOracle,
+        prompts: Sequence[str],
+        cfg: SteerConfig,
+        kl_prompts: Sequence[str] | None = None,
+    ) -> None:
+        if isinstance(prompts, str) or not prompts:
+            raise OracleInputError("give at least one target prompt")
+        self.ao, self.cfg, self.n_prompts = ao, cfg, len(prompts)
+        self.core = _Steerer(ao, prompts, cfg)
+        neutral = list(kl_prompts) if kl_prompts else list(prompts)
+        kl_items = [self.core._tokenise(p) for p in neutral[: cfg.batch_size]]
+        self.reference_norm = self.core.reference_norm()
+        self.raw_D: torch.Tensor | None = None
+        if cfg.method == "vector":
+            # Adam moves each coordinate ~lr units per step: lr is in residual norms per step
+            self.unit = self.reference_norm / math.sqrt(ao.d_model)
+            self.raw_D = torch.zeros(ao.d_model, device=self.core.device, requires_grad=True)
+            self.params = [self.raw_D]
+        else:
+            self.unit = 1.0
+            self.params = add_steering_lora(ao, cfg.lora_r, cfg.lora_alpha, cfg.seed)
+        self.core.trainable = self.params
+        ids_BT, mask_BT = pad_right([i[0] for i in kl_items], pad_id_of(ao.tokenizer))
+        self.kl_ids_BT, self.kl_mask_BT = ids_BT.to(self.core.device), mask_BT.to(self.core.device)
+        self.ref_logp_BTV: torch.Tensor | None = None
+        if cfg.kl_weight > 0:
+            with torch.no_grad(), ao.adapter_disabled():
+                logits_BTV = ao.target(
+                    input_ids=self.kl_ids_BT, attention_mask=self.kl_mask_BT, use_cache=False
+                ).logits
+            self.ref_logp_BTV = logits_BTV.float().log_softmax(dim=-1)
+        _enforce_trainable(self.core.models, [])
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.order = torch.Generator().manual_seed(cfg.seed)
+        self.perm: list[int] = []
+        self.losses: list[float] = []
+        self.answer_nll: list[float] = []
+        self.kl: list[float] = []
+
+    @property
+    def finished(self) -> bool:
+        return len(self.losses) >= self.cfg.steps
+
+    def vector(self) -> torch.Tensor | None:
+        """The current steering vector (d_model,), or None for the lora method."""
+        return None if self.raw_D is None else self.raw_D * self.unit
+
+    def step(self) -> dict[str, float]:
+        """One optimiser step; returns ``{"loss", "answer_nll", "kl", "norm"}``."""
+        cfg, core = self.cfg, self.core
+        if len(self.perm) < min(cfg.batch_size, self.n_prompts):
+            self.perm += torch.randperm(self.n_prompts, generator=self.order).tolist()
+        idx, self.perm = self.perm[: cfg.batch_size], self.perm[cfg.batch_size :]
+        _enforce_trainable(core.models, self.params)
+        try:
+            vector = self.vector()
+            nll = core.answer_nll(idx, vector)
+            loss, kl_value = nll, torch.zeros((), device=nll.device)
+            if self.ref_logp_BTV is not None:
+                kl_value = core.kl(self.kl_ids_BT, self.kl_mask_BT, self.ref_logp_BTV, vector)
+                loss = nll + cfg.kl_weight * kl_value
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        finally:
+            _enforce_trainable(core.models, [])
+            for param in self.params:
+                param.grad = None
+        norm = 0.0
+        if self.raw_D is not None:
+            with torch.no_grad():
+                if cfg.max_norm is not None:
+                    bound = cfg.max_norm * self.reference_norm / self.unit
+                    shrink = torch.clamp(bound / self.raw_D.norm().clamp_min(1e-12), max=1.0)
+                    self.raw_D.mul_(shrink)
+                norm = float(self.raw_D.norm() * self.unit)
+        self.losses.append(loss.item())
+        self.answer_nll.append(nll.item())
+        self.kl.append(kl_value.item())
+        return {
+            "loss": self.losses[-1],
+            "answer_nll": self.answer_nll[-1],
+            "kl": self.kl[-1],
+            "norm": norm,
+        }
+
+    def result(self) -> SteeringResult:
+        vector = self.vector()
+        return SteeringResult(
+            config=self.cfg,
+            layer=self.core.layer,
+            read_layer=self.core.read_layer,
+            losses=list(self.losses),
+            answer_nll=list(self.answer_nll),
+            kl=list(self.kl),
+            vector=None if vector is None else vector.detach().clone(),
+            adapter=STEER_ADAPTER if self.cfg.method == "lora" else None,
+            reference_norm=self.reference_norm,
+        )
+
+
 def steer(
     ao: ActivationOracle,
     prompts: Sequence[str],
@@ -267,83 +380,15 @@ def steer(
     """Optimise a steering vector (or LoRA) so that the oracle answers ``cfg.answer``.
 
     ``prompts``: target prompts (one user turn each) whose activations the oracle reads.
-    ``kl_prompts``: neutral prompts for the KL regulariser (default: ``prompts``).
-    ``callback(step, {"loss", "answer_nll", "kl", "norm"})`` is called after every step.
-    Model weights are left untouched; the lora method leaves the adapter ``steer`` on the target
-    (inactive; the oracle adapter stays the active one).
+    ``kl_prompts``: neutral prompts for the KL regulariser (default: ``prompts``; the first
+    ``cfg.batch_size`` are used). ``callback(step, {"loss", "answer_nll", "kl", "norm"})`` is
+    called after every step. Model weights are left untouched (and frozen); the lora method
+    leaves the adapter ``steer`` on the target, inactive (the oracle adapter stays active).
     """
-    if isinstance(prompts, str) or not prompts:
-        raise OracleInputError("give at least one target prompt")
-    kl_prompts = list(kl_prompts) if kl_prompts else list(prompts)
-    run = _Steerer(ao, prompts, cfg)
-    kl_run_items = [run._tokenise(p) for p in kl_prompts[: cfg.batch_size]]
-    ref = run.reference_norm()
-    vector: torch.Tensor | None = None
-    if cfg.method == "vector":
-        unit = ref / math.sqrt(ao.d_model)  # Adam moves each coordinate ~lr units per step
-        raw_D = torch.zeros(ao.d_model, device=run.device, requires_grad=True)
-        run.trainable = [raw_D]
-        params = [raw_D]
-    else:
-        params = add_steering_lora(ao, cfg.lora_r, cfg.lora_alpha, cfg.seed)
-        run.trainable = params
-        unit = 1.0
-    _enforce_trainable(run.models, run.trainable)
-    kl_ids_BT, kl_mask_BT = pad_right([i[0] for i in kl_run_items], pad_id_of(ao.tokenizer))
-    kl_ids_BT, kl_mask_BT = kl_ids_BT.to(run.device), kl_mask_BT.to(run.device)
-    if cfg.kl_weight > 0:
-        with torch.no_grad(), ao.adapter_disabled():
-            ref_logp_BTV = (
-                ao.target(input_ids=kl_ids_BT, attention_mask=kl_mask_BT, use_cache=False)
-                .logits.float()
-                .log_softmax(dim=-1)
-            )
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    order = torch.Generator().manual_seed(cfg.seed)
-    perm: list[int] = []
-    losses, nlls, kls = [], [], []
-    try:
-        for step in range(cfg.steps):
-            if len(perm) < min(cfg.batch_size, len(prompts)):
-                perm += torch.randperm(len(prompts), generator=order).tolist()
-            idx, perm = perm[: cfg.batch_size], perm[cfg.batch_size :]
-            vector = raw_D * unit if cfg.method == "vector" else None
-            nll = run.answer_nll(idx, vector)
-            loss = nll
-            kl_value = torch.zeros((), device=nll.device)
-            if cfg.kl_weight > 0:
-                kl_value = run.kl(kl_ids_BT, kl_mask_BT, ref_logp_BTV, vector)
-                loss = nll + cfg.kl_weight * kl_value
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            norm = 0.0
-            if cfg.method == "vector":
-                with torch.no_grad():
-                    if cfg.max_norm is not None:
-                        bound = cfg.max_norm * ref / unit
-                        raw_D.mul_(torch.clamp(bound / raw_D.norm().clamp_min(1e-12), max=1.0))
-                    norm = float(raw_D.norm() * unit)
-            losses.append(loss.item())
-            nlls.append(nll.item())
-            kls.append(kl_value.item())
-            if callback is not None:
-                callback(
-                    step, {"loss": losses[-1], "answer_nll": nlls[-1], "kl": kls[-1], "norm": norm}
-                )
-    finally:
-        _enforce_trainable(run.models, [])
-        for param in params:
-            param.grad = None
-    log.info("steering done: loss %.4f -> %.4f", losses[0], losses[-1])
-    return SteeringResult(
-        config=cfg,
-        layer=run.layer,
-        read_layer=run.read_layer,
-        losses=losses,
-        answer_nll=nlls,
-        kl=kls,
-        vector=(raw_D.detach() * unit) if cfg.method == "vector" else None,
-        adapter=STEER_ADAPTER if cfg.method == "lora" else None,
-        reference_norm=ref,
-    )
+    run = SteeringRun(ao, prompts, cfg, kl_prompts)
+    while not run.finished:
+        metrics = run.step()
+        if callback is not None:
+            callback(len(run.losses) - 1, metrics)
+    log.info("steering done: answer NLL %.4f -> %.4f", run.answer_nll[0], run.answer_nll[-1])
+    return run.result()
