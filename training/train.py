@@ -123,7 +123,10 @@ def train_oracle(
         eval_set = prepare_dataset(eval, tokenizer, n_layers, read_layers, config, "eval set")
     resume = _resume_path(config)
 
-    model, _ = load_model(config.model, dtype=config.dtype, device="cpu")
+    # Weights load on the CPU in the dtype of the device they will train on; the Trainer moves
+    # them (to this rank's GPU under torchrun).
+    dtype = ("bf16" if on_gpu else "fp32") if config.dtype == "auto" else config.dtype
+    model, _ = load_model(config.model, dtype=dtype, device="cpu")
     model = add_oracle_lora(
         model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets
     )

@@ -69,13 +69,14 @@ class OracleTrainer(Trainer):
         extra = {k: inputs.pop(k) for k in _ORACLE_FIELDS}
         base = self.accelerator.unwrap_model(model)
         device = next(base.parameters()).device
-        vectors = capture_vectors(
-            base,
-            extra["target_ids"].to(device),
-            extra["target_mask"].to(device),
-            extra["layers"],
-            extra["read_positions"],
-        )
+        with self.autocast_smart_context_manager():  # the capture runs in the step's precision
+            vectors = capture_vectors(
+                base,
+                extra["target_ids"].to(device),
+                extra["target_mask"].to(device),
+                extra["layers"],
+                extra["read_positions"],
+            )
         seq_len = inputs["input_ids"].shape[1]
         ctx = inject(base, self.injection, extra["placeholder_positions"], vectors, seq_len)
         return inputs, ctx
