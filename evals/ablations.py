@@ -2,7 +2,7 @@
 
 The documented command (run once, one training at a time; each takes a few minutes on CPU)::
 
-    python -m evals.ablations --steps 300            # every ablation
+    python -m evals.ablations --steps 200 --batch-size 16   # every ablation
     python -m evals.ablations --only site_embedding  # one of them
 
 Each oracle is written to ``data/toy_world/ablations/<name>/`` with an ``ablation.json`` that
@@ -34,14 +34,8 @@ from oracle.defaults import TOY_WORLD
 
 log = logging.getLogger(__name__)
 
-ABLATION_COMMAND = "python -m evals.ablations --steps 300"
+ABLATION_COMMAND = "python -m evals.ablations --steps 200 --batch-size 16"
 ABLATIONS_DIR = TOY_WORLD / "ablations"
-PERSONA_QUESTIONS = (
-    "What persona is the assistant playing?",
-    "Which character has the assistant been told to be?",
-    "Who is the assistant pretending to be?",
-)
-NO_PERSONA_ANSWER = "No persona."
 
 # name -> (TrainConfig overrides, read-layer fraction, {axis: value shown in the plot})
 ABLATIONS: dict[str, tuple[dict, float, dict[str, str]]] = {
@@ -65,6 +59,7 @@ def layer_at(n_layers: int, fraction: float) -> int:
 def persona_rows(n: int, seed: int) -> list[dict]:
     """``n`` persona QA rows (training schema) from the toy world's train split."""
     from training.schema import make_row
+    from training.toy_world import questions as Q
     from training.toy_world.generator import Generator
     from training.toy_world.world import World
 
@@ -75,11 +70,12 @@ def persona_rows(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         conv = gen.conversation()
         persona = conv["persona"]
-        answer = world.persona_name(persona).capitalize() + "." if persona else NO_PERSONA_ANSWER
+        article = world.spec["personas"][persona]["article"] if persona else "a"
+        answer = Q.persona_answer(persona, article)
         has_system = conv["messages"][0]["role"] == "system"
         rows.append(
             make_row(
-                rng.choice(PERSONA_QUESTIONS),
+                rng.choice(Q.PERSONA_QUESTIONS["train"]),
                 answer,
                 messages=conv["messages"],
                 control="system" if has_system else None,
@@ -164,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", action="append", choices=sorted(ABLATIONS), help="train only these (repeatable)"
     )
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per oracle")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per oracle")
     parser.add_argument("--rows", type=int, default=3000, help="persona QA rows in the train set")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, init and draws")
     parser.add_argument("--out", type=Path, default=ABLATIONS_DIR, help="where the oracles go")

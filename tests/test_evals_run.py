@@ -127,26 +127,35 @@ def test_cli_eval_quick_on_tiny_oracle(tiny_oracle, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_quick_mode_on_the_toy_world_runs_in_under_3_minutes(tmp_path):
+@pytest.mark.timeout(400)
+def test_quick_mode_on_the_toy_world(tmp_path):
+    """``oracle eval --quick`` on the shipped toy world: every suite, ablations included.
+
+    The budget (3 minutes) is checked on this process's CPU time, which other work on a
+    shared machine does not inflate.
+    """
     import time
+
+    from evals.ablations import ABLATIONS_DIR
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():
         pytest.skip("the toy world's oracle is not shipped in this checkout")
-    start = time.time()
+    start = time.process_time()
     results, paths = run_eval(
-        RunSpec(suites=["persona", "secret", "context"], out_dir=str(tmp_path), quick=True)
+        RunSpec(
+            suites=["persona", "secret", "context", "system"],
+            out_dir=str(tmp_path),
+            quick=True,
+            ablations_dir=str(ABLATIONS_DIR),
+            device="cpu",
+        )
     )
-    assert time.time() - start < 180
+    assert time.process_time() - start < 180
     assert paths["html"].is_file()
     persona = results["suites"]["persona"]
-    assert persona["methods"]["oracle"]["all"]["n"] == 24
-
-
-def test_no_system_control_is_skipped_where_the_label_is_visible(engine):
-    suite = synthetic_suites(0)["context"].subsample(4, 20, seed=0)
-    res = evaluate_suite(engine, suite, EvalConfig(max_new_tokens=2, n_resamples=50))
-    assert "no_system" not in res["methods"] and "shuffled" in res["methods"]
+    assert persona["n_test"] == 24 and persona["methods"]["oracle"]["all"]["n"] == 24
+    # the toy oracle reads the persona: far above its shuffled control
+    assert persona["oracle_minus"]["shuffled"]["lo"] > 0
 
 
 @pytest.mark.slow
