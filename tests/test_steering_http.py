@@ -51,6 +51,7 @@ def test_generate_matches_the_library_with_and_without_steering(served):
         ({"prompts": ["Hi"], "steering": {"vector": [0.0] * 5, "layer": 1}}, 400, "d_model"),
         ({"prompts": ["Hi"], "steering": {"vector": [0.0] * 64, "layer": 9}}, 400, "range"),
         ({"prompts": ["Hi"], "max_tokens": 100000}, 400, "limit"),
+        ({"prompts": ["word " * 600]}, 400, "tokens, more than the server's limit"),
     ],
 )
 def test_generate_bad_input_is_a_clear_4xx(served, body, status, match):
@@ -84,9 +85,13 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
 def test_steer_as_a_job(served):
     client, _ = served
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate."}
-    response = client.post("/v1/steer", json={**body, "steps": 2, "background": True})
+    response = client.post("/v1/steer", json={**body, "steps": 22})  # > MAX_SYNC_STEPS: a job
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
+    second = client.post("/v1/steer", json={**body, "steps": 2, "background": True})
+    assert second.status_code == 429, second.text
+    # a query still gets answered while the job runs (the job yields between chunks)
+    assert client.post("/v1/generate", json={"prompts": ["Hi"], "max_tokens": 2}).status_code == 200
     deadline = time.time() + 60
     while True:
         job = client.get(f"/v1/steer/{job_id}").json()
@@ -94,7 +99,7 @@ def test_steer_as_a_job(served):
             break
         time.sleep(0.1)
     assert job["status"] == "done", job
-    assert len(job["result"]["losses"]) == 2
+    assert len(job["result"]["losses"]) == 22 and job["steps_done"] == 22
     assert client.get("/v1/steer/nope").status_code == 404
 
 

@@ -4,7 +4,9 @@ a steering vector through the oracle; ``GET /v1/steer/{job_id}`` for one run as 
 Both need the ``hf`` engine (steering backpropagates through transformers). They run on the
 engine's thread, alone (``service.call``), so that no query shares a batch with a steering run.
 A steering run of at most ``MAX_SYNC_STEPS`` steps answers at once; a longer one (up to
-``MAX_STEPS``), or one asked with ``"background": true``, answers 202 with a job to poll.
+``MAX_STEPS``), or one asked with ``"background": true``, answers 202 with a job to poll. A job
+runs in chunks of ``CHUNK_STEPS`` steps, each its own engine call, so that queries go on
+between chunks; one job runs at a time (another gets 429).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oracle.errors import OracleInputError
-from serving.errors import NotFound, ServiceBusy
+from serving.errors import NotFound, ServiceError
 from serving.routers import get_service
 from serving.routers.query import ERRORS
 from serving.schemas import MAX_TEXT, EncodedTensor
@@ -32,9 +34,15 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["steering"])
 
 MAX_PROMPTS = 64
-MAX_SYNC_STEPS = 50
+MAX_SYNC_STEPS = 20
 MAX_STEPS = 500
+CHUNK_STEPS = 5
 MAX_JOBS = 32  # jobs kept in memory (finished ones are dropped oldest first)
+
+
+class TooManyJobs(ServiceError):
+    status_code = 429
+    error_type = "too_many_jobs"
 
 
 class SteeringIn(BaseModel):
@@ -120,6 +128,7 @@ class SteerResult(BaseModel):
 class SteerJob(BaseModel):
     job_id: str
     status: Literal["queued", "running", "done", "failed"]
+    steps_done: int = 0
     result: SteerResult | None = None
     error: str | None = None
 
@@ -149,6 +158,16 @@ def _vector_of(steering: SteeringIn, d_model: int) -> torch.Tensor:
     return vector
 
 
+def _check_lengths(ao, prompts: list[str], limit: int) -> None:
+    from oracle.steering_generate import prompt_ids
+
+    for i, ids in enumerate(prompt_ids(ao.tokenizer, prompts)):
+        if len(ids) > limit:
+            raise OracleInputError(
+                f"prompt {i} is {len(ids)} tokens, more than the server's limit of {limit}"
+            )
+
+
 @router.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
 async def generate_route(
     body: GenerateRequest, service: OracleService = Depends(get_service)
@@ -164,6 +183,7 @@ async def generate_route(
         )
     ao = _oracle_of(service.engine)
     vector = _vector_of(body.steering, ao.d_model) if body.steering else None
+    _check_lengths(ao, body.prompts, service.settings.max_tokens)
 
     def run(_engine) -> list[str]:
         return generate(
@@ -190,8 +210,8 @@ def _jobs(request: Request) -> dict[str, SteerJob]:
     return state.steer_jobs
 
 
-def _run_steer(ao, body: SteerRequest) -> SteerResult:
-    from oracle.steering import SteerConfig, steer
+def _start(ao, body: SteerRequest):
+    from oracle.steering import SteerConfig, SteeringRun
 
     cfg = SteerConfig(
         question=body.question,
@@ -204,7 +224,19 @@ def _run_steer(ao, body: SteerRequest) -> SteerResult:
         kl_weight=body.kl_weight,
         max_norm=body.max_norm,
     )
-    result = steer(ao, body.prompts, cfg, kl_prompts=body.kl_prompts)
+    return SteeringRun(ao, body.prompts, cfg, kl_prompts=body.kl_prompts)
+
+
+def _advance(run, n_steps: int):
+    for _ in range(n_steps):
+        if run.finished:
+            break
+        run.step()
+    return run
+
+
+def _result_of(run) -> SteerResult:
+    result = run.result()
     return SteerResult(
         vector=encode_tensor(result.vector),
         layer=result.layer,
@@ -219,7 +251,11 @@ def _run_steer(ao, body: SteerRequest) -> SteerResult:
 @router.post(
     "/v1/steer",
     response_model=SteerResult | SteerJob,
-    responses={**ERRORS, 202: {"description": "a job was started; poll /v1/steer/{job_id}"}},
+    responses={
+        **ERRORS,
+        202: {"description": "a job was started; poll /v1/steer/{job_id}"},
+        429: {"description": "a steering job is already running"},
+    },
 )
 async def steer_route(
     body: SteerRequest, request: Request, service: OracleService = Depends(get_service)
@@ -235,22 +271,27 @@ async def steer_route(
     for i, text in enumerate(body.prompts + (body.kl_prompts or [])):
         if not text.strip():
             raise OracleInputError(f"prompt {i} is empty")
+    _check_lengths(ao, body.prompts + (body.kl_prompts or []), service.settings.max_tokens)
     if not body.background and body.steps <= MAX_SYNC_STEPS:
         async with service.admit():
-            return await service.call(lambda _engine: _run_steer(ao, body))
+            run = await service.call(lambda _engine: _advance(_start(ao, body), body.steps))
+            return _result_of(run)
     jobs = _jobs(request)
+    if any(j.status in ("queued", "running") for j in jobs.values()):
+        raise TooManyJobs("a steering job is already running; poll it, then retry")
     if len(jobs) >= MAX_JOBS:
-        finished = [k for k, j in jobs.items() if j.status in ("done", "failed")]
-        if not finished:
-            raise ServiceBusy(f"{MAX_JOBS} steering jobs are pending; retry later")
-        jobs.pop(finished[0])
+        jobs.pop(next(iter(jobs)))
     job = SteerJob(job_id=uuid.uuid4().hex, status="queued")
     jobs[job.job_id] = job
 
     async def work() -> None:
         job.status = "running"
         try:
-            job.result = await service.call(lambda _engine: _run_steer(ao, body))
+            run = await service.call(lambda _engine: _start(ao, body))
+            while not run.finished:
+                await service.call(lambda _engine: _advance(run, CHUNK_STEPS))
+                job.steps_done = len(run.losses)
+            job.result = _result_of(run)
             job.status = "done"
         except Exception as exc:  # the job reports any failure to its poller
             log.warning("steering job %s failed: %s", job.job_id, exc)
