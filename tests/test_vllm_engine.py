@@ -170,8 +170,17 @@ def test_mixed_batch_equals_one_by_one(engines, activations):
 def test_query_and_bad_input(engines):
     cap, answers = engines["vllm"].query(MESSAGES, QUESTIONS[:2], max_new_tokens=4)
     assert cap.activations.shape[0] == 1 and len(answers) == 2
+    engine = engines["vllm"]
     with pytest.raises(ValueError, match="hidden size"):
-        engines["vllm"].answer([AnswerRequest(torch.zeros(2, 7), QUESTIONS[0])])
+        engine.answer([AnswerRequest(torch.zeros(2, 7), QUESTIONS[0])])
+    too_long = torch.randn(engine.max_model_len, engine.d_model)
+    with pytest.raises(ValueError, match="request 1: .*max_model_len"):
+        engine.answer([AnswerRequest(too_long[:2], QUESTIONS[0]), AnswerRequest(too_long, "Why?")])
+    # A zero vector adds nothing (as in transformers) and is not mistaken for a flagged row.
+    zero = torch.zeros(3, engine.d_model)
+    request = AnswerRequest(zero, QUESTIONS[1], max_new_tokens=6, yes_no=True)
+    ours, theirs = engine.answer([request])[0], engines["hf"].answer([request])[0]
+    assert ours.text == theirs.text and abs(ours.p_yes - theirs.p_yes) < P_YES_TOL
 
 
 def test_engine_options_are_not_overridable(tmp_path):

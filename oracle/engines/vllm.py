@@ -108,6 +108,8 @@ class VLLMEngine(Engine):
         if self.inject_layer is not None:
             self.inject_layer = check_layer(oracle.oracle_model, self.inject_layer)
         self.yes_id, self.no_id = oracle.yes_no_ids()
+        model_config = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+        self.max_model_len: int | None = getattr(model_config, "max_model_len", None)
 
     @classmethod
     def load(
@@ -252,7 +254,7 @@ class VLLMEngine(Engine):
         check_vectors(request.activations, self.d_model, what=f"activations of request {index}")
         layer = self.config.default_layer if request.layer is None else request.layer
         layer = check_layer(self.oracle.target, layer)
-        return build_oracle_prompt(
+        prompt = build_oracle_prompt(
             self.tokenizer,
             request.question,
             request.activations.shape[0],
@@ -260,6 +262,13 @@ class VLLMEngine(Engine):
             self.config.placeholder,
             self.config.prompt_template,
         )
+        if self.max_model_len is not None and len(prompt.input_ids) >= self.max_model_len:
+            raise OracleInputError(
+                f"request {index}: the oracle prompt has {len(prompt.input_ids)} tokens "
+                f"({request.activations.shape[0]} activation vectors), more than vLLM's "
+                f"max_model_len of {self.max_model_len} allows"
+            )
+        return prompt
 
     def prompt_embeds(self, prompt: OraclePrompt, activations_ND: torch.Tensor) -> torch.Tensor:
         """The request's prompt embeddings (T, D) with its activations at the placeholders."""
