@@ -200,3 +200,78 @@ def test_close_shuts_the_engine_down(engines):
     with pytest.raises(RuntimeError, match="closed"):
         engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
     engine.close()  # idempotent
+
+
+def test_merged_oracle_matches_adapter_and_is_cached(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from oracle.engines.vllm_merge import merged_oracle_dir
+    from oracle.oracle import ActivationOracle
+
+    base_dir, oracle_dir = make_oracle_dir(tmp_path, "llama", **VLLM_TINY)
+    merged = merged_oracle_dir(oracle_dir, str(base_dir), torch.float32, tmp_path / "cache")
+    stamp = (merged / "config.json").stat().st_mtime_ns
+    again = merged_oracle_dir(oracle_dir, str(base_dir), torch.float32, tmp_path / "cache")
+    assert again == merged and (merged / "config.json").stat().st_mtime_ns == stamp
+    ao = ActivationOracle.load(None, oracle_dir, dtype="float32", device="cpu")
+    plain = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    ids_BT = torch.tensor([ao.tokenizer.encode("Hello! How are you today?")])
+    with torch.no_grad():
+        want_BTV = ao.oracle_model(input_ids=ids_BT).logits
+        got_BTV = plain(input_ids=ids_BT).logits
+        with ao.adapter_disabled():
+            base_BTV = ao.oracle_model(input_ids=ids_BT).logits
+    torch.testing.assert_close(got_BTV, want_BTV, atol=1e-5, rtol=1e-5)
+    assert (got_BTV - base_BTV).abs().max() > 1e-3  # the adapter is really in the weights
+
+
+class _VLLMStyleBlock(torch.nn.Module):
+    """A block with vLLM's calling convention: (positions, hidden, residual) -> (delta, residual)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(d_model, d_model)
+
+    def forward(self, positions, hidden_ND, residual_ND):
+        residual_ND = hidden_ND if residual_ND is None else hidden_ND + residual_ND
+        return self.linear(residual_ND), residual_ND
+
+
+def test_worker_hooks_restore_placeholder_and_add_norm_matched():
+    from oracle.engines.vllm_worker import FLAG_NORM, InjectionState
+    from oracle.hooks import count_hooks, hooks
+    from oracle.inject import InjectionSpec, apply_injection
+
+    torch.manual_seed(0)
+    d = 16
+    block0, block1 = _VLLMStyleBlock(d), _VLLMStyleBlock(d)
+    placeholder_D = torch.randn(d)
+    embeds_ND = torch.randn(6, d)
+    embeds_ND[[1, 2]] = placeholder_D
+    vectors_2D = torch.randn(2, d) * 30
+    sent_ND = embeds_ND.clone()
+    sent_ND[[1, 2]] = vectors_2D / vectors_2D.norm(dim=-1, keepdim=True) * FLAG_NORM
+    positions = torch.arange(6)
+
+    def run(inputs_ND):
+        delta, residual = block0(positions, inputs_ND, None)
+        return block1(positions, delta, residual)
+
+    with torch.no_grad():
+        d1, r1 = run(embeds_ND)
+        want_ND = apply_injection(
+            (d1 + r1)[None],
+            torch.zeros(2, dtype=torch.long),
+            torch.tensor([1, 2]),
+            vectors_2D,
+            InjectionSpec("layer:1", "add", 2.0),
+        )[0]
+        state = InjectionState(2.0, placeholder_D, d)
+        with hooks(
+            [(block0, "forward_pre", state.before_block0), (block1, "forward", state.after_block_k)]
+        ):
+            d2, r2 = run(sent_ND)
+            plain_d, plain_r = run(embeds_ND)  # no flagged rows: untouched (a decode step)
+    torch.testing.assert_close(d2 + r2, want_ND, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(plain_d + plain_r, d1 + r1)
+    assert count_hooks(block0) == count_hooks(block1) == 0
