@@ -36,7 +36,7 @@ from oracle.engines.vllm_merge import merged_oracle_dir
 from oracle.engines.vllm_worker import FLAG_NORM
 from oracle.errors import OracleConfigError, OracleInputError
 from oracle.inject import apply_injection, check_vectors, parse_site
-from oracle.layers import check_layer, get_embedding
+from oracle.layers import check_layer, get_embedding, model_type
 from oracle.models import resolve_device, resolve_dtype
 from oracle.oracle import ActivationOracle, resolve_base_path
 from oracle.prompts import OraclePrompt, build_oracle_prompt, placeholder_id
@@ -245,7 +245,7 @@ class VLLMEngine(Engine):
         if found is None or abs(found.logprob - expected) > PROMPT_EMBEDS_TOLERANCE:
             raise OracleConfigError(
                 f"vLLM reads prompt embeddings differently from token ids for this model "
-                f"({type(self.oracle.oracle_model).__name__}); the vllm engine cannot serve "
+                f"(model type {model_type(self.oracle.oracle_model)!r}); the vllm engine cannot serve "
                 "it: use the hf engine"
             )
 
