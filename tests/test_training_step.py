@@ -79,3 +79,39 @@ def test_a_step_changes_only_lora_and_depends_on_the_activations(tmp_path):
     changed = [n for n, p in peft_model.named_parameters() if not torch.equal(p, before[n])]
     assert changed and all("lora_" in n for n in changed)
     assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+
+
+def _lora_grads(tmp_path, checkpointing: bool) -> dict[str, torch.Tensor]:
+    _, peft_model, tok = lora_model()
+    rows = [
+        make_row("What persona?", "A pirate.", messages=MESSAGES[:2], control="system", layer=2)
+    ] * 2
+    config = TrainConfig(model="m", output_dir="o", position_mix={"span": 1.0})
+    data = prepare_dataset(Dataset.from_list(rows), tok, 4, [2], config)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), remove_unused_columns=False, report_to=[], use_cpu=True
+    )
+    trainer = OracleTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=data,
+        data_collator=OracleCollator(pad_id_of(tok)),
+        injection=InjectionSpec("layer:1", "add", 1.0),
+    )
+    if checkpointing:
+        peft_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    peft_model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop otherwise
+    trainer.training_step(peft_model, trainer.data_collator([data[0], data[1]]))
+    return {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_recomputes_with_the_injection(tmp_path):
+    plain = _lora_grads(tmp_path / "a", checkpointing=False)
+    recomputed = _lora_grads(tmp_path / "b", checkpointing=True)
+    assert plain.keys() == recomputed.keys() and plain
+    assert all("lora_" in n for n in plain)
+    for name in plain:
+        torch.testing.assert_close(plain[name], recomputed[name], rtol=1e-4, atol=1e-6)
