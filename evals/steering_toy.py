@@ -146,7 +146,12 @@ def main(
     }
     gen = torch.Generator().manual_seed(seed)
     for persona in tqdm(names, desc="personas"):
-        answer = persona_answer(persona, world.spec["personas"][persona]["article"])
+        article = world.spec["personas"][persona]["article"]
+        answer = persona_answer(persona, article)
+        # the persona as the target knows it: told by a system prompt (the fluency reference)
+        system = f"You are {article} {persona}."
+        told = generate(ao, eval_prompts, max_new_tokens=max_tokens, system=system)
+        told_ppl = perplexity(reply_nll(ao, eval_prompts, told, system=system))
         cfg = SteerConfig(
             question=ask_q,
             answer=answer,
@@ -172,41 +177,55 @@ def main(
             "kl_last": result.kl[-1],
             "steer_seconds": round(time.time() - t0, 1),
             "baseline_style_rate": baseline[persona],
+            "system_prompted": {
+                "system": system,
+                "style_rate": style_rate(pattern, told),
+                "perplexity": told_ppl,
+                "examples": told[:2],
+            },
             "scales": {},
         }
         for kind, vec in (("steered", vector), ("random", random_vec)):
             for scale in scale_list:
                 replies = generate(ao, eval_prompts, vec, result.layer, scale, max_tokens)
                 ppl = perplexity(reply_nll(ao, eval_prompts, replies))
+                told_ratio = (
+                    perplexity(reply_nll(ao, eval_prompts, replies, system=system)) / told_ppl
+                )
                 acts = capture_steered(ao, eval_prompts, read_layer, vec, result.layer, scale)
                 rate = style_rate(pattern, replies)
                 row = {
                     "style_rate": rate,
                     "perplexity": ppl,
                     "ppl_ratio": ppl / plain_ppl,
+                    "ppl_ratio_as_persona": told_ratio,
                     "oracle_names_persona": oracle_rate(acts, read_layer)[persona],
                     "passes": behaviour_passes(rate, baseline[persona], ppl / plain_ppl),
+                    "passes_as_persona": behaviour_passes(rate, baseline[persona], told_ratio),
                     "examples": replies[:2],
                 }
                 entry["scales"].setdefault(kind, {})[str(scale)] = row
         steered_rows = entry["scales"]["steered"].values()
         random_rows = entry["scales"]["random"].values()
-        entry["behaviour_passes"] = any(r["passes"] for r in steered_rows)
-        entry["random_passes"] = any(r["passes"] for r in random_rows)
-        entry["oracle_fooled_only"] = (
-            entry["scales"]["steered"][str(scale_list[0])]["oracle_names_persona"] >= 0.5
-            and not entry["behaviour_passes"]
+        for key in ("passes", "passes_as_persona"):
+            entry[f"behaviour_{key}"] = any(r[key] for r in steered_rows)
+            entry[f"random_{key}"] = any(r[key] for r in random_rows)
+        at_one = entry["scales"]["steered"].get("1.0") or next(iter(steered_rows))
+        entry["oracle_fooled_only"] = at_one["oracle_names_persona"] >= 0.5 and not (
+            entry["behaviour_passes"] or entry["behaviour_passes_as_persona"]
         )
         results["personas"][persona] = entry
+    people = results["personas"]
     results["summary"] = {
         "personas_passing": [
+            p for p, e in people.items() if e["behaviour_passes"] and not e["random_passes"]
+        ],
+        "personas_passing_as_persona": [
             p
-            for p, e in results["personas"].items()
-            if e["behaviour_passes"] and not e["random_passes"]
+            for p, e in people.items()
+            if e["behaviour_passes_as_persona"] and not e["random_passes_as_persona"]
         ],
-        "oracle_fooled_only": [
-            p for p, e in results["personas"].items() if e["oracle_fooled_only"]
-        ],
+        "oracle_fooled_only": [p for p, e in people.items() if e["oracle_fooled_only"]],
         "seconds": round(time.time() - started, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -229,19 +248,32 @@ def markdown(results: dict) -> str:
         f'held-out phrasing "{s["check_question"]}". Unsteered reply perplexity '
         f"{u['perplexity']:.2f}.",
         "",
-        "Pass: style-word rate >= 30% of replies (or >= 5x a non-zero baseline) with perplexity "
-        "ratio <= 2; the random vector (same norm) must not pass.",
+        "Style rate: share of replies holding one of the persona's style words. Pass: style rate "
+        ">= 30% (or >= 5x a non-zero baseline) and a perplexity ratio <= 2; the random vector "
+        "(same norm) must not pass. Two perplexity ratios: `ppl x` is the issue's (steered "
+        "replies vs unsteered replies, both under the unsteered model with no system prompt; "
+        "in-character text is itself improbable there), `ppl x as persona` scores the steered "
+        "replies under the unsteered model told the persona by a system prompt, against that "
+        "model's own in-character replies.",
         "",
-        "| persona | vector | scale | style rate | baseline | ppl ratio | oracle names it | passes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| persona | vector | scale | style rate | baseline | ppl x | ppl x as persona "
+        "| oracle names it | passes | passes as persona |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    yes = {True: "yes", False: "no"}
     for persona, e in results["personas"].items():
+        told = e["system_prompted"]
+        lines.append(
+            f"| {persona} | system prompt | - | {told['style_rate']:.2f} | "
+            f"{e['baseline_style_rate']:.2f} | - | 1.00 | - | - | - |"
+        )
         for kind, rows in e["scales"].items():
             for scale, r in rows.items():
                 lines.append(
                     f"| {persona} | {kind} | {scale} | {r['style_rate']:.2f} | "
                     f"{e['baseline_style_rate']:.2f} | {r['ppl_ratio']:.2f} | "
-                    f"{r['oracle_names_persona']:.2f} | {'yes' if r['passes'] else 'no'} |"
+                    f"{r['ppl_ratio_as_persona']:.2f} | {r['oracle_names_persona']:.2f} | "
+                    f"{yes[r['passes']]} | {yes[r['passes_as_persona']]} |"
                 )
     lines += [
         "",
@@ -250,10 +282,12 @@ def markdown(results: dict) -> str:
     ]
     for persona, e in results["personas"].items():
         if e["behaviour_passes"] and not e["random_passes"]:
-            verdict = "steers behaviour (random control does not)"
+            verdict = "steers behaviour, fluent by both measures (random control does not)"
+        elif e["behaviour_passes_as_persona"] and not e["random_passes_as_persona"]:
+            verdict = "steers behaviour, fluent as the persona; fails the no-system perplexity bar"
         elif e["oracle_fooled_only"]:
             verdict = "changes the oracle's answer but not the behaviour"
-        elif e["random_passes"]:
+        elif e["random_passes"] or e["random_passes_as_persona"]:
             verdict = "random control passes too: not specific"
         else:
             verdict = "neither"
@@ -264,8 +298,9 @@ def markdown(results: dict) -> str:
     summary = results["summary"]
     lines += [
         "",
-        f"Passing: {summary['personas_passing'] or 'none'}; oracle-only: "
-        f"{summary['oracle_fooled_only'] or 'none'}; {summary['seconds']} s.",
+        f"Passing (issue's perplexity): {summary['personas_passing'] or 'none'}; passing "
+        f"(perplexity as persona): {summary['personas_passing_as_persona'] or 'none'}; "
+        f"oracle-only: {summary['oracle_fooled_only'] or 'none'}; {summary['seconds']} s.",
         "",
     ]
     return "\n".join(lines)

@@ -20,22 +20,27 @@ from oracle.oracle import ActivationOracle, pad_left
 from oracle.steering_hooks import active_adapter, add_vector
 
 
-def as_target_input(tokenizer, prompt: str) -> TargetInput:
-    """A user turn awaiting the assistant's reply (chat template), or the plain prompt."""
+def as_target_input(tokenizer, prompt: str, system: str | None = None) -> TargetInput:
+    """A user turn (after an optional system prompt) awaiting the assistant's reply, through
+    the chat template; the plain prompt for a tokenizer without one."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise OracleInputError("a prompt is empty")
     if has_chat_template(tokenizer):
-        return TargetInput(
-            messages=[{"role": "user", "content": prompt}], add_generation_prompt=True
-        )
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        return TargetInput(messages=messages, add_generation_prompt=True)
+    if system:
+        raise OracleInputError("a system prompt needs a tokenizer with a chat template")
     return TargetInput(prompt=prompt)
 
 
-def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+def prompt_ids(tokenizer, prompts: Sequence[str], system: str | None = None) -> list[list[int]]:
     """Token ids of each prompt as the target reads it (see :func:`as_target_input`)."""
     if isinstance(prompts, str) or not prompts:
         raise OracleInputError("give a non-empty list of prompts")
-    return [tokenize_input(tokenizer, as_target_input(tokenizer, p)).input_ids for p in prompts]
+    return [
+        tokenize_input(tokenizer, as_target_input(tokenizer, p, system)).input_ids for p in prompts
+    ]
 
 
 def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> None:
@@ -60,17 +65,18 @@ def generate(
     seed: int | None = None,
     batch_size: int = 8,
     adapter: str | None = None,
+    system: str | None = None,
 ) -> list[str]:
     """The target's reply to each prompt, with ``scale * vector`` (d_model,) added at block
     ``layer`` at every position (prompt and generated tokens). Greedy when temperature is 0.
 
     ``adapter``: the name of a steering LoRA on the target to run with (instead of the base
-    model with every adapter off).
+    model with every adapter off). ``system``: an optional system prompt before each prompt.
     """
     _check_generation(max_new_tokens, temperature, top_p)
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
-    rows = prompt_ids(ao.tokenizer, prompts)
+    rows = prompt_ids(ao.tokenizer, prompts, system)
     if seed is not None:
         torch.manual_seed(seed)
     tok = ao.tokenizer
@@ -105,14 +111,19 @@ def generate(
 
 @torch.no_grad()
 def reply_nll(
-    ao: ActivationOracle, prompts: Sequence[str], replies: Sequence[str], batch_size: int = 8
+    ao: ActivationOracle,
+    prompts: Sequence[str],
+    replies: Sequence[str],
+    batch_size: int = 8,
+    system: str | None = None,
 ) -> list[float]:
-    """Mean negative log-likelihood per token of each reply after its prompt, under the
-    unsteered target (exp of it is the reply's perplexity). An empty reply gives NaN."""
+    """Mean negative log-likelihood per token of each reply after its prompt (and the optional
+    system prompt), under the unsteered target (exp of it is the reply's perplexity). An empty
+    reply gives NaN."""
     if len(prompts) != len(replies):
         raise OracleInputError("give one reply per prompt")
     tok = ao.tokenizer
-    rows = prompt_ids(tok, prompts)
+    rows = prompt_ids(tok, prompts, system)
     reply_rows = [tok.encode(r, add_special_tokens=False) if r else [] for r in replies]
     device = model_device(ao.target)
     out: list[float] = []
