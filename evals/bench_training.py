@@ -29,6 +29,17 @@ import torch
 
 # Shapes of the real checkpoints (from their config.json), random weights.
 SHAPES = {
+    # Not a real checkpoint: a small Qwen3 for CPU runs where fixed overheads do not dominate.
+    "qwen3-small": dict(
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=64,
+        vocab_size=32000,
+        tie_word_embeddings=True,
+    ),
     "qwen3-0.6b": dict(
         hidden_size=1024,
         intermediate_size=3072,
@@ -88,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="tiny", help="tiny | qwen3-0.6b | qwen3-1.7b")
+    parser.add_argument(
+        "--model", default="tiny", help="tiny | qwen3-small | qwen3-0.6b | qwen3-1.7b"
+    )
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--steps", type=int, default=10, help="timed steps of each kind")
