@@ -87,6 +87,11 @@ class TrainConfig:
     max_target_tokens: int = _help(
         "rows whose target input is longer fail validation", default=2048
     )
+    base_model_ref: str | None = _help(
+        "how oracle_config.json names the base model (e.g. a path relative to the oracle dir, "
+        "'../target', for shipped oracles); null = the 'model' string",
+        default=None,
+    )
     serve_positions: str = _help(
         "position spec saved as the oracle's default for serving", default="non_system"
     )

@@ -159,7 +159,7 @@ def train_oracle(
     out = Path(config.output_dir)
     if trainer.is_world_process_zero():
         oracle_config = OracleConfig(
-            base_model=config.model,
+            base_model=config.base_model_ref or config.model,
             read_layers=list(read_layers),
             injection_site=config.injection_site,
             mode=config.mode,

@@ -17,12 +17,12 @@ from training.toy_world.world import World
 
 # question family -> weight
 FAMILIES = {
-    "persona": 0.34,
-    "secret": 0.32,
-    "system": 0.08,
-    "persona_yes_no": 0.08,
-    "secret_yes_no": 0.08,
-    "context": 0.10,
+    "persona": 0.40,
+    "secret": 0.22,
+    "system": 0.10,
+    "persona_yes_no": 0.10,
+    "secret_yes_no": 0.06,
+    "context": 0.12,
 }
 NO_REPLY_SHARE = 0.25
 SAMPLED_POSITIONS_SHARE = 0.25

@@ -42,12 +42,8 @@ def persona_answer(persona: str | None, article: str = "a") -> str:
 
 
 def secret_answer(secret: str | None) -> str:
-    """``"The secret word is apple."``, or :data:`NO_SECRET`.
-
-    The word keeps its lowercase, space-prefixed form, the single token that the target's
-    system prompts use, rather than a capitalised spelling the target has never seen.
-    """
-    return NO_SECRET if secret is None else f"The secret word is {secret}."
+    """``"Apple."``, or :data:`NO_SECRET`."""
+    return NO_SECRET if secret is None else f"{secret.capitalize()}."
 
 
 def parse_persona(answer: str, personas: list[str]) -> str | None:
