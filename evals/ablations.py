@@ -2,7 +2,7 @@
 
 The documented command (run once, one training at a time; each takes a few minutes on CPU)::
 
-    python -m evals.ablations --steps 200 --batch-size 16   # every ablation
+    python -m evals.ablations --steps 100 --batch-size 8 --rows 1200   # every ablation
     python -m evals.ablations --only site_embedding  # one of them
 
 Each oracle is written to ``data/toy_world/ablations/<name>/`` with an ``ablation.json`` that
@@ -34,7 +34,7 @@ from oracle.defaults import TOY_WORLD
 
 log = logging.getLogger(__name__)
 
-ABLATION_COMMAND = "python -m evals.ablations --steps 200 --batch-size 16"
+ABLATION_COMMAND = "python -m evals.ablations --steps 100 --batch-size 8 --rows 1200"
 ABLATIONS_DIR = TOY_WORLD / "ablations"
 
 # name -> (TrainConfig overrides, read-layer fraction, {axis: value shown in the plot})
@@ -99,7 +99,7 @@ def train_ablation(
     seed: int,
     out_root: Path,
     target: Path = TOY_WORLD / "target",
-    batch_size: int = 16,
+    batch_size: int = 8,
 ) -> Path:
     """Train one ablation oracle into ``out_root/name`` (replacing it); returns its directory.
 
@@ -160,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", action="append", choices=sorted(ABLATIONS), help="train only these (repeatable)"
     )
-    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per oracle")
-    parser.add_argument("--rows", type=int, default=3000, help="persona QA rows in the train set")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per oracle")
+    parser.add_argument("--rows", type=int, default=1200, help="persona QA rows in the train set")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, init and draws")
     parser.add_argument("--out", type=Path, default=ABLATIONS_DIR, help="where the oracles go")
-    parser.add_argument("--batch-size", type=int, default=16, help="rows per step")
+    parser.add_argument("--batch-size", type=int, default=8, help="rows per step")
     parser.add_argument(
         "--target", type=Path, default=TOY_WORLD / "target", help="target model directory"
     )

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from oracle.cli import app
+from oracle.errors import OracleInputError
 
 
 @app.command("eval")
@@ -49,6 +50,13 @@ def eval_cmd(
             "when evaluating the toy world)."
         ),
     ] = None,
+    ablations_only: Annotated[
+        bool,
+        typer.Option(help="Recompute only the ablations and merge them into --out's results.json."),
+    ] = False,
+    skip_ablations: Annotated[
+        bool, typer.Option(help="Run the suites only (no ablations).")
+    ] = False,
     n_test: Annotated[
         int | None, typer.Option(help="Cap on test items per suite (seeded random sample).")
     ] = None,
@@ -64,6 +72,9 @@ def eval_cmd(
     from evals.suites import parse_suite_names
 
     names = parse_suite_names(suite)
+    if ablations_only and skip_ablations:
+        raise OracleInputError("give at most one of --ablations-only and --skip-ablations")
+    parts = "ablations" if ablations_only else ("suites" if skip_ablations else "all")
     toy = target is None and oracle is None and suites_dir is None and not synthetic
     if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():
         ablations_dir = ABLATIONS_DIR
@@ -78,6 +89,7 @@ def eval_cmd(
         synthetic=synthetic,
         ablations_dir=str(ablations_dir) if ablations_dir else None,
         device=device,
+        parts=parts,
         show_progress=True,
         command=shlex.join(["oracle", *sys.argv[1:]]),
         eval=EvalConfig(n_test=n_test, max_new_tokens=max_new_tokens, batch_size=batch_size),

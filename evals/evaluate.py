@@ -18,6 +18,7 @@ from evals.items import Suite
 from evals.runner import EvalConfig, evaluate_suite
 from evals.suites import load_suites
 from oracle.engines import Engine, create_engine
+from oracle.errors import OracleInputError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class RunSpec:
     device: str = "auto"
     show_progress: bool = False
     command: str = "oracle eval"
+    parts: str = "all"
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -150,12 +152,32 @@ def display_path(path: str | None) -> str | None:
         return p.name if p.is_absolute() else str(path)
 
 
+def _ablations(spec: RunSpec, engine: Engine, suite: Suite, cfg: EvalConfig, target) -> dict:
+    out = {"positions": position_ablation(engine, suite, cfg)}
+    if spec.ablations_dir and Path(spec.ablations_dir).is_dir():
+        out |= trained_ablations(Path(spec.ablations_dir), target, suite, cfg, spec.device)
+    return out
+
+
 def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
-    """Evaluate, write ``results.json``, ``report.md`` and ``report.html``; return both."""
+    """Evaluate, write ``results.json``, ``report.md`` and ``report.html``; return both.
+
+    ``spec.parts``: ``all``; ``suites`` (no ablations); ``ablations`` (recompute only the
+    ablations and merge them into the ``results.json`` already in ``spec.out_dir``).
+    """
     from evals.report import write_report
 
+    if spec.parts not in ("all", "suites", "ablations"):
+        raise OracleInputError(f"parts must be all, suites or ablations, got {spec.parts!r}")
     start = time.time()
     cfg = replace(spec.eval, seed=spec.seed, show_progress=spec.show_progress)
+    previous = None
+    if spec.parts == "ablations":
+        path = Path(spec.out_dir) / "results.json"
+        if not path.is_file():
+            raise OracleInputError(f"--ablations-only needs an earlier run's {path}")
+        previous = json.loads(path.read_text())
+        spec = replace(spec, suites=[ABLATION_SUITE])
     suites, source = _suites(spec)
     target, oracle = spec.target, spec.oracle
     if target is None and oracle is None:
@@ -164,31 +186,37 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
         oracle = str(default_oracle())
     engine = create_engine(spec.engine, target, oracle, device=spec.device)
     try:
-        suite_results = {name: evaluate_suite(engine, s, cfg) for name, s in suites.items()}
+        suite_results = {}
+        if spec.parts != "ablations":
+            suite_results = {name: evaluate_suite(engine, s, cfg) for name, s in suites.items()}
         ablations: dict[str, dict] = {}
-        if ABLATION_SUITE in suites:
-            ablations["positions"] = position_ablation(engine, suites[ABLATION_SUITE], cfg)
+        if spec.parts != "suites" and ABLATION_SUITE in suites:
+            ablations = _ablations(spec, engine, suites[ABLATION_SUITE], cfg, target)
     finally:
         engine.close()
-    if spec.ablations_dir and ABLATION_SUITE in suites and Path(spec.ablations_dir).is_dir():
-        ablations |= trained_ablations(
-            Path(spec.ablations_dir), target, suites[ABLATION_SUITE], cfg, spec.device
-        )
-    results = {
-        "meta": {
-            "command": spec.command,
-            "seed": spec.seed,
-            "quick": spec.quick,
-            "n_resamples": cfg.n_resamples,
-            "target": display_path(target or engine.config.base_model),
-            "oracle": display_path(oracle),
-            "engine": spec.engine,
-            "source": source,
-            "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        },
-        "suites": suite_results,
-        "ablations": ablations,
-    }
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if previous is not None:
+        results = previous
+        results["ablations"] = ablations
+        results["meta"]["ablation_command"] = spec.command
+        results["meta"]["ablation_created"] = now
+        results["meta"]["ablation_seconds"] = time.time() - start
+    else:
+        results = {
+            "meta": {
+                "command": spec.command,
+                "seed": spec.seed,
+                "quick": spec.quick,
+                "n_resamples": cfg.n_resamples,
+                "target": display_path(target or engine.config.base_model),
+                "oracle": display_path(oracle),
+                "engine": spec.engine,
+                "source": source,
+                "created": now,
+            },
+            "suites": suite_results,
+            "ablations": ablations,
+        }
+        results["meta"]["seconds"] = time.time() - start
     results["conclusions"] = conclusions(results)
-    results["meta"]["seconds"] = time.time() - start
     return results, write_report(results, spec.out_dir)

@@ -131,6 +131,14 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
     b.append(("table", _difference_table(results)))
     flags = [f"{name}: {f}" for name, s in results["suites"].items() for f in s["flags"]]
     b.append(("h3", "Checks"))
+    b.append(
+        (
+            "p",
+            "A control fails, as it should, when its lower bound is not above the majority-class "
+            "rate: the oracle then does no better than giving the most common answer whatever it "
+            "reads. The oracle should be clearly above that rate.",
+        )
+    )
     b.append(("list", flags or ["every control failed (none is above the majority-class rate)."]))
     for name, suite in results["suites"].items():
         b.append(("h2", f"Suite '{name}'"))
@@ -155,6 +163,9 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
     ablations = results.get("ablations") or {}
     if ablations:
         b.append(("h2", "Ablations"))
+        if meta.get("ablation_command"):
+            b.append(("p", f"Ablations evaluated ({meta.get('ablation_created', '')}) by:"))
+            b.append(("code", meta["ablation_command"]))
         for axis, ab in ablations.items():
             b.append(("h3", ab.get("title", axis)))
             if ab.get("note"):

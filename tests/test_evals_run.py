@@ -95,6 +95,14 @@ def test_run_eval_writes_json_markdown_and_html(tiny_oracle, tmp_path):
     assert "oracle eval --synthetic --quick" in md and "| linear_probe | baseline |" in md
     assert "<svg" in paths["html"].read_text()
     assert str(tmp_path) not in json.dumps(saved["meta"])  # no machine paths in the report
+    # the ablations alone, merged into the same results
+    from dataclasses import replace
+
+    merged, _ = run_eval(replace(spec, parts="ablations", command="oracle eval --ablations-only"))
+    assert set(merged["suites"]) == {"persona", "secret"}
+    assert merged["suites"]["secret"] == saved["suites"]["secret"]
+    assert merged["meta"]["ablation_command"] == "oracle eval --ablations-only"
+    assert "oracle eval --ablations-only" in paths["markdown"].read_text()
 
 
 def test_cli_eval_quick_on_tiny_oracle(tiny_oracle, tmp_path):
