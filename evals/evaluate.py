@@ -169,7 +169,7 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
 
     if spec.parts not in ("all", "suites", "ablations"):
         raise OracleInputError(f"parts must be all, suites or ablations, got {spec.parts!r}")
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     cfg = replace(spec.eval, seed=spec.seed, show_progress=spec.show_progress)
     previous = None
     if spec.parts == "ablations":
@@ -201,6 +201,7 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
         results["meta"]["ablation_command"] = spec.command
         results["meta"]["ablation_created"] = now
         results["meta"]["ablation_seconds"] = time.time() - start
+        results["meta"]["ablation_cpu_seconds"] = time.process_time() - cpu_start
     else:
         results = {
             "meta": {
@@ -218,5 +219,6 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
             "ablations": ablations,
         }
         results["meta"]["seconds"] = time.time() - start
+        results["meta"]["cpu_seconds"] = time.process_time() - cpu_start
     results["conclusions"] = conclusions(results)
     return results, write_report(results, spec.out_dir)

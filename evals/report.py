@@ -103,7 +103,8 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
                 f"oracle: {meta['oracle']}",
                 f"mode: {'quick (seeded random subsample)' if meta['quick'] else 'full'}",
                 f"suite source: {meta['source']}",
-                f"created: {meta['created']}; wall time {meta.get('seconds', 0):.0f} s",
+                f"created: {meta['created']}; wall time {meta.get('seconds', 0):.0f} s, "
+                f"CPU time of the process {meta.get('cpu_seconds', float('nan')):.0f} s",
             ],
         )
     )
