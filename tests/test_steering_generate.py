@@ -152,3 +152,13 @@ def test_cli_steer_then_generate(dirs, ao, tmp_path):
         + ["--out", str(out), "--oracle", str(dirs[1])],
     )
     assert isinstance(bad.exception, OracleInputError) and "holds no prompt" in str(bad.exception)
+
+
+def test_system_prompt_goes_before_the_user_turn(ao):
+    plain = prompt_ids(ao.tokenizer, ["Hello there"])[0]
+    told = prompt_ids(ao.tokenizer, ["Hello there"], system="You are a pirate.")[0]
+    assert len(told) > len(plain)
+    assert "You are a pirate." in ao.tokenizer.decode(told)
+    assert ao.tokenizer.decode(told).endswith(ao.tokenizer.decode(plain[-4:]))
+    nll = reply_nll(ao, ["Hello there"], ["Arr"], system="You are a pirate.")
+    assert len(nll) == 1 and nll[0] > 0
