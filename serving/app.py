@@ -60,6 +60,26 @@ def include_routers(app: FastAPI, modules: tuple[str, ...] = ROUTER_MODULES) -> 
     return included
 
 
+def limits_in_schema(app: FastAPI, settings: ServeSettings) -> None:
+    """Publish the server's limits in its OpenAPI schema (maximum answer length, questions per
+    request), so that clients and schema-driven fuzzers see what this server accepts."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for body in schema.get("components", {}).get("schemas", {}).values():
+                props = body.get("properties", {})
+                if "max_tokens" in props:
+                    props["max_tokens"]["maximum"] = settings.max_new_tokens
+                if "questions" in props and "max_tokens" in props:
+                    props["questions"]["maxItems"] = settings.max_questions
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
     """The app. ``app.state`` holds ``settings``, ``metrics`` and, once started, ``service``."""
     settings = settings or ServeSettings()
@@ -93,4 +113,5 @@ def create_app(settings: ServeSettings | None = None, engine: Engine | None = No
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.state.routers = include_routers(app)
+    limits_in_schema(app, settings)
     return app

@@ -60,9 +60,14 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _is_tag(part: object) -> bool:
+    # pydantic names the union member an error came from ("list[Message]", "none", "int").
+    return isinstance(part, str) and ("[" in part or part in ("none", "int", "str", "float"))
+
+
 def _field_of(loc: tuple) -> str:
     # ("body", "questions", 0) -> "questions[0]"; the "body" prefix names no field.
-    parts = [p for p in loc if p not in ("body", "query", "path")]
+    parts = [p for p in loc if p not in ("body", "query", "path") and not _is_tag(p)]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -72,7 +77,10 @@ def _field_of(loc: tuple) -> str:
 def validation_message(exc: RequestValidationError) -> str:
     """One line per problem, each naming its field."""
     lines = []
-    for err in exc.errors()[:10]:
+    errors = exc.errors()
+    # an error against the None member of an optional field says only "should be None"
+    errors = [e for e in errors if "none" not in e.get("loc", ())] or errors
+    for err in errors[:10]:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         lines.append(f"{_field_of(tuple(err.get('loc', ())))}: {msg}")
     return "; ".join(lines) or "invalid request"

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 Role = Literal["system", "user", "assistant"]
 MAX_TEXT = 100_000
+MAX_QUESTION = 2_000
+MIN_TEMPERATURE = 0.01
+# Exactly one of messages / prompt, stated in the schema too so that clients and fuzzers see it.
+ONE_INPUT = {"oneOf": [{"required": ["messages"]}, {"required": ["prompt"]}]}
+POSITIONS_PATTERN = (
+    r"^(all|non_system|last:[1-9][0-9]{0,5}|role:(system|user|assistant)"
+    r"|indices:-?[0-9]{1,6}(,-?[0-9]{1,6})*)$"
+)
+POSITIONS_HELP = (
+    "positions to read: all | last:K | role:ROLE | non_system | indices:I,J "
+    "(default: the oracle's, every token outside the system prompt)"
+)
 
 
 class Message(BaseModel):
@@ -21,11 +34,14 @@ class Message(BaseModel):
 class TargetInputModel(BaseModel):
     """What the target reads: chat ``messages`` or a plain ``prompt`` (exactly one)."""
 
-    messages: list[Message] | None = Field(
-        default=None, max_length=256, description="chat turns for the target"
-    )
-    prompt: str | None = Field(
-        default=None, max_length=MAX_TEXT, description="plain text instead of messages"
+    # SkipJsonSchema: the schema says "send one or the other", not "send null".
+    messages: (
+        Annotated[list[Message], Field(min_length=1, max_length=256)] | SkipJsonSchema[None]
+    ) = Field(default=None, description="chat turns for the target")
+    prompt: Annotated[str, Field(max_length=MAX_TEXT)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="plain text instead of messages",
+        json_schema_extra={"pattern": r"\S"},
     )
     add_generation_prompt: bool = Field(
         default=False, description="end the chat with the assistant's header"
@@ -51,17 +67,26 @@ class TargetInputModel(BaseModel):
 class SamplingOptions(BaseModel):
     """How the oracle decodes its answers."""
 
-    max_tokens: int = Field(default=32, ge=1, description="longest answer, in tokens")
-    temperature: float = Field(default=0.0, ge=0.0, le=10.0, description="0 = greedy")
+    max_tokens: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="longest answer, in tokens (default 32, or the server's limit if lower)",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description=f"0 = greedy; below {MIN_TEMPERATURE} also greedy (sampling would overflow)",
+    )
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="sampling seed")
     yes_no: bool = Field(default=False, description="also return P(yes) for each question")
 
-    def answer_options(self) -> dict:
-        """The fields of :class:`~oracle.engines.AnswerRequest` these options set."""
+    def answer_options(self, limit: int) -> dict:
+        """The fields of :class:`~oracle.engines.AnswerRequest` these options set; ``limit``
+        is the server's longest answer (the default is capped by it, a larger ask is refused)."""
         return dict(
-            max_new_tokens=self.max_tokens,
-            temperature=self.temperature,
+            max_new_tokens=self.max_tokens if self.max_tokens is not None else min(32, limit),
+            temperature=self.temperature if self.temperature >= MIN_TEMPERATURE else 0.0,
             top_p=self.top_p,
             seed=self.seed,
             yes_no=self.yes_no,
@@ -70,7 +95,13 @@ class SamplingOptions(BaseModel):
 
 class Questions(BaseModel):
     questions: list[str] = Field(
-        min_length=1, max_length=64, description="questions for the oracle, answered in order"
+        min_length=1,
+        max_length=64,
+        description="questions for the oracle, answered in order",
+        # stated in the schema; checked by the validator below with a message naming the item
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION, "pattern": r"\S"}
+        },
     )
 
     @field_validator("questions")
@@ -79,8 +110,8 @@ class Questions(BaseModel):
         for i, q in enumerate(value):
             if not q.strip():
                 raise ValueError(f"question {i} is empty")
-            if len(q) > MAX_TEXT:
-                raise ValueError(f"question {i} is longer than {MAX_TEXT} characters")
+            if len(q) > MAX_QUESTION:
+                raise ValueError(f"question {i} is longer than {MAX_QUESTION} characters")
         return value
 
 
@@ -89,6 +120,7 @@ class QueryRequest(TargetInputModel, Questions, SamplingOptions):
 
     model_config = ConfigDict(
         json_schema_extra={
+            **ONE_INPUT,
             "examples": [
                 {
                     "messages": [
@@ -99,17 +131,14 @@ class QueryRequest(TargetInputModel, Questions, SamplingOptions):
                     "max_tokens": 16,
                     "temperature": 0.0,
                 }
-            ]
+            ],
         }
     )
     layer: int | None = Field(
         default=None, description="target block to read (default: the oracle's)"
     )
     positions: str | None = Field(
-        default=None,
-        max_length=10_000,
-        description="positions to read: all | last:K | role:ROLE | non_system | indices:I,J "
-        "(default: the oracle's, every token outside the system prompt)",
+        default=None, max_length=10_000, pattern=POSITIONS_PATTERN, description=POSITIONS_HELP
     )
     per_token: bool = Field(
         default=False,
@@ -163,13 +192,16 @@ class EncodedTensor(BaseModel):
 class ActivationsRequest(TargetInputModel):
     """Capture only: read activations of the target."""
 
+    model_config = ConfigDict(json_schema_extra=ONE_INPUT)
     layers: list[int] | None = Field(
         default=None,
         min_length=1,
         max_length=64,
         description="blocks to read (default: the oracle's)",
     )
-    positions: str | None = Field(default=None, max_length=10_000, description="as in /v1/query")
+    positions: str | None = Field(
+        default=None, max_length=10_000, pattern=POSITIONS_PATTERN, description=POSITIONS_HELP
+    )
     dtype: DType = Field(default="float32", description="element type of the returned tensor")
 
 

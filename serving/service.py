@@ -173,7 +173,13 @@ class OracleService:
             and default == "non_system"
         ):
             request.positions = "all"  # a plain prompt has no system prompt to leave out
-        return await self.batcher.submit("capture", request)
+        cap = await self.batcher.submit("capture", request)
+        if len(cap.token_ids) > self.settings.max_tokens:  # engines given a looser limit
+            raise OracleInputError(
+                f"the input has {len(cap.token_ids)} tokens, more than the server's limit of "
+                f"{self.settings.max_tokens}"
+            )
+        return cap
 
     async def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
         """Answer several questions; they join concurrent requests' batches."""

@@ -192,7 +192,7 @@ BAD = [
     (
         "/v1/query",
         {"messages": MESSAGES, "questions": ["q"], "positions": "sideways"},
-        400,
+        422,
         "positions",
     ),
     ("/v1/query", {"prompt": "word " * 600, "questions": ["q"]}, 400, "limit of 512"),
@@ -385,3 +385,10 @@ def test_batcher_attributes_a_failure_to_its_own_request():
     results = asyncio.run(main())
     assert results[0] == 10 and results[2] == 20 and isinstance(results[1], ValueError)
     assert calls[0] == [1, -1, 2]  # one batch first, then one by one
+
+
+def test_tiny_temperature_is_greedy_not_a_500(client):
+    body = {"prompt": "The sea is calm", "questions": ["Who?"], "max_tokens": 4}
+    greedy = client.post("/v1/query", json=body).json()["answers"]
+    tiny = client.post("/v1/query", json=body | {"temperature": 1e-300, "seed": 1})
+    assert tiny.status_code == 200 and tiny.json()["answers"] == greedy

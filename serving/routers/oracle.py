@@ -26,7 +26,12 @@ async def oracle_answer(
     layer = service.check_layer(body.layer)
     async with service.admit():
         answers = await service.answer(
-            [AnswerRequest(acts_PD, q, layer, **body.answer_options()) for q in body.questions]
+            [
+                AnswerRequest(
+                    acts_PD, q, layer, **body.answer_options(service.settings.max_new_tokens)
+                )
+                for q in body.questions
+            ]
         )
     prompt_tokens = sum(a.prompt_tokens for a in answers)
     completion = sum(a.completion_tokens for a in answers)

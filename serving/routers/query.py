@@ -44,7 +44,10 @@ async def query(body: QueryRequest, service: OracleService = Depends(get_service
     async with service.admit():
         request = CaptureRequest(target_input_of(body), [body.layer], body.positions)
         result = await service.query(
-            request, body.questions, body.answer_options(), per_token=body.per_token
+            request,
+            body.questions,
+            body.answer_options(service.settings.max_new_tokens),
+            per_token=body.per_token,
         )
     cap = result.capture
     prompt_tokens = sum(a.prompt_tokens for a in result.answers)
