@@ -146,3 +146,16 @@ def test_shipped_recipes_are_valid_configs():
     for path in configs:
         config = TrainConfig.load(path)
         assert config.max_steps >= 1 and config.train_data is not None
+
+
+def test_config_template_matches_the_core_and_cli_import_stays_light():
+    import subprocess
+    import sys
+
+    from oracle.prompts import DEFAULT_TEMPLATE
+    from training.config import DEFAULT_TEMPLATE as CONFIG_TEMPLATE
+
+    assert CONFIG_TEMPLATE == DEFAULT_TEMPLATE
+    code = "import sys, training.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # `oracle --help` must not pay for torch

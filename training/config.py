@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oracle.errors import OracleInputError
-from oracle.inject import InjectionSpec
-from oracle.prompts import DEFAULT_TEMPLATE
+
+if TYPE_CHECKING:
+    from oracle.inject import InjectionSpec
+
+# Equal to oracle.prompts.DEFAULT_TEMPLATE (a test checks it); kept here so that importing this
+# module (the CLI builds its flags from it) does not import torch or transformers.
+DEFAULT_TEMPLATE = "Layer {layer}:{placeholders}\n{question}"
 
 POSITION_KINDS = ("single", "window", "span")
 
@@ -151,7 +156,7 @@ class TrainConfig:
             raise OracleInputError(
                 f"config field 'read_layers' must be a non-empty list of ints or null, got {self.read_layers!r}"
             )
-        InjectionSpec(self.injection_site, self.mode, self.coefficient)  # type: ignore[arg-type]
+        self.to_injection()  # validates site, mode and coefficient
         for key in ("{layer}", "{placeholders}", "{question}"):
             if key not in self.prompt_template:
                 raise OracleInputError(f"config field 'prompt_template' must contain {key}")
@@ -170,6 +175,9 @@ class TrainConfig:
             )
 
     def to_injection(self) -> InjectionSpec:
+        """The injection spec of this config (imports torch, so not at module level)."""
+        from oracle.inject import InjectionSpec
+
         return InjectionSpec(self.injection_site, self.mode, self.coefficient)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ files
