@@ -65,7 +65,15 @@ def position_ablation(engine: Engine, suite: Suite, cfg: EvalConfig) -> dict:
     only_oracle = replace(cfg, methods=("oracle",))
     for spec in (*POSITION_SPECS, engine.config.positions):
         res = evaluate_suite(engine, suite, only_oracle, positions=spec)
-        rows.append({"name": spec, "all": res["methods"]["oracle"]["all"], "detail": ""})
+        is_default = spec == engine.config.positions
+        rows.append(
+            {
+                "name": spec,
+                "all": res["methods"]["oracle"]["all"],
+                "detail": "the oracle's default" if is_default else "",
+                "is_default": is_default,
+            }
+        )
     return {
         "title": f"Number of positions read ({suite.name} suite, shipped oracle)",
         "note": "No training needed: the same oracle reads the last K tokens of the "
