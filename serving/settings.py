@@ -79,9 +79,11 @@ class ServeSettings:
         if self.engine == "vllm":
             return dict(
                 tensor_parallel_size=self.tensor_parallel_size,
-                dtype=self.dtype,
-                force=self.force,
+                batch_size=self.batch_size,
                 max_tokens=self.max_tokens,
+                dtype=self.dtype,
+                device=self.device,
+                force=self.force,
             )
         return dict(
             batch_size=self.batch_size,

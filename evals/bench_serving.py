@@ -1,0 +1,338 @@
+"""Serving benchmark: many concurrent HTTP clients against a real ``oracle serve`` on loopback.
+
+Reports throughput, p50/p95 latency, peak memory of the server (its whole process tree) and
+errors (only 429/503 are allowed, and retried after Retry-After), then the throughput of plain
+generation on the same engine (the same oracle model generating the same number of tokens from
+prompts of the same lengths, with no capture and no injection) and the ratio of the two
+(target >= 0.8).
+
+    python evals/bench_serving.py --engine hf                  # toy world, 64 clients x 10
+    python evals/bench_serving.py --engine vllm
+    python evals/bench_serving.py --engine hf --tiny --clients 8 --queries 2   # a quick check
+
+Run it alone: the machine's other processes distort the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PERSONAS = [
+    "You are a pirate.",
+    "Act as a chef in every reply.",
+    "You are a medieval knight.",
+    "Answer as a cheerful robot.",
+    "You are a grumpy librarian.",
+    "Speak like a noir detective.",
+    "You are an astronaut on the ISS.",
+    "Respond as a Shakespearean actor.",
+]
+USER_TURNS = [
+    "Hello! How are you today?",
+    "What should I cook tonight?",
+    "Tell me about the stars.",
+    "Can you recommend a good book?",
+    "What did you do this morning?",
+]
+QUESTIONS = ["What persona is the assistant playing?", "Is the assistant a pirate?"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tiny_oracle(directory: Path) -> tuple[str, str]:
+    """A tiny random Llama (head_dim 64, so vLLM's CPU attention takes it) and a LoRA oracle."""
+    from oracle.adapter import add_oracle_lora, save_oracle
+    from oracle.config import OracleConfig
+    from oracle.tiny import build_tiny
+
+    model, tok = build_tiny(
+        "llama",
+        hidden_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=256,
+    )
+    base = directory / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    config = OracleConfig(base_model="../base", read_layers=[1], injection_site="layer:1")
+    oracle = save_oracle(add_oracle_lora(model, r=4, alpha=8), tok, config, directory / "oracle")
+    return str(base), str(oracle)
+
+
+class TreeMemory:
+    """Samples the resident memory of a process and its children; keeps the peak (bytes)."""
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.every_s = every_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        total = 0
+        for p in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - a child that just exited
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._sample())
+            except Exception:  # noqa: BLE001 - the server exited
+                return
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_server(args, target: str | None, oracle: str | None, port: int, log_path: Path):
+    cmd = [sys.executable, "-c", "from oracle.cli import main; main()", "serve"]
+    cmd += ["--engine", args.engine, "--port", str(port), "--host", "127.0.0.1"]
+    cmd += ["--batch-size", str(args.batch_size), "--queue-depth", str(args.queue_depth)]
+    cmd += ["--max-new-tokens", str(max(args.max_tokens, 1)), "--timeout", str(args.timeout)]
+    cmd += ["--log-level", "warning", "--dtype", args.dtype]
+    if target:
+        cmd += ["--target", target]
+    if oracle:
+        cmd += ["--oracle", oracle]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), ORACLE_API_KEY="")
+    log = open(log_path, "w")  # noqa: SIM115 - closed by the caller with the process
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the server did not become healthy in time")
+
+
+async def run_clients(url: str, args) -> dict:
+    """``args.clients`` clients, each sending ``args.queries`` queries one after another."""
+    import httpx
+    from tqdm import tqdm
+
+    rng = random.Random(args.seed)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    usage = {"target_tokens": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    shapes: list[tuple[int, int]] = []  # (n_positions, completion tokens) per answer
+    bar = tqdm(total=args.clients * args.queries, desc=f"{args.engine} queries", unit="q")
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+
+    async def client(c: httpx.AsyncClient, k: int) -> None:
+        for q in range(args.queries):
+            body = {
+                "messages": [
+                    {"role": "system", "content": rng.choice(PERSONAS)},
+                    {"role": "user", "content": USER_TURNS[(k + q) % len(USER_TURNS)]},
+                ],
+                "questions": [QUESTIONS[(k + q) % len(QUESTIONS)]],
+                "max_tokens": args.max_tokens,
+                "temperature": 0.0,
+            }
+            for _attempt in range(args.retries + 1):
+                start = time.perf_counter()
+                r = await c.post("/v1/query", json=body)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code in (429, 503):
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                break
+            if r.status_code == 200:
+                latencies.append(time.perf_counter() - start)
+                data = r.json()
+                for key in usage:
+                    usage[key] += data["usage"][key]
+                shapes.append((len(data["positions"]), data["usage"]["completion_tokens"]))
+            bar.update(1)
+
+    async with httpx.AsyncClient(base_url=url, timeout=args.timeout + 30, limits=limits) as c:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(c, k) for k in range(args.clients)))
+        wall = time.perf_counter() - start
+    bar.close()
+    ok = len(latencies)
+    return {
+        "wall_s": wall,
+        "queries_ok": ok,
+        "queries_per_s": ok / wall,
+        "completion_tokens_per_s": usage["completion_tokens"] / wall,
+        "latency_p50_s": statistics.median(latencies) if latencies else None,
+        "latency_p95_s": statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else None,
+        "statuses": statuses,
+        "bad_errors": sum(n for s, n in statuses.items() if s not in (200, 429, 503)),
+        "usage": usage,
+        "shapes": shapes,
+    }
+
+
+def plain_generation(args, target: str | None, oracle: str | None, shapes) -> dict:
+    """The same engine's oracle model generating the same token counts with no capture or
+    injection: prompts of the oracle prompt's length (random tokens), EOS ignored."""
+    import torch
+
+    from oracle.engines import create_engine
+    from oracle.prompts import build_oracle_prompt
+
+    torch.set_num_threads(args.threads)
+    if target is None and oracle is None:
+        from oracle.defaults import default_oracle
+
+        oracle = str(default_oracle())
+    kwargs = dict(dtype=args.dtype, batch_size=args.batch_size)
+    if args.engine == "hf":
+        kwargs["device"] = args.device
+    engine = create_engine(args.engine, target, oracle, **kwargs)
+    try:
+        ao = engine.oracle  # the ActivationOracle both engines keep (hf: the model itself)
+        tok, cfg = ao.oracle_tokenizer, engine.config
+        lengths = [
+            len(
+                build_oracle_prompt(
+                    tok, QUESTIONS[0], n, cfg.default_layer, cfg.placeholder, cfg.prompt_template
+                ).input_ids
+            )
+            for n, _ in shapes
+        ]
+        news = [max(1, m) for _, m in shapes]
+        rng = random.Random(args.seed)
+        vocab = len(tok)
+        prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
+        start = time.perf_counter()
+        if args.engine == "vllm":
+            from vllm import SamplingParams
+
+            params = [
+                SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0)
+                for m in news
+            ]
+            engine.llm.generate([{"prompt_token_ids": p} for p in prompts], params)
+        else:
+            from oracle.capture import pad_id_of
+            from oracle.oracle import pad_left
+
+            model = ao.oracle_model
+            order = sorted(range(len(prompts)), key=lambda i: news[i])  # like-length answers
+            with torch.no_grad():
+                for s in range(0, len(order), args.batch_size):
+                    idx = order[s : s + args.batch_size]
+                    ids, mask, _ = pad_left([prompts[i] for i in idx], pad_id_of(tok))
+                    m = max(news[i] for i in idx)
+                    device = next(model.parameters()).device
+                    model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        max_new_tokens=m,
+                        min_new_tokens=m,
+                        do_sample=False,
+                        pad_token_id=pad_id_of(tok),
+                    )
+        wall = time.perf_counter() - start
+    finally:
+        engine.close()
+    return {"wall_s": wall, "completion_tokens_per_s": sum(news) / wall, "queries": len(shapes)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--target", default=None, help="default: the toy world")
+    parser.add_argument("--oracle", default=None, help="default: the toy world")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random oracle instead")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--queries", type=int, default=10, help="queries per client")
+    parser.add_argument("--max-tokens", type=int, default=16, help="answer tokens per query")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--queue-depth", type=int, default=128)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--retries", type=int, default=20, help="retries after 429/503")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument("--no-baseline", action="store_true", help="skip plain generation")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    target, oracle = args.target, args.oracle
+    if args.tiny:
+        target, oracle = tiny_oracle(work)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = work / "server.log"
+    proc, log = start_server(args, target, oracle, port, log_path)
+    try:
+        wait_healthy(url, proc, args.startup_timeout, log_path)
+        with TreeMemory(proc.pid) as memory:
+            served = asyncio.run(run_clients(url, args))
+        served["peak_rss_bytes"] = memory.peak
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    shapes = served.pop("shapes")
+    result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
+    result["serving"] = served
+    if not args.no_baseline and shapes:
+        plain = plain_generation(args, target, oracle, shapes)
+        result["plain_generation"] = plain
+        result["throughput_ratio"] = (
+            served["completion_tokens_per_s"] / plain["completion_tokens_per_s"]
+        )
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    if served["bad_errors"]:
+        raise SystemExit(f"{served['bad_errors']} responses were errors other than 429/503")
+
+
+if __name__ == "__main__":
+    main()
