@@ -132,7 +132,9 @@ class SteeringResult:
         )
 
 
-def resolve_layers(ao: ActivationOracle, layer: int | None, read_layer: int | None):
+def resolve_layers(
+    ao: ActivationOracle, layer: int | None, read_layer: int | None
+) -> tuple[int, int]:
     """``(steering layer, read layer)``, checked: the steering block must come before the read."""
     read = ao.config.default_layer if read_layer is None else read_layer
     read = check_layer(ao.target, read)
@@ -310,6 +312,7 @@ class SteeringRun:
 
     @property
     def finished(self) -> bool:
+        """Whether ``cfg.steps`` steps have run."""
         return len(self.losses) >= self.cfg.steps
 
     def vector(self) -> torch.Tensor | None:
@@ -356,6 +359,7 @@ class SteeringRun:
         }
 
     def result(self) -> SteeringResult:
+        """What the run found so far (the vector and the loss curves)."""
         vector = self.vector()
         return SteeringResult(
             config=self.cfg,
