@@ -51,9 +51,12 @@ class RunSpec:
 def _suites(spec: RunSpec) -> tuple[dict[str, Suite], str]:
     suites = load_suites(spec.suites, spec.suites_dir, spec.synthetic, spec.seed)
     source = "synthetic" if spec.synthetic else (spec.suites_dir or "toy world (held-out split)")
+    n_test, n_train = spec.eval.n_test, spec.eval.n_train
     if spec.quick:
+        n_test, n_train = n_test or QUICK_TEST, n_train or QUICK_TRAIN
+    if n_test is not None or n_train is not None:
         suites = {
-            k: s.subsample(QUICK_TEST, QUICK_TRAIN, spec.seed + i)
+            k: s.subsample(n_test, n_train, spec.seed + i)
             for i, (k, s) in enumerate(suites.items())
         }
     return suites, source
