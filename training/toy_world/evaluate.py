@@ -107,9 +107,9 @@ def evaluate_all(
         "target": target_metrics,
         "oracle": oracle_metrics,
         "sizes": {
-            "target_parameters": sum(p.numel() for p in ao.target.get_base_model().parameters())
-            if hasattr(ao.target, "get_base_model")
-            else None,
+            "target_parameters": sum(
+                p.numel() for n, p in ao.target.named_parameters() if "lora_" not in n
+            ),
             "vocab": len(ao.tokenizer),
         },
     }
