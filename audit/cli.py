@@ -50,6 +50,10 @@ def audit_cmd(
     engine: Annotated[str, typer.Option(help="Engine: hf | vllm.")] = "hf",
     batch_size: Annotated[int, typer.Option(help="Pairs per oracle call.")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 16,
+    max_positions: Annotated[
+        int | None,
+        typer.Option(help="Give the oracle only the last K positions of longer records."),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(help="I/N: audit only part I (0-based) of N; join with `oracle audit merge`."),
@@ -99,6 +103,7 @@ def audit_cmd(
         oracle=str(oracle) if oracle else None,
         target=target,
         max_new_tokens=max_new_tokens,
+        max_positions=max_positions,
     )
     eng = create_engine(
         engine,
@@ -117,8 +122,9 @@ def audit_cmd(
 
     try:
         state = run_audit(
-            eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update, start
-        )
+            eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update, start,
+            max_positions=max_positions,
+        )  # fmt: skip
     finally:
         bar.close()
         eng.close()

@@ -180,14 +180,15 @@ class ActivationLog:
 
     def read_index(self, shard: ShardInfo, columns: list[str] | None = None) -> list[dict]:
         """The index rows of one shard (all columns, or ``columns``); raises on a bad part."""
-        table = pq.read_table(self.path / shard.index, columns=columns)
+        # index parts are small: reader threads would only add per-thread malloc arenas.
+        table = pq.read_table(self.path / shard.index, columns=columns, use_threads=False)
         return table.to_pylist()
 
     def record_ids(self, shard: ShardInfo) -> list[str]:
         """Record ids of one shard, with fallback ids for unreadable or id-less rows."""
         try:
             rows = self.read_index(shard, ["record_id"])
-        except Exception:  # noqa: BLE001 - a corrupt index part: its records become errors
+        except (OSError, pa.ArrowException):  # a corrupt index part: its records become errors
             return [fallback_id(shard.name, i) for i in range(shard.records)]
         return [r["record_id"] or fallback_id(shard.name, i) for i, r in enumerate(rows)]
 
@@ -209,7 +210,7 @@ class ActivationLog:
     ) -> Iterator[Record]:
         try:
             rows = self.read_index(shard)
-        except Exception as exc:  # noqa: BLE001 - unreadable index: every record is an error
+        except (OSError, pa.ArrowException) as exc:  # unreadable index: every record an error
             msg = f"index part {shard.index} is unreadable: {exc}"
             for i in range(shard.records):
                 rid = fallback_id(shard.name, i)
@@ -227,11 +228,11 @@ class ActivationLog:
             for rid, row in wanted:
                 yield self._record(rid, row, shard.name)
             return
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             handle = safe_open(str(self.path / shard.tensors), framework="pt")
-        except Exception as exc:  # noqa: BLE001 - truncated or missing tensors file
+        except (OSError, SafetensorError) as exc:  # a truncated or missing tensors file
             msg = f"shard {shard.tensors} is unreadable: {exc}"
             for rid, row in wanted:
                 yield self._record(rid, row, shard.name, error=msg)
@@ -269,9 +270,11 @@ class ActivationLog:
     ) -> tuple[torch.Tensor | None, str | None]:
         if record.record_id not in keys:
             return None, f"no tensor for record {record.record_id!r} in its shard"
+        from safetensors import SafetensorError
+
         try:
             acts_PD = handle.get_tensor(record.record_id)
-        except Exception as exc:  # noqa: BLE001
+        except (OSError, RuntimeError, SafetensorError) as exc:
             return None, f"tensor of record {record.record_id!r} is unreadable: {exc}"
         return validate_activations(acts_PD, self.manifest.d_model, len(record.positions))
 

@@ -59,6 +59,7 @@ class AuditSpec:
     oracle: str | None = None
     target: str | None = None
     max_new_tokens: int = 16
+    max_positions: int | None = None
     format_version: int = 1
 
     def check_resume(self, out: Path) -> None:
@@ -66,7 +67,7 @@ class AuditSpec:
         path = out / RUN_FILE
         if path.is_file():
             old = json.loads(path.read_text())
-            for key in ("logs", "questions", "shard", "max_new_tokens"):
+            for key in ("logs", "questions", "shard", "max_new_tokens", "max_positions"):
                 if old.get(key) != getattr(self, key):
                     raise OracleInputError(
                         f"{out} holds an audit with another {key} ({old.get(key)!r}); resume "
@@ -104,18 +105,23 @@ def run_audit(
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[AuditProgress], None] | None = None,
     answer: Callable[[list[tuple[Record, Question]]], list[dict]] | None = None,
+    max_positions: int | None = None,
 ) -> AuditProgress:
     """Audit ``logs`` with ``questions``; append each finished pair to ``out/results.jsonl``.
 
     ``progress(n)`` is called after each batch with the number of pairs written;
     ``on_start`` receives the totals before the first batch. ``answer(pairs)`` turns a batch
     of pairs into result rows (default: :func:`answer_pairs` on ``engine``; a server passes
-    one that queues the batch on its engine thread). Returns the final counts.
+    one that queues the batch on its engine thread). ``max_positions`` gives the oracle only
+    the last K positions of longer records (each record is still read and checked whole).
+    Returns the final counts.
     """
     if not questions:
         raise OracleInputError("give at least one question")
     if batch_size < 1:
         raise OracleInputError("batch_size must be >= 1")
+    if max_positions is not None and max_positions < 1:
+        raise OracleInputError("max_positions must be >= 1")
     if logs.manifest.d_model != engine.d_model:
         raise OracleInputError(
             f"the log holds activations of size {logs.manifest.d_model} ({logs.manifest.model}); "
@@ -124,7 +130,7 @@ def run_audit(
     out = Path(out)
     spec = spec or AuditSpec(
         str(logs.path.resolve()), [asdict(q) for q in questions], list(shard), None, None,
-        max_new_tokens,
+        max_new_tokens, max_positions,
     )  # fmt: skip
     spec.check_resume(out)
     results = ResultsFile(out / RESULTS)
@@ -152,6 +158,9 @@ def run_audit(
             progress(len(rows))
 
     for record in logs.iter_records(select=todo):
+        acts = record.activations
+        if max_positions is not None and acts is not None and acts.shape[0] > max_positions:
+            record.activations = acts[-max_positions:].clone()  # frees the whole record
         for q in questions:
             if (record.record_id, q.text) in done:
                 continue
