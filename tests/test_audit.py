@@ -239,3 +239,68 @@ def test_report_shows_summary_charts_and_flagged_texts(tmp_path):
     assert "synthetic record 0" not in html  # below the threshold
     assert "activations contain NaN" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_capture_conversations_skips_bad_ones_and_resumes(engine, tmp_path):
+    from audit.conversations import read_conversations
+    from audit.writer import capture_conversations
+    from tests.helpers import MESSAGES
+
+    lines = [
+        json.dumps({"id": f"c{i}", "messages": MESSAGES, "persona": "pirate"}) for i in range(5)
+    ]
+    lines += ["not json", json.dumps({"id": "c0", "messages": MESSAGES}), json.dumps({"id": "x"})]
+    lines.append(json.dumps({"id": "empty", "messages": [{"role": "user", "content": " "}]}))
+    (tmp_path / "convs.jsonl").write_text("\n".join(lines) + "\n")
+    skipped: list[str] = []
+    convs = list(read_conversations(tmp_path / "convs.jsonl", skipped))
+    assert [c["id"] for c in convs] == ["c0", "c1", "c2", "c3", "c4", "empty"]
+    assert len(skipped) == 3 and any("repeats" in s for s in skipped)
+    writer = LogWriter(tmp_path / "log", "tiny", [1, 2], engine.d_model, positions="all",
+                       shard_records=4)  # fmt: skip
+    stats = capture_conversations(engine, convs[:3], writer, [1, 2], "all", batch_size=2)
+    writer.flush()  # as if killed after this shard
+    assert stats.conversations == 3 and stats.records == 6
+    writer = LogWriter(tmp_path / "log", "tiny", [1, 2], engine.d_model, positions="all",
+                       shard_records=4)  # fmt: skip
+    stats = capture_conversations(engine, convs, writer, [1, 2], "all", batch_size=2)
+    writer.close()
+    assert stats.conversations == 2 and stats.skipped and "empty" in stats.skipped[0]
+    log = ActivationLog(tmp_path / "log")
+    records = list(log.iter_records())
+    assert sorted(r.record_id for r in records) == sorted(
+        f"c{i}@L{layer}" for i in range(5) for layer in (1, 2)
+    )
+    # the stored tensors are what the engine captures, layer by layer
+    from oracle.engines import CaptureRequest
+    from oracle.inputs import TargetInput
+
+    cap = engine.capture([CaptureRequest(TargetInput(messages=MESSAGES), [1, 2], "all")])[0]
+    first = {r.record_id: r for r in records}
+    assert torch.allclose(first["c0@L1"].activations, cap.activations[0])
+    assert torch.allclose(first["c0@L2"].activations, cap.activations[1])
+    assert first["c0@L1"].metadata == {"persona": "pirate"}
+    assert first["c0@L1"].positions == cap.positions and first["c0@L1"].token_ids == cap.token_ids
+    # a datasets (Parquet) file reads the same conversations
+    import datasets
+
+    datasets.Dataset.from_list(convs[:2]).to_parquet(str(tmp_path / "convs.parquet"))
+    assert [c["id"] for c in read_conversations(tmp_path / "convs.parquet")] == ["c0", "c1"]
+
+
+def test_max_positions_gives_the_oracle_the_last_positions(engine, tmp_path):
+    write_synthetic_log(tmp_path / "log", 3, d_model=engine.d_model, n_positions=6)
+    log = ActivationLog(tmp_path / "log")
+    short = LogWriter(tmp_path / "short", "m", [1], engine.d_model, positions="all")
+    for r in log.iter_records():
+        short.add_conversation(
+            [LogRecord(r.record_id, r.conversation_id, 1, r.activations[-2:], r.positions[-2:])]
+        )
+    short.close()
+    qs = QUESTIONS[:1]
+    run_audit(engine, log, qs, tmp_path / "a", max_new_tokens=2, max_positions=2)
+    run_audit(engine, ActivationLog(tmp_path / "short"), qs, tmp_path / "b", max_new_tokens=2)
+    run_audit(engine, log, qs, tmp_path / "c", max_new_tokens=2)
+    a, b, c = (rows_of(tmp_path / d) for d in "abc")
+    assert [r["p_yes"] for r in a] == pytest.approx([r["p_yes"] for r in b], abs=1e-5)
+    assert [r["p_yes"] for r in a] != pytest.approx([r["p_yes"] for r in c], abs=1e-5)
