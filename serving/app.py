@@ -62,7 +62,8 @@ def include_routers(app: FastAPI, modules: tuple[str, ...] = ROUTER_MODULES) -> 
 
 def limits_in_schema(app: FastAPI, settings: ServeSettings) -> None:
     """Publish the server's limits in its OpenAPI schema (maximum answer length, questions per
-    request), so that clients and schema-driven fuzzers see what this server accepts."""
+    request) and, with a key set, how to send it, so that clients and schema-driven fuzzers see
+    what this server accepts."""
     build = app.openapi
 
     def openapi() -> dict:
@@ -74,20 +75,36 @@ def limits_in_schema(app: FastAPI, settings: ServeSettings) -> None:
                     props["max_tokens"]["maximum"] = settings.max_new_tokens
                 if "questions" in props and "max_tokens" in props:
                     props["questions"]["maxItems"] = settings.max_questions
+            if settings.api_key:
+                components = schema.setdefault("components", {})
+                components["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
+                schema["security"] = [{"bearer": []}, {"apiKey": []}]
+                schema["paths"].get("/health", {}).get("get", {})["security"] = []
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The app. ``app.state`` holds ``settings``, ``metrics`` and, once started, ``service``."""
+def create_app(
+    settings: ServeSettings | None = None,
+    engine: Engine | None = None,
+    owns_engine: bool | None = None,
+) -> FastAPI:
+    """The app. ``app.state`` holds ``settings``, ``metrics`` and, once started, ``service``.
+
+    Without ``engine`` the app loads one from ``settings`` at start-up and closes it at
+    shutdown; a given engine is closed at shutdown only if ``owns_engine``.
+    """
     settings = settings or ServeSettings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owns = engine is None
+        owns = engine is None if owns_engine is None else owns_engine
         service = OracleService(
             engine if engine is not None else load_engine(settings), settings, metrics, owns
         )

@@ -65,6 +65,7 @@ def serve_cmd(
     import uvicorn
 
     from serving.app import create_app
+    from serving.service import load_engine
     from serving.settings import ServeSettings
 
     settings = ServeSettings(
@@ -89,4 +90,11 @@ def serve_cmd(
         force=force,
     )
     settings.validate()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    # Load before listening: a bad model or oracle is a clear error (exit 2), and /health answers
+    # 200 only once the engine is ready.
+    engine_ = load_engine(settings)
+    try:
+        app_ = create_app(settings, engine_, owns_engine=False)
+        uvicorn.run(app_, host=host, port=port, log_level=log_level)
+    finally:
+        engine_.close()

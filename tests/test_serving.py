@@ -261,6 +261,9 @@ def test_api_key_guards_all_but_health(engine, oracle_dirs):
         assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+        spec = c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).json()
+        assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+        assert spec["paths"]["/health"]["get"]["security"] == []
 
 
 def test_body_over_the_limit_gets_413(engine, oracle_dirs):
