@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ class MicroBatcher:
         self.wait_s = wait_s
         self.on_batch = on_batch
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.jobs: deque[_Job] = deque()
+        self.wakeup = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.max_batch_seen = 0
 
@@ -62,8 +64,8 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self.task = None
-        while not self.queue.empty():
-            job = self.queue.get_nowait()
+        while self.jobs:
+            job = self.jobs.popleft()
             if not job.future.done():
                 job.future.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -73,28 +75,36 @@ class MicroBatcher:
         if self.task is None:
             raise RuntimeError("the batcher is not started")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(kind, item, future))
+        self.jobs.append(_Job(kind, item, future))
+        self.wakeup.set()
         return await future
 
     @property
     def pending(self) -> int:
-        return self.queue.qsize()
+        return len(self.jobs)
 
     async def _collect(self) -> list[_Job]:
-        jobs = [await self.queue.get()]
+        while not self.jobs:
+            self.wakeup.clear()
+            await self.wakeup.wait()
+        jobs = [self.jobs.popleft()]
         if jobs[0].kind == "call":
             return jobs
         deadline = time.perf_counter() + self.wait_s
         while len(jobs) < self.batch_size:
-            if self.queue.empty():
+            if not self.jobs:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
-                await asyncio.sleep(min(left, 0.001))
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), left)
+                except TimeoutError:
+                    break
                 continue
-            if self.queue._queue[0].kind == "call":  # type: ignore[attr-defined]
+            if self.jobs[0].kind == "call":
                 break  # a call waits for this batch, then runs alone
-            jobs.append(self.queue.get_nowait())
+            jobs.append(self.jobs.popleft())
         return jobs
 
     async def _run(self, kind: str, jobs: list[_Job]) -> None:

@@ -37,6 +37,9 @@ def serve_cmd(
     ] = 512,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer a request may ask.")] = 128,
     max_questions: Annotated[int, typer.Option(help="Most questions per request.")] = 16,
+    max_heat_tokens: Annotated[
+        int, typer.Option(help="Most tokens scored one by one for per-token P(yes).")
+    ] = 64,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 beyond).")] = (
         4_000_000
     ),
@@ -78,6 +81,7 @@ def serve_cmd(
         max_tokens=max_tokens,
         max_new_tokens=max_new_tokens,
         max_questions=max_questions,
+        max_heat_tokens=max_heat_tokens,
         max_body_bytes=max_body_bytes,
         queue_depth=queue_depth,
         timeout=timeout,

@@ -3,6 +3,7 @@ parsing, whether they announce a Content-Length or arrive chunked."""
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import error_response
@@ -15,15 +16,12 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    def _too_large(self, size: int | None) -> object:
-        told = f"{size} bytes" if size is not None else "more bytes"
+    def _too_large(self, size: int | None) -> JSONResponse:
+        held = f"{size} bytes" if size is not None else "more bytes than that"
         return error_response(
             413,
             "payload_too_large",
-            f"the request body holds {told} than the server's limit of {self.max_body_bytes}"
-            if size is None
-            else f"the request body holds {told}, more than the server's limit of "
-            f"{self.max_body_bytes}",
+            f"the request body holds {held}; the server's limit is {self.max_body_bytes} bytes",
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,7 +31,7 @@ class BodySizeLimitMiddleware:
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(int(length))(scope, receive, send)  # type: ignore[operator]
+            await self._too_large(int(length))(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -47,7 +45,7 @@ class BodySizeLimitMiddleware:
             body = message.get("body", b"")
             size += len(body)
             if size > self.max_body_bytes:
-                await self._too_large(None)(scope, receive, send)  # type: ignore[operator]
+                await self._too_large(None)(scope, receive, send)
                 return
             chunks.append(body)
             more = message.get("more_body", False)
