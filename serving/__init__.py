@@ -1,0 +1,1 @@
+"""The HTTP service: ``oracle serve``, a FastAPI app over one engine (see README.md)."""
