@@ -82,6 +82,8 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     assert all(not p.requires_grad and p.grad is None for p in ao.target.parameters())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_steer_as_a_job(served):
     client, _ = served
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate."}
