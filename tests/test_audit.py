@@ -24,8 +24,13 @@ QUESTIONS = make_questions(["Is the assistant a pirate?", "What persona is the a
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    base, oracle = make_oracle_dir(tmp_path_factory.mktemp("audit"), "llama")
+def dirs(tmp_path_factory):
+    return make_oracle_dir(tmp_path_factory.mktemp("audit"), "llama")
+
+
+@pytest.fixture(scope="module")
+def engine(dirs):
+    base, oracle = dirs
     return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu", batch_size=8)
 
 
@@ -304,3 +309,31 @@ def test_max_positions_gives_the_oracle_the_last_positions(engine, tmp_path):
     a, b, c = (rows_of(tmp_path / d) for d in "abc")
     assert [r["p_yes"] for r in a] == pytest.approx([r["p_yes"] for r in b], abs=1e-5)
     assert [r["p_yes"] for r in a] != pytest.approx([r["p_yes"] for r in c], abs=1e-5)
+
+
+def test_cli_shards_merge_and_report(dirs, engine, tmp_path):
+    from typer.testing import CliRunner
+
+    from oracle.cli import _register, app
+
+    _register()
+    write_synthetic_log(tmp_path / "log", 6, d_model=engine.d_model, n_positions=2)
+    (tmp_path / "q.txt").write_text("Is the assistant a pirate?\nWhat is it?\n")
+    common = ["--logs", str(tmp_path / "log"), "--questions", str(tmp_path / "q.txt"),
+              "--oracle", str(dirs[1]), "--max-new-tokens", "2"]  # fmt: skip
+    runner = CliRunner()
+    for i in range(2):
+        out = str(tmp_path / f"p{i}")
+        result = runner.invoke(app, ["audit", *common, "--shard", f"{i}/2", "--out", out])
+        assert result.exit_code == 0, result.output
+    parts = [str(tmp_path / "p0"), str(tmp_path / "p1")]
+    result = runner.invoke(app, ["audit", "merge", *parts, "--out", str(tmp_path / "all")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["pairs"] == 12 and summary["complete"]
+    result = runner.invoke(app, ["audit", "report", str(tmp_path / "all"), "--threshold", "0"])
+    assert result.exit_code == 0 and json.loads(result.output)["flagged"] == 6
+    assert "(6 flagged)" in (tmp_path / "all" / "report.html").read_text()
+    result = runner.invoke(app, ["audit", "--logs", str(tmp_path / "log"), "--out", "x",
+                                 "--oracle", str(dirs[1])])  # fmt: skip
+    assert result.exit_code != 0 and "question" in str(result.exception)

@@ -115,6 +115,14 @@ def test_capture_audit_kill_resume_and_corrupt_shard(tmp_path):
     rows = list(ResultsFile(results).rows())
     assert all(r["error"] is None and isinstance(r["answer"], str) for r in rows)
     assert all((r["p_yes"] is not None) == r["question"].startswith("Is") for r in rows)
+    if toy_world_ready():  # the trained oracle tells conversations with a system prompt apart
+        has_system = {c["id"]: c["messages"][0]["role"] == "system" for c in convs}
+        scores = {True: [], False: []}
+        for r in rows:
+            if r["question"] == QUESTIONS[2]:
+                scores[has_system[r["conversation_id"]]].append(r["p_yes"])
+        means = {k: sum(v) / len(v) for k, v in scores.items()}
+        assert means[True] > means[False] + 0.3, means
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and summary["pairs"] == 600 and summary["errors"] == 0
     assert (out / "report.html").stat().st_size > 0 and (out / "results.parquet").is_file()
