@@ -205,6 +205,39 @@ async def run_clients(url: str, args) -> dict:
     }
 
 
+def _vllm_generate(engine, prompts: list[list[int]], news: list[int], batch_size: int) -> None:
+    from vllm import SamplingParams
+
+    params = [
+        SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0) for m in news
+    ]
+    engine.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+
+
+def _hf_generate(engine, prompts: list[list[int]], news: list[int], batch_size: int) -> None:
+    import torch
+
+    from oracle.capture import pad_id_of
+    from oracle.oracle import pad_left
+
+    model, tok = engine.oracle.oracle_model, engine.oracle.oracle_tokenizer
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: news[i])  # like-length answers together
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            ids_BT, mask_BT, _ = pad_left([prompts[i] for i in idx], pad_id_of(tok))
+            m = max(news[i] for i in idx)
+            model.generate(
+                input_ids=ids_BT.to(device),
+                attention_mask=mask_BT.to(device),
+                max_new_tokens=m,
+                min_new_tokens=m,
+                do_sample=False,
+                pad_token_id=pad_id_of(tok),
+            )
+
+
 def plain_generation(args, target: str | None, oracle: str | None, shapes) -> dict:
     """The same engine's oracle model generating the same token counts with no capture or
     injection: prompts of the oracle prompt's length (random tokens), EOS ignored."""
@@ -237,35 +270,10 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
         rng = random.Random(args.seed)
         vocab = len(tok)
         prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
+        generate = _vllm_generate if args.engine == "vllm" else _hf_generate
+        generate(engine, prompts[:1], news[:1], args.batch_size)  # warm-up, like the server's
         start = time.perf_counter()
-        if args.engine == "vllm":
-            from vllm import SamplingParams
-
-            params = [
-                SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0)
-                for m in news
-            ]
-            engine.llm.generate([{"prompt_token_ids": p} for p in prompts], params)
-        else:
-            from oracle.capture import pad_id_of
-            from oracle.oracle import pad_left
-
-            model = ao.oracle_model
-            order = sorted(range(len(prompts)), key=lambda i: news[i])  # like-length answers
-            with torch.no_grad():
-                for s in range(0, len(order), args.batch_size):
-                    idx = order[s : s + args.batch_size]
-                    ids, mask, _ = pad_left([prompts[i] for i in idx], pad_id_of(tok))
-                    m = max(news[i] for i in idx)
-                    device = next(model.parameters()).device
-                    model.generate(
-                        input_ids=ids.to(device),
-                        attention_mask=mask.to(device),
-                        max_new_tokens=m,
-                        min_new_tokens=m,
-                        do_sample=False,
-                        pad_token_id=pad_id_of(tok),
-                    )
+        generate(engine, prompts, news, args.batch_size)
         wall = time.perf_counter() - start
     finally:
         engine.close()
@@ -318,6 +326,7 @@ def main() -> None:
         log.close()
     shapes = served.pop("shapes")
     result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
+    result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
     result["serving"] = served
     if not args.no_baseline and shapes:
         plain = plain_generation(args, target, oracle, shapes)
