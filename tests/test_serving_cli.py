@@ -13,7 +13,7 @@ from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleConfigError, OracleInputError
 from serving.app import create_app
 from serving.settings import ServeSettings
-from tests.helpers import MESSAGES, make_oracle_dir
+from tests.helpers import make_oracle_dir
 
 _register()
 
@@ -58,7 +58,17 @@ def test_no_model_arguments_serve_the_toy_world():
         oracle = next(m for m in models["data"] if m["role"] == "oracle")
         shipped = json.loads((TOY_WORLD / "oracle" / "oracle_config.json").read_text())
         assert oracle["config"]["read_layers"] == shipped["read_layers"]
-        body = {"messages": MESSAGES, "questions": ["Who?", "Is it a pirate?"], "max_tokens": 8}
-        data = client.post("/v1/query", json=body).json()
-        assert [a["question"] for a in data["answers"]] == body["questions"]
-        assert data["layer"] == shipped["read_layers"][len(shipped["read_layers"]) // 2]
+        # the toy world's README example: the persona is read from the non-system tokens only
+        for persona, word in (
+            ("You are a pirate.", "pirate"),
+            ("Act as a chef in every reply.", "chef"),
+        ):
+            messages = [
+                {"role": "system", "content": persona},
+                {"role": "user", "content": "Who are you?"},
+                {"role": "assistant", "content": "I am just a helpful assistant."},
+            ]
+            body = {"messages": messages, "questions": ["What persona is the assistant playing?"]}
+            data = client.post("/v1/query", json=body).json()
+            assert word in data["answers"][0]["answer"].lower()
+            assert word not in "".join(data["tokens_read"]).lower()
