@@ -164,6 +164,8 @@ def main(
         t0 = time.time()
         result = steer(ao, train_prompts, cfg)
         vector = result.vector
+        out.mkdir(parents=True, exist_ok=True)
+        result.steering_vector(ao.config.base_model).save(out / f"{persona}.safetensors")
         pattern = world.style_patterns[persona]
         random_vec = torch.randn(vector.shape, generator=gen)
         random_vec = random_vec / random_vec.norm() * vector.norm()
