@@ -116,6 +116,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _oracle(_request: Request, exc: OracleError) -> JSONResponse:
         return error_response(400, "oracle_error", str(exc))
 
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: logged with its traceback; the client gets the usual shape.
+        log.error("internal error: %r", exc, exc_info=exc)
+        return error_response(500, "internal_error", "internal server error (logged)")
+
     @app.exception_handler(ValueError)
     async def _value(_request: Request, exc: ValueError) -> JSONResponse:
         # A ValueError that escaped validation still comes from the input (a tokenizer, a
