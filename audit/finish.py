@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 
 from audit.logformat import ActivationLog, write_atomic
 from audit.report import build_report
 from audit.results import ResultsFile, unique_rows, write_parquet
 from audit.runner import RESULTS, RUN_FILE
+from audit.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -35,25 +35,34 @@ def finish(
             logs = ActivationLog(spec["logs"])
         except ValueError as exc:
             log.warning("cannot open the audited log for the report's texts: %s", exc)
-    rows = list(ResultsFile(out / RESULTS).rows())
-    unique = unique_rows(rows)
-    if len(unique) != len(rows):
-        log.warning(
-            "%s holds %d duplicate pairs; kept the first of each", out, len(rows) - len(unique)
-        )
     questions = [q.get("text", q) if isinstance(q, dict) else q for q in spec.get("questions", [])]
-    write_parquet(unique, out / "results.parquet")
-    errors = Counter(r["error"] for r in unique if r.get("error"))
+    tally = Tally(threshold)
+    read = 0
+
+    def rows():  # streamed: results.jsonl is never held whole
+        nonlocal read
+        for row in ResultsFile(out / RESULTS).rows():
+            read += 1
+            yield row
+
+    def tallied(rows):
+        for row in rows:
+            tally.add(row)
+            yield row
+
+    pairs = write_parquet(tallied(unique_rows(rows())), out / "results.parquet")
+    if read != pairs:
+        log.warning("%s holds %d duplicate pairs; kept the first of each", out, read - pairs)
     summary = {
-        "pairs": len(unique),
+        "pairs": pairs,
         "expected": expected,
-        "complete": expected is not None and len(unique) == expected,
-        "errors": sum(errors.values()),
-        "error_kinds": len(errors),
+        "complete": expected is not None and pairs == expected,
+        "errors": tally.errors,
+        "error_kinds": len(tally.error_causes),
         "questions": questions,
         "flag_threshold": threshold,
-        "flagged": sum(1 for r in unique if r.get("p_yes") is not None and r["p_yes"] >= threshold),
+        "flagged": tally.flagged,
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_atomic(out / "report.html", build_report(unique, questions, logs, threshold))
+    write_atomic(out / "report.html", build_report(tally, questions, logs))
     return summary

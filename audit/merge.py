@@ -54,15 +54,17 @@ def merge_outputs(inputs: list[str | Path], out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows = unique_rows(r for d in inputs for r in ResultsFile(Path(d) / RESULTS).rows())
     tmp = out / (RESULTS + ".tmp")
+    pairs = 0
     with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
+        for r in rows:  # streamed: only the pairs' keys are held
             f.write(json.dumps({k: r.get(k) for k in RESULT_FIELDS}, ensure_ascii=False) + "\n")
+            pairs += 1
     tmp.replace(out / RESULTS)
     spec = dict(first, shard=[0, 1], merged_from=[str(Path(d).resolve()) for d in inputs])
     if missing:
         spec["missing_shards"] = [[i, n] for i in missing]
     write_atomic(out / RUN_FILE, json.dumps(spec, indent=2) + "\n")
-    return {"pairs": len(rows), "shards": n, "missing_shards": missing, "spec": spec}
+    return {"pairs": pairs, "shards": n, "missing_shards": missing, "spec": spec}
 
 
 def expected_pairs(spec: dict) -> int | None:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from audit.logformat import ActivationLog
+from audit.tally import QuestionTally, Tally
 
 TOP_ANSWERS = 10
-MAX_FLAGGED = 200  # per question, shown in the page (the results file has them all)
-MAX_ERRORS = 200
 TEXT_CHARS = 1500
 
 CSS = """
@@ -57,13 +55,11 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str) -> str
     return "".join(parts)
 
 
-def histogram(values: Sequence[float], title: str, bins: int = 10) -> str:
-    """Vertical bars of ``values`` in [0, 1] as inline SVG (``bins`` equal-width bins)."""
-    counts = [0] * bins
-    for v in values:
-        counts[min(int(v * bins), bins - 1)] += 1
+def histogram(counts: Sequence[int], title: str) -> str:
+    """Vertical bars of binned P(yes) counts (equal-width bins over [0, 1]) as inline SVG."""
+    bins = len(counts)
     width, height, pad = 360, 180, 24
-    top = max(counts) or 1
+    top = max(counts, default=0) or 1
     bar = (width - 2 * pad) / bins
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
@@ -92,53 +88,49 @@ def histogram(values: Sequence[float], title: str, bins: int = 10) -> str:
 
 
 def build_report(
-    rows: Sequence[dict],
+    results: Tally | Iterable[dict],
     questions: Sequence[str],
     logs: ActivationLog | None = None,
     threshold: float = 0.5,
     title: str = "Activation audit",
 ) -> str:
-    """The report's HTML for result ``rows`` (unique pairs) of ``questions``.
+    """The report's HTML for result rows (unique pairs) of ``questions``, or their
+    :class:`~audit.tally.Tally` (then ``threshold`` is the tally's own).
 
     ``logs`` supplies the text of flagged records (read from the index only, no tensors).
     A record is flagged for a question when its P(yes) is at least ``threshold``.
     """
-    by_q: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_q[row["question"]].append(row)
-    order = list(questions) + sorted(q for q in by_q if q not in questions)
-    flagged = {
-        q: sorted(
-            (r for r in by_q[q] if r.get("p_yes") is not None and r["p_yes"] >= threshold),
-            key=lambda r: -r["p_yes"],
-        )
-        for q in order
-    }
-    texts = _texts(logs, {r["record_id"] for q in order for r in flagged[q][:MAX_FLAGGED]})
-    errors = [r for r in rows if r.get("error")]
+    if isinstance(results, Tally):
+        tally = results
+    else:
+        tally = Tally(threshold)
+        for row in results:
+            tally.add(row)
+    order = list(questions) + sorted(q for q in tally.questions if q not in questions)
+    per_q = {q: tally.questions.get(q, QuestionTally()) for q in order}
+    flagged = {q: per_q[q].flagged_rows() for q in order}
+    texts = _texts(logs, {r["record_id"] for q in order for r in flagged[q]})
     body = [
         f"<h1>{esc(title)}</h1>",
-        _overview(rows, errors, logs, threshold),
+        _overview(tally, logs),
         "<h2>Summary</h2>",
-        _summary_table(order, by_q, flagged),
+        _summary_table(order, per_q),
         "<h2>Answer distributions</h2>",
     ]
     for n, q in enumerate(order):
-        answered = [r for r in by_q[q] if not r.get("error")]
-        top = Counter(r.get("answer") or "" for r in answered).most_common(TOP_ANSWERS)
+        top = per_q[q].answers.most_common(TOP_ANSWERS)
         charts = [bar_chart([a or "(empty)" for a, _ in top], [c for _, c in top], "Top answers")]
-        scores = [r["p_yes"] for r in answered if r.get("p_yes") is not None]
-        if scores:
-            charts.append(histogram(scores, "P(yes) distribution"))
+        if per_q[q].p_yes_n:
+            charts.append(histogram(per_q[q].p_yes_bins, "P(yes) distribution"))
         body.append(
             f'<h3 id="q{n}">{esc(q)}</h3><div class="charts">'
             + "".join(f"<figure>{c}</figure>" for c in charts)
             + "</div>"
         )
-    body.append(f"<h2>Flagged records (P(yes) &ge; {threshold:g})</h2>")
-    body.append(_flagged_tables(order, flagged, texts))
-    body.append(f"<h2>Errors ({len(errors)})</h2>")
-    body.append(_errors_table(errors))
+    body.append(f"<h2>Flagged records (P(yes) &ge; {tally.threshold:g})</h2>")
+    body.append(_flagged_tables(order, per_q, flagged, texts))
+    body.append(f"<h2>Errors ({tally.errors})</h2>")
+    body.append(_errors_table(tally))
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
@@ -157,9 +149,9 @@ def _texts(logs: ActivationLog | None, wanted: set[str]) -> dict[str, str]:
     }
 
 
-def _overview(rows, errors, logs, threshold) -> str:
+def _overview(tally: Tally, logs: ActivationLog | None) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    items = [("generated", now), ("pairs", len(rows)), ("errors", len(errors))]
+    items = [("generated", now), ("pairs", tally.pairs), ("errors", tally.errors)]
     if logs is not None:
         m = logs.manifest
         items = [
@@ -168,7 +160,7 @@ def _overview(rows, errors, logs, threshold) -> str:
             ("layers", ", ".join(map(str, m.layers))),
             ("records", m.record_count),
         ] + items
-    items.append(("flag threshold", threshold))
+    items.append(("flag threshold", tally.threshold))
     return (
         "<table>"
         + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
@@ -176,40 +168,40 @@ def _overview(rows, errors, logs, threshold) -> str:
     )
 
 
-def _summary_table(order, by_q, flagged) -> str:
+def _summary_table(order: list[str], per_q: dict[str, QuestionTally]) -> str:
     head = (
         "<tr><th>question</th><th>pairs</th><th>errors</th><th>flagged</th>"
         "<th>mean P(yes)</th><th>most common answer</th></tr>"
     )
     lines = [head]
     for n, q in enumerate(order):
-        rows = by_q[q]
-        ok = [r for r in rows if not r.get("error")]
-        scores = [r["p_yes"] for r in ok if r.get("p_yes") is not None]
-        mean = f"{sum(scores) / len(scores):.3f}" if scores else "–"
-        common = Counter(r.get("answer") or "" for r in ok).most_common(1)
+        t = per_q[q]
+        mean = t.mean_p_yes
+        common = t.answers.most_common(1)
         common_text = f"{common[0][0]} ({common[0][1]})" if common else "–"
         lines.append(
-            f'<tr><td><a href="#q{n}">{esc(q)}</a></td><td class="num">{len(rows)}</td>'
-            f'<td class="num">{len(rows) - len(ok)}</td>'
-            f'<td class="num">{len(flagged[q]) if scores else "–"}</td>'
-            f'<td class="num">{mean}</td><td>{esc(common_text)}</td></tr>'
+            f'<tr><td><a href="#q{n}">{esc(q)}</a></td><td class="num">{t.pairs}</td>'
+            f'<td class="num">{t.errors}</td>'
+            f'<td class="num">{t.flagged if t.p_yes_n else "–"}</td>'
+            f'<td class="num">{"–" if mean is None else f"{mean:.3f}"}</td>'
+            f"<td>{esc(common_text)}</td></tr>"
         )
     return "<table>" + "".join(lines) + "</table>"
 
 
-def _flagged_tables(order, flagged, texts) -> str:
+def _flagged_tables(order, per_q, flagged, texts) -> str:
     parts = []
     for q in order:
         rows = flagged[q]
         if not rows:
             continue
-        parts.append(f"<h3>{esc(q)} <span class='muted'>({len(rows)} flagged)</span></h3>")
+        total = per_q[q].flagged
+        parts.append(f"<h3>{esc(q)} <span class='muted'>({total} flagged)</span></h3>")
         parts.append(
             "<table><tr><th>record</th><th>layer</th><th>P(yes)</th><th>answer</th>"
             "<th>text</th></tr>"
         )
-        for r in rows[:MAX_FLAGGED]:
+        for r in rows:
             text = texts.get(r["record_id"], "")
             if len(text) > TEXT_CHARS:
                 text = text[:TEXT_CHARS] + " …"
@@ -219,22 +211,27 @@ def _flagged_tables(order, flagged, texts) -> str:
                 f"<td><pre>{esc(text)}</pre></td></tr>"
             )
         parts.append("</table>")
-        if len(rows) > MAX_FLAGGED:
-            parts.append(f"<p class='muted'>{len(rows) - MAX_FLAGGED} more in the results.</p>")
+        if total > len(rows):
+            parts.append(
+                f"<p class='muted'>The {total - len(rows)} with lower P(yes) are in the "
+                "results.</p>"
+            )
     return "".join(parts) or "<p class='muted'>None.</p>"
 
 
-def _errors_table(errors) -> str:
-    if not errors:
+def _errors_table(tally: Tally) -> str:
+    if not tally.errors:
         return "<p class='muted'>None.</p>"
-    causes = Counter(r["error"] for r in errors).most_common()
     parts = ["<table><tr><th>error</th><th>pairs</th></tr>"]
-    parts += [f"<tr><td>{esc(e)}</td><td class='num'>{c}</td></tr>" for e, c in causes[:50]]
+    parts += [
+        f"<tr><td>{esc(e)}</td><td class='num'>{c}</td></tr>"
+        for e, c in tally.error_causes.most_common(50)
+    ]
     parts.append("</table><table><tr><th>record</th><th>question</th><th>error</th></tr>")
     parts += [
         f"<tr><td>{esc(r['record_id'])}</td><td>{esc(r['question'])}</td>"
         f"<td>{esc(r['error'])}</td></tr>"
-        for r in errors[:MAX_ERRORS]
+        for r in tally.error_rows
     ]
     parts.append("</table>")
     return "".join(parts)

@@ -18,6 +18,9 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 log = logging.getLogger(__name__)
 
 RESULT_FIELDS = ("record_id", "conversation_id", "layer", "question", "answer", "p_yes", "error")
@@ -90,35 +93,44 @@ class ResultsFile:
         return text.count("\n")
 
 
-def unique_rows(rows: Iterable[dict]) -> list[dict]:
-    """Rows with one per (record_id, question): the first one seen wins."""
+def unique_rows(rows: Iterable[dict]) -> Iterator[dict]:
+    """Rows with one per (record_id, question): the first one seen wins (streamed; only the
+    keys are held)."""
     seen: set[tuple[str, str]] = set()
-    out = []
     for row in rows:
         key = (row["record_id"], row["question"])
         if key not in seen:
             seen.add(key)
-            out.append(row)
-    return out
+            yield row
 
 
-def write_parquet(rows: list[dict], path: Path) -> None:
-    """The same rows as Parquet (``results.parquet``), for ``datasets``/pandas users."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+RESULT_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("conversation_id", pa.string()),
+        ("layer", pa.int32()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("p_yes", pa.float64()),
+        ("error", pa.string()),
+    ]
+)
 
-    schema = pa.schema(
-        [
-            ("record_id", pa.string()),
-            ("conversation_id", pa.string()),
-            ("layer", pa.int32()),
-            ("question", pa.string()),
-            ("answer", pa.string()),
-            ("p_yes", pa.float64()),
-            ("error", pa.string()),
-        ]
-    )
-    table = pa.Table.from_pylist([{k: r.get(k) for k in RESULT_FIELDS} for r in rows], schema)
+
+def write_parquet(rows: Iterable[dict], path: Path, chunk: int = 50_000) -> int:
+    """Write ``rows`` as Parquet (``results.parquet``, for ``datasets``/pandas users), in row
+    groups of ``chunk`` so that memory stays bounded; returns the number of rows."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
+    n = 0
+    with pq.ParquetWriter(tmp, RESULT_SCHEMA) as writer:
+        batch: list[dict] = []
+        for row in rows:
+            batch.append({k: row.get(k) for k in RESULT_FIELDS})
+            if len(batch) == chunk:
+                writer.write_table(pa.Table.from_pylist(batch, RESULT_SCHEMA))
+                n, batch = n + len(batch), []
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, RESULT_SCHEMA))
+            n += len(batch)
     tmp.replace(path)
+    return n

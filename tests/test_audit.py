@@ -337,3 +337,22 @@ def test_cli_shards_merge_and_report(dirs, engine, tmp_path):
     result = runner.invoke(app, ["audit", "--logs", str(tmp_path / "log"), "--out", "x",
                                  "--oracle", str(dirs[1])])  # fmt: skip
     assert result.exit_code != 0 and "question" in str(result.exception)
+
+
+def test_tally_keeps_bounded_state_of_many_rows():
+    from audit.tally import MAX_ERROR_ROWS, MAX_FLAGGED, Tally
+
+    tally = Tally(threshold=0.5)
+    n = 3 * MAX_FLAGGED
+    for i in range(n):
+        p = 0.5 + 0.5 * i / n
+        tally.add({"record_id": f"r{i}", "question": "Q?", "answer": "Yes", "p_yes": p})
+        tally.add({"record_id": f"r{i}", "question": "Why?", "answer": None, "error": "bad"})
+    q = tally.questions["Q?"]
+    assert tally.pairs == 2 * n and tally.errors == n and tally.flagged == q.flagged == n
+    kept = q.flagged_rows()
+    assert [r["record_id"] for r in kept] == [
+        f"r{i}" for i in range(n - 1, n - 1 - MAX_FLAGGED, -1)
+    ]
+    assert len(tally.error_rows) == MAX_ERROR_ROWS and sum(q.p_yes_bins) == n
+    assert q.mean_p_yes == pytest.approx(sum(0.5 + 0.5 * i / n for i in range(n)) / n)
