@@ -34,7 +34,7 @@ def merge_outputs(inputs: list[str | Path], out: str | Path) -> dict:
         specs.append(json.loads((d / RUN_FILE).read_text()))
     first = specs[0]
     for d, spec in zip(inputs, specs, strict=True):
-        for key in ("logs", "questions", "max_new_tokens"):
+        for key in ("logs", "questions", "oracle", "target", "max_new_tokens", "max_positions"):
             if spec.get(key) != first.get(key):
                 raise OracleInputError(
                     f"{d} audits another {key} than {inputs[0]}; only shards of one audit merge"

@@ -67,7 +67,9 @@ class AuditSpec:
         path = out / RUN_FILE
         if path.is_file():
             old = json.loads(path.read_text())
-            for key in ("logs", "questions", "shard", "max_new_tokens", "max_positions"):
+            keys = ("logs", "questions", "shard", "oracle", "target", "max_new_tokens",
+                    "max_positions")  # fmt: skip
+            for key in keys:
                 if old.get(key) != getattr(self, key):
                     raise OracleInputError(
                         f"{out} holds an audit with another {key} ({old.get(key)!r}); resume "
