@@ -16,6 +16,7 @@ from pathlib import Path
 
 from evals.items import Suite
 from evals.runner import EvalConfig, evaluate_suite
+from evals.scoring import chance_rates
 from evals.suites import load_suites
 from oracle.engines import Engine, create_engine
 from oracle.errors import OracleInputError
@@ -82,6 +83,7 @@ def position_ablation(engine: Engine, suite: Suite, cfg: EvalConfig) -> dict:
         "note": "No training needed: the same oracle reads the last K tokens of the "
         f"conversation, or its default span '{engine.config.positions}'.",
         "rows": rows,
+        "majority": chance_rates([i.label for i in suite.test], len(suite.labels))[1],
     }
 
 
@@ -123,29 +125,43 @@ def trained_ablations(
             "note": "Small oracles trained with the same recipe, one setting changed; made by:",
             "command": ABLATION_COMMAND,
             "rows": rows,
+            "majority": chance_rates([i.label for i in suite.test], len(suite.labels))[1],
         }
         for axis, rows in rows_by_axis.items()
     }
 
 
 def conclusions(results: dict) -> list[str]:
-    """Plain statements drawn from the figures (a setting clearly better than the default)."""
+    """Plain statements drawn from the ablation figures, against each axis's default."""
     out = []
     for axis, ab in (results.get("ablations") or {}).items():
-        default = [r for r in ab.get("rows", []) if r.get("is_default")]
-        if not default:
+        rows = ab.get("rows", [])
+        default = next((r for r in rows if r.get("is_default")), None)
+        if default is None:
             continue
-        d = default[0]["all"]
-        for r in ab["rows"]:
-            if r is not default[0] and r["all"]["lo"] > d["hi"]:
-                out.append(
-                    f"{axis}: '{r['name']}' is clearly better than the default "
-                    f"'{default[0]['name']}' ({r['all']['value']:.3f} vs {d['value']:.3f}, "
-                    "intervals disjoint)."
-                )
-        if not any(axis in x for x in out):
+        d = default["all"]
+        if len(rows) == 1:
             out.append(
-                f"{axis}: no setting is clearly better than the default '{default[0]['name']}'."
+                f"{axis}: only the default '{default['name']}' is trained so far; the other "
+                "settings are not compared yet."
+            )
+            continue
+        majority = ab.get("majority")
+        if majority is not None and not d["lo"] > majority:
+            out.append(
+                f"{axis}: inconclusive: the default '{default['name']}' itself is not above the "
+                f"majority-class rate ({d['value']:.3f} vs {majority:.3f}), so these small "
+                "oracles are under-trained."
+            )
+        better = [r for r in rows if r is not default and r["all"]["lo"] > d["hi"]]
+        for r in better:
+            out.append(
+                f"{axis}: '{r['name']}' is clearly better than the default '{default['name']}' "
+                f"({r['all']['value']:.3f} vs {d['value']:.3f}, intervals disjoint)."
+            )
+        if not better:
+            out.append(
+                f"{axis}: no setting is clearly better than the default '{default['name']}'."
             )
     return out
 
