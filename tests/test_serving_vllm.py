@@ -9,15 +9,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from oracle.engines import create_engine
 from serving.app import create_app
 from serving.settings import ServeSettings
-from tests.helpers import MESSAGES, make_oracle_dir
+from tests.helpers import MESSAGES
 
-# vLLM's CPU attention needs head_dim 64: hidden 128 with 2 heads.
-VLLM_TINY = dict(
-    hidden_size=128, num_attention_heads=2, num_key_value_heads=2, intermediate_size=256
-)
 OTHER = [
     {"role": "system", "content": "Act as a chef in every reply."},
     {"role": "user", "content": "Tell me about the stars."},
@@ -52,25 +47,20 @@ BODIES = [
 
 
 @pytest.fixture(scope="module")
-def apps(tmp_path_factory):
-    """{"vllm": app on the vllm engine, "hf": app on the hf engine}, same oracle."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh --vllm)")
-    root = tmp_path_factory.mktemp("serving_vllm")
-    base, oracle = make_oracle_dir(root, "llama", **VLLM_TINY)
-    vllm_engine = create_engine(
-        "vllm",
-        oracle=str(oracle),
-        dtype="float32",
-        max_model_len=512,
-        cache_dir=root / "merged",
+def apps(toy_oracle_dirs, toy_vllm_engine, toy_hf_engine):
+    """{"vllm": app on the vllm engine, "hf": app on the hf engine}: the toy world's oracle.
+
+    The vLLM engine is the test session's one engine (tests/conftest.py).
+    """
+    from oracle.defaults import TOY_WORLD
+
+    settings = dict(
+        target=str(TOY_WORLD / "target"), oracle=str(toy_oracle_dirs[0]), batch_wait_ms=50
     )
-    hf_engine = create_engine("hf", oracle=str(oracle), dtype="float32", device="cpu")
-    settings = dict(target=str(base), oracle=str(oracle), batch_wait_ms=50)
-    yield {
-        "vllm": create_app(ServeSettings(engine="vllm", **settings), engine=vllm_engine),
-        "hf": create_app(ServeSettings(**settings), engine=hf_engine),
+    return {
+        "vllm": create_app(ServeSettings(engine="vllm", **settings), engine=toy_vllm_engine),
+        "hf": create_app(ServeSettings(**settings), engine=toy_hf_engine),
     }
-    vllm_engine.close()
 
 
 def _strip(data: dict) -> dict:

