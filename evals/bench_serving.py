@@ -154,7 +154,8 @@ async def run_clients(url: str, args) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     usage = {"target_tokens": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    shapes: list[tuple[int, int]] = []  # (n_positions, completion tokens) per answer
+    # (n_positions, completion tokens, target tokens) per query (one question each)
+    shapes: list[tuple[int, int, int]] = []
     bar = tqdm(total=args.clients * args.queries, desc=f"{args.engine} queries", unit="q")
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
 
@@ -182,7 +183,13 @@ async def run_clients(url: str, args) -> dict:
                 data = r.json()
                 for key in usage:
                     usage[key] += data["usage"][key]
-                shapes.append((len(data["positions"]), data["usage"]["completion_tokens"]))
+                shapes.append(
+                    (
+                        len(data["positions"]),
+                        data["usage"]["completion_tokens"],
+                        data["usage"]["target_tokens"],
+                    )
+                )
             bar.update(1)
 
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout + 30, limits=limits) as c:
@@ -238,9 +245,16 @@ def _hf_generate(engine, prompts: list[list[int]], news: list[int], batch_size: 
             )
 
 
-def plain_generation(args, target: str | None, oracle: str | None, shapes) -> dict:
+def plain_generation(
+    args, target: str | None, oracle: str | None, shapes, with_target_tokens: bool = False
+) -> dict:
     """The same engine's oracle model generating the same token counts with no capture or
-    injection: prompts of the oracle prompt's length (random tokens), EOS ignored."""
+    injection: prompts of the oracle prompt's length (random tokens), EOS ignored.
+
+    ``with_target_tokens``: each prompt is longer by the query's target tokens, so the plain
+    run reads as many tokens in as the served query did (target + oracle prompt) and writes as
+    many out; the ratio then measures the cost of capture and injection themselves.
+    """
     import torch
 
     from oracle.engines import create_engine
@@ -264,9 +278,11 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
                     tok, QUESTIONS[0], n, cfg.default_layer, cfg.placeholder, cfg.prompt_template
                 ).input_ids
             )
-            for n, _ in shapes
+            for n, _, _ in shapes
         ]
-        news = [max(1, m) for _, m in shapes]
+        if with_target_tokens:
+            lengths = [n + t for n, (_, _, t) in zip(lengths, shapes, strict=True)]
+        news = [max(1, m) for _, m, _ in shapes]
         rng = random.Random(args.seed)
         vocab = len(tok)
         prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
@@ -333,6 +349,11 @@ def main() -> None:
         result["plain_generation"] = plain
         result["throughput_ratio"] = (
             served["completion_tokens_per_s"] / plain["completion_tokens_per_s"]
+        )
+        same_in = plain_generation(args, target, oracle, shapes, with_target_tokens=True)
+        result["plain_generation_same_tokens_in"] = same_in
+        result["throughput_ratio_same_tokens_in"] = (
+            served["completion_tokens_per_s"] / same_in["completion_tokens_per_s"]
         )
     text = json.dumps(result, indent=2)
     if args.out:
