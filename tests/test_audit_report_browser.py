@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from audit.finish import finish
@@ -12,32 +10,15 @@ from audit.questions import make_questions
 from audit.runner import run_audit
 from audit.synthetic import write_synthetic_log
 from oracle.engines.hf import HFEngine
+from tests.browser import headless_chromium
 from tests.helpers import make_oracle_dir
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,1600",
-)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_report_renders_its_charts_offline(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.common.by import By
 
-    if not shutil.which(CHROMEDRIVER):
-        pytest.fail("chromedriver is missing: run scripts/setup.sh --browser")
     base, oracle = make_oracle_dir(tmp_path / "models", "llama")
     engine = HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
     write_synthetic_log(tmp_path / "log", 12, d_model=engine.d_model, n_positions=3)
@@ -48,15 +29,7 @@ def test_report_renders_its_charts_offline(tmp_path):
     assert summary["flagged"] == 12  # threshold 0: every yes/no pair is flagged, with its text
     report = tmp_path / "out" / "report.html"
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(
-        options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    )
-    try:
+    with headless_chromium(tmp_path / "profile") as driver:
         driver.get(report.as_uri())
         assert driver.title == "Activation audit"
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
@@ -81,6 +54,4 @@ def test_report_renders_its_charts_offline(tmp_path):
         assert "synthetic record 11" in driver.find_element(By.TAG_NAME, "body").text
         shot = tmp_path / "report.png"
         driver.save_screenshot(str(shot))
-    finally:
-        driver.quit()
     assert shot.stat().st_size > 10_000
