@@ -20,7 +20,7 @@ cat "$work/messages.json"
 echo "== oracle ask (command line):"
 oracle ask --messages-file "$work/messages.json" \
   --question "What persona is the assistant playing?" \
-  --question "Is there a system prompt?" --yes-no
+  --question "Is there a system prompt?"
 
 port=$(python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 echo "== oracle serve on 127.0.0.1:$port (the toy world, hf engine)"
@@ -54,7 +54,7 @@ with urllib.request.urlopen(req, timeout=120) as r:
     out = json.load(r)
 print(f"POST {base}/v1/query")
 for a in out["answers"]:
-    p = a.get("p_yes")
+    p = a.get("p_yes") if a["question"].startswith("Is ") else None  # yes/no questions only
     print(f"  {a['question']!r} -> {a['answer']!r}" + (f"  P(yes)={p:.2f}" if p is not None else ""))
 print(f"  {len(out['tokens_read'])} tokens read, positions {out['positions'][0]}..{out['positions'][-1]}"
       " (none from the system prompt)")
