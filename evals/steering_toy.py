@@ -31,6 +31,16 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 NEUTRAL_EXCLUDED_TASKS = ("identity", "secret_ask")
 
 
+def _shown(path) -> str | None:
+    """A path as the results show it: relative to the repository when inside it."""
+    if path is None:
+        return None
+    from oracle.defaults import REPO_ROOT
+
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
 def neutral_prompts(world, split: str, n: int, seed: int) -> list[str]:
     """``n`` seeded user messages of ``split`` that ask nothing about identity or secrets."""
     texts = sorted(
@@ -122,7 +132,7 @@ def main(
     results: dict = {
         "settings": {
             "target": target,
-            "oracle": str(oracle) if oracle else None,
+            "oracle": _shown(oracle),
             "n_train": len(train_prompts),
             "n_eval": len(eval_prompts),
             "steps": steps,

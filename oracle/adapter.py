@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -50,6 +51,13 @@ def save_oracle(
         for item in nested.iterdir():
             item.replace(path / item.name)
         nested.rmdir()
+    # peft records the base's load path; record the oracle's own (possibly relative) reference
+    # instead, so that a shipped oracle names no path of the machine it was trained on.
+    adapter_config = path / "adapter_config.json"
+    if adapter_config.is_file():
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = config.base_model
+        adapter_config.write_text(json.dumps(data, indent=2) + "\n")
     config.d_model = hidden_size(model)
     with torch.no_grad():
         config.fingerprint = fingerprint(model, tokenizer)
