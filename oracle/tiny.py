@@ -7,6 +7,7 @@ system prompt is folded into the first user turn) and GPT-2 (no chat template at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -59,9 +60,15 @@ _CORPUS = [
 ] * 20
 
 
-def build_tokenizer(style: str = "chatml", vocab_size: int = 400) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on a small built-in corpus; deterministic and offline."""
-    specials, bos, eos, template = TOKENIZER_STYLES[style]
+def train_byte_level_bpe(
+    texts: Iterable[str],
+    vocab_size: int,
+    specials: list[str],
+    bos: str | None,
+    eos: str | None,
+    chat_template: str | None,
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``texts``; ``specials[0]`` pads. Deterministic, offline."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -71,13 +78,19 @@ def build_tokenizer(style: str = "chatml", vocab_size: int = 400) -> PreTrainedT
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=specials[0]
     )
-    if template:
-        fast.chat_template = template
+    if chat_template:
+        fast.chat_template = chat_template
     return fast
+
+
+def build_tokenizer(style: str = "chatml", vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on a small built-in corpus; deterministic and offline."""
+    specials, bos, eos, template = TOKENIZER_STYLES[style]
+    return train_byte_level_bpe(_CORPUS, vocab_size, specials, bos, eos, template)
 
 
 # family -> (model_type, tokenizer style, config kwargs)

@@ -10,12 +10,11 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from oracle.errors import OracleInputError
 from oracle.prompts import placeholder_id
-from oracle.tiny import CHATML
+from oracle.tiny import CHATML, train_byte_level_bpe
 from training.toy_world.questions import all_question_texts
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -40,20 +39,7 @@ def oracle_lines(seed: int = 0, n: int = 2000) -> list[str]:
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedTokenizerFast:
     """Train the byte-level BPE on ``texts`` and wrap it with the ChatML template."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-    fast.chat_template = CHATML
+    fast = train_byte_level_bpe(texts, vocab_size, SPECIALS, None, "<|im_end|>", CHATML)
     check_tokenizer(fast)
     return fast
 
