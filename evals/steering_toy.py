@@ -88,6 +88,21 @@ def main(
         float | None, typer.Option(help="Norm bound (units of the residual norm).")
     ] = None,
     scales: Annotated[str, typer.Option(help="Comma-separated scales to generate at.")] = "1,2,4",
+    read: Annotated[
+        str,
+        typer.Option(
+            help="What the oracle reads while the vector is optimised: 'reply' (each training "
+            "prompt followed by the unsteered target's reply; the oracle reads the reply) or "
+            "'prompt' (the prompt's tokens)."
+        ),
+    ] = "reply",
+    n_val: Annotated[
+        int,
+        typer.Option(
+            help="Held-out prompts, apart from the measured ones, on which the scale is chosen "
+            "(0: no choice, a persona passes at any scale)."
+        ),
+    ] = 10,
     max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the prompt samples and the control.")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
@@ -98,13 +113,15 @@ def main(
 
     from oracle.defaults import default_oracle
     from oracle.oracle import ActivationOracle
-    from oracle.steering import SteerConfig, steer
+    from oracle.steering import READS, SteerConfig, steer
     from oracle.steering_generate import capture_steered, generate, reply_nll
     from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
     from training.toy_world.world import World
 
     torch.set_num_threads(threads)
     started = time.time()
+    if read not in READS:
+        raise typer.BadParameter(f"--read must be one of {READS}")
     world = World.load()
     names = [p.strip() for p in personas.split(",") if p.strip()]
     unknown = [p for p in names if p not in world.personas]
@@ -115,26 +132,47 @@ def main(
         oracle = default_oracle()
     ao = ActivationOracle.load(target, str(oracle) if oracle else None, device="cpu")
     train_prompts = neutral_prompts(world, "train", n_train, seed)
-    eval_prompts = neutral_prompts(world, "heldout", n_eval, seed + 1)
+    heldout = neutral_prompts(world, "heldout", n_eval + n_val, seed + 1)
+    eval_prompts, val_prompts = heldout[:n_eval], heldout[n_eval:]
     ask_q = PERSONA_QUESTIONS["train"][0]
     check_q = PERSONA_QUESTIONS["heldout"][0]
+    read_layer = ao.config.default_layer
 
-    def oracle_rate(acts: list[torch.Tensor], read_layer: int) -> dict[str, float]:
+    def oracle_rate(prompts, replies, vec=None, layer_=None, scale=1.0) -> dict[str, float]:
+        """Share of prompts about which the oracle names each persona, reading what it was
+        steered on: the steered replies (read='reply') or the prompts."""
+        if read == "reply":
+            convs = [
+                [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+                for p, r in zip(prompts, replies, strict=True)
+                if r.strip()
+            ]
+            acts = capture_steered(
+                ao, convs, read_layer, vec, layer_, scale, positions="role:assistant"
+            )
+        else:
+            acts = capture_steered(ao, prompts, read_layer, vec, layer_, scale)
         answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=8)
         named = [parse_persona(a, world.personas) for a in answers]
-        return {p: sum(n == p for n in named) / len(named) for p in world.personas}
+        return {p: sum(n == p for n in named) / max(1, len(named)) for p in world.personas}
 
-    read_layer = ao.config.default_layer
     plain = generate(ao, eval_prompts, max_new_tokens=max_tokens)
     plain_ppl = perplexity(reply_nll(ao, eval_prompts, plain))
-    plain_oracle = oracle_rate(capture_steered(ao, eval_prompts, read_layer), read_layer)
+    plain_oracle = oracle_rate(eval_prompts, plain)
     baseline = {p: style_rate(world.style_patterns[p], plain) for p in world.personas}
+    val_ppl = None
+    if val_prompts:
+        val_plain = generate(ao, val_prompts, max_new_tokens=max_tokens)
+        val_ppl = perplexity(reply_nll(ao, val_prompts, val_plain))
+        val_baseline = {p: style_rate(world.style_patterns[p], val_plain) for p in world.personas}
     results: dict = {
         "settings": {
             "target": target,
             "oracle": _shown(oracle),
             "n_train": len(train_prompts),
             "n_eval": len(eval_prompts),
+            "n_val": len(val_prompts),
+            "read": read,
             "steps": steps,
             "layer": layer,
             "lr": lr,
@@ -170,6 +208,8 @@ def main(
             lr=lr,
             kl_weight=kl_weight,
             max_norm=max_norm,
+            read=read,
+            reply_tokens=max_tokens,
         )
         t0 = time.time()
         result = steer(ao, train_prompts, cfg)
@@ -197,6 +237,13 @@ def main(
             },
             "scales": {},
         }
+        chosen = None
+        if val_prompts:
+            entry["validation"], chosen = choose_scale(
+                ao, val_prompts, vector, result.layer, scale_list, max_tokens, pattern,
+                val_baseline[persona], val_ppl,
+            )  # fmt: skip
+        entry["chosen_scale"] = chosen
         for kind, vec in (("steered", vector), ("random", random_vec)):
             for scale in scale_list:
                 replies = generate(ao, eval_prompts, vec, result.layer, scale, max_tokens)
@@ -204,28 +251,20 @@ def main(
                 told_ratio = (
                     perplexity(reply_nll(ao, eval_prompts, replies, system=system)) / told_ppl
                 )
-                acts = capture_steered(ao, eval_prompts, read_layer, vec, result.layer, scale)
                 rate = style_rate(pattern, replies)
+                named = oracle_rate(eval_prompts, replies, vec, result.layer, scale)
                 row = {
                     "style_rate": rate,
                     "perplexity": ppl,
                     "ppl_ratio": ppl / plain_ppl,
                     "ppl_ratio_as_persona": told_ratio,
-                    "oracle_names_persona": oracle_rate(acts, read_layer)[persona],
+                    "oracle_names_persona": named[persona],
                     "passes": behaviour_passes(rate, baseline[persona], ppl / plain_ppl),
                     "passes_as_persona": behaviour_passes(rate, baseline[persona], told_ratio),
                     "examples": replies[:2],
                 }
                 entry["scales"].setdefault(kind, {})[str(scale)] = row
-        steered_rows = entry["scales"]["steered"].values()
-        random_rows = entry["scales"]["random"].values()
-        for key in ("passes", "passes_as_persona"):
-            entry[f"behaviour_{key}"] = any(r[key] for r in steered_rows)
-            entry[f"random_{key}"] = any(r[key] for r in random_rows)
-        at_one = entry["scales"]["steered"].get("1.0") or next(iter(steered_rows))
-        entry["oracle_fooled_only"] = at_one["oracle_names_persona"] >= 0.5 and not (
-            entry["behaviour_passes"] or entry["behaviour_passes_as_persona"]
-        )
+        judge(entry, chosen)
         results["personas"][persona] = entry
     people = results["personas"]
     results["summary"] = {
@@ -246,6 +285,47 @@ def main(
     typer.echo(str(out / "results.md"))
 
 
+def choose_scale(
+    ao, prompts, vector, layer, scales, max_tokens, pattern, baseline, plain_ppl
+) -> tuple[dict, float]:
+    """Measure each scale on validation prompts; choose the smallest scale that passes there,
+    else the one with the highest style rate among the fluent ones (ppl ratio <= 2), else the
+    smallest. Returns (the validation rows by scale, the chosen scale)."""
+    from oracle.steering_generate import generate, reply_nll
+
+    rows = {}
+    for scale in scales:
+        replies = generate(ao, prompts, vector, layer, scale, max_tokens)
+        ratio = perplexity(reply_nll(ao, prompts, replies)) / plain_ppl
+        rate = style_rate(pattern, replies)
+        rows[str(scale)] = {
+            "style_rate": rate,
+            "ppl_ratio": ratio,
+            "passes": behaviour_passes(rate, baseline, ratio),
+        }
+    passing = [s for s in scales if rows[str(s)]["passes"]]
+    if passing:
+        return rows, min(passing)
+    fluent = [s for s in scales if rows[str(s)]["ppl_ratio"] <= 2.0]
+    if fluent:
+        return rows, max(fluent, key=lambda s: (rows[str(s)]["style_rate"], -s))
+    return rows, min(scales)
+
+
+def judge(entry: dict, chosen: float | None) -> None:
+    """The verdicts: at the scale chosen on validation prompts, or at any scale without one.
+    The random control fails only if it passes at no scale."""
+    steered, random_rows = entry["scales"]["steered"], entry["scales"]["random"].values()
+    judged = [steered[str(chosen)]] if chosen is not None else list(steered.values())
+    for key in ("passes", "passes_as_persona"):
+        entry[f"behaviour_{key}"] = any(r[key] for r in judged)
+        entry[f"random_{key}"] = any(r[key] for r in random_rows)
+    at_one = steered.get(str(chosen)) or steered.get("1.0") or next(iter(steered.values()))
+    entry["oracle_fooled_only"] = at_one["oracle_names_persona"] >= 0.5 and not (
+        entry["behaviour_passes"] or entry["behaviour_passes_as_persona"]
+    )
+
+
 def markdown(results: dict) -> str:
     """A table per persona and scale: behaviour, fluency and the oracle's reading."""
     s = results["settings"]
@@ -256,9 +336,22 @@ def markdown(results: dict) -> str:
         f"{s['n_eval']} held-out neutral prompts (no system prompt); vector optimised on "
         f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
         f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
-        f'"{s["steer_question"]}" with the persona; the oracle\'s reading is checked with the '
-        f'held-out phrasing "{s["check_question"]}". Unsteered reply perplexity '
-        f"{u['perplexity']:.2f}.",
+        f'"{s["steer_question"]}" with the persona, reading '
+        + (
+            "the unsteered target's own reply to each prompt"
+            if s.get("read") == "reply"
+            else "the prompt's tokens"
+        )
+        + f'; the oracle\'s reading is checked with the held-out phrasing "{s["check_question"]}"'
+        + (" on the steered replies" if s.get("read") == "reply" else "")
+        + f". Unsteered reply perplexity {u['perplexity']:.2f}. "
+        + (
+            f"The scale each verdict uses is chosen on {s['n_val']} other held-out prompts "
+            "(the smallest that passes there, else the most on-style fluent one), then "
+            "measured on the prompts above."
+            if s.get("n_val")
+            else "No validation prompts: a persona passes if any scale passes."
+        ),
         "",
         "Style rate: share of replies holding one of the persona's style words. Pass: style rate "
         ">= 30% (or >= 5x a non-zero baseline) and a perplexity ratio <= 2; the random vector "
@@ -289,8 +382,8 @@ def markdown(results: dict) -> str:
                 )
     lines += [
         "",
-        "| persona | norm / residual | answer NLL first -> last | verdict |",
-        "| --- | --- | --- | --- |",
+        "| persona | norm / residual | answer NLL first -> last | chosen scale | verdict |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for persona, e in results["personas"].items():
         if e["behaviour_passes"] and not e["random_passes"]:
@@ -305,7 +398,8 @@ def markdown(results: dict) -> str:
             verdict = "neither"
         first, last = e["answer_nll_first_last"]
         lines.append(
-            f"| {persona} | {e['norm_over_residual']:.2f} | {first:.2f} -> {last:.2f} | {verdict} |"
+            f"| {persona} | {e['norm_over_residual']:.2f} | {first:.2f} -> {last:.2f} | "
+            f"{e.get('chosen_scale') if e.get('chosen_scale') is not None else 'any'} | {verdict} |"
         )
     summary = results["summary"]
     lines += [

@@ -29,18 +29,19 @@ from torch import nn
 from oracle.capture import pad_id_of, pad_right
 from oracle.errors import OracleInputError
 from oracle.inject import inject
-from oracle.inputs import tokenize_input
+from oracle.inputs import TargetInput, tokenize_input
 from oracle.layers import check_layer, model_device
 from oracle.oracle import ActivationOracle
 from oracle.positions import select_positions
 from oracle.prompts import build_oracle_prompt
-from oracle.steering_generate import as_target_input
+from oracle.steering_generate import as_target_input, with_replies
 from oracle.steering_hooks import active_adapter, add_vector, read_block
 from oracle.steering_io import SteeringVector
 from oracle.steering_lora import STEER_ADAPTER, add_steering_lora
 
 log = logging.getLogger(__name__)
 METHODS = ("vector", "lora")
+READS = ("prompt", "reply")
 
 
 @dataclass
@@ -57,7 +58,22 @@ class SteerConfig:
         default=None, metadata={"help": "block the oracle reads (default: the oracle's)"}
     )
     positions: str | None = field(
-        default=None, metadata={"help": "target positions read (default: the oracle's)"}
+        default=None,
+        metadata={
+            "help": "target positions read (default: the oracle's; 'role:assistant' when "
+            "read is 'reply')"
+        },
+    )
+    read: str = field(
+        default="prompt",
+        metadata={
+            "help": "'prompt': the oracle reads the prompts; 'reply': each prompt is followed "
+            "by the unsteered target's own greedy reply and the oracle reads the reply, where "
+            "the features that drive generation live"
+        },
+    )
+    reply_tokens: int = field(
+        default=32, metadata={"help": "longest reply generated for read='reply', in tokens"}
     )
     steps: int = field(default=60, metadata={"help": "optimisation steps"})
     lr: float = field(
@@ -81,6 +97,12 @@ class SteerConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise OracleInputError(f"the {name} is missing or empty")
+        if self.read not in READS:
+            raise OracleInputError(f"read must be one of {READS}, got {self.read!r}")
+        if not isinstance(self.reply_tokens, int) or self.reply_tokens < 1:
+            raise OracleInputError(
+                f"reply_tokens must be an integer >= 1, got {self.reply_tokens!r}"
+            )
         if self.method not in METHODS:
             raise OracleInputError(f"method must be one of {METHODS}, got {self.method!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -167,15 +189,26 @@ class _Steerer:
     def __init__(self, ao: ActivationOracle, prompts: Sequence[str], cfg: SteerConfig):
         self.ao, self.cfg = ao, cfg
         self.layer, self.read_layer = resolve_layers(ao, cfg.layer, cfg.read_layer)
-        self.positions_spec = cfg.positions or ao.config.positions
+        default_spec = "role:assistant" if cfg.read == "reply" else ao.config.positions
+        self.positions_spec = cfg.positions or default_spec
         self.device = model_device(ao.target)
         self.items = [self._tokenise(p) for p in prompts]
         self.models = [ao.target] if ao.oracle_model is ao.target else [ao.target, ao.oracle_model]
         self.trainable: list[nn.Parameter] = []
 
-    def _tokenise(self, prompt: str) -> tuple[list[int], list[int]]:
-        target = as_target_input(self.ao.tokenizer, prompt)
+    def _tokenise(
+        self, prompt: str | list[dict[str, str]], read: bool = True
+    ) -> tuple[list[int], list[int]]:
+        """Token ids and read positions of a prompt (a user turn awaiting the reply) or of a
+        whole conversation (chat messages, read as they stand, replies included); no
+        positions when ``read`` is false (the KL prompts are run, not read)."""
+        if isinstance(prompt, list):
+            target = TargetInput(messages=prompt)
+        else:
+            target = as_target_input(self.ao.tokenizer, prompt)
         tok = tokenize_input(self.ao.tokenizer, target)
+        if not read:
+            return tok.input_ids, []
         spec = self.positions_spec
         if target.prompt is not None and spec == "non_system":
             spec = "all"  # a plain prompt has no system part
@@ -279,9 +312,11 @@ class SteeringRun:
         if isinstance(prompts, str) or not prompts:
             raise OracleInputError("give at least one target prompt")
         self.ao, self.cfg, self.n_prompts = ao, cfg, len(prompts)
-        self.core = _Steerer(ao, prompts, cfg)
         neutral = list(kl_prompts) if kl_prompts else list(prompts)
-        kl_items = [self.core._tokenise(p) for p in neutral[: cfg.batch_size]]
+        if cfg.read == "reply":
+            prompts = with_replies(ao, prompts, cfg.reply_tokens)
+        self.core = _Steerer(ao, prompts, cfg)
+        kl_items = [self.core._tokenise(p, read=False) for p in neutral[: cfg.batch_size]]
         self.reference_norm = self.core.reference_norm()
         self.raw_D: torch.Tensor | None = None
         if cfg.method == "vector":

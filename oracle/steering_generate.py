@@ -148,10 +148,26 @@ def reply_nll(
     return out
 
 
+def with_replies(
+    ao: ActivationOracle, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8
+) -> list[list[dict[str, str]]]:
+    """Each prompt as a conversation: the user turn and the unsteered target's greedy reply
+    (empty replies are kept out: the oracle would have nothing of them to read)."""
+    replies = generate(ao, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    conversations = [
+        [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
+        for p, r in zip(prompts, replies, strict=True)
+        if r.strip()
+    ]
+    if not conversations:
+        raise OracleInputError("the target gave an empty reply to every prompt")
+    return conversations
+
+
 @torch.no_grad()
 def capture_steered(
     ao: ActivationOracle,
-    prompts: Sequence[str],
+    prompts: Sequence[str | list[dict[str, str]]],
     read_layer: int,
     vector: torch.Tensor | None = None,
     layer: int | None = None,
@@ -159,7 +175,8 @@ def capture_steered(
     positions: str | None = None,
 ) -> list[torch.Tensor]:
     """What the oracle would read from each prompt with the target steered: block
-    ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's)."""
+    ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's).
+    A prompt is a user turn awaiting the reply, or a whole conversation (chat messages)."""
     from oracle.positions import select_positions
     from oracle.steering_hooks import read_block
 
@@ -169,7 +186,10 @@ def capture_steered(
     out: list[torch.Tensor] = []
     device = model_device(ao.target)
     for prompt in prompts:
-        target = as_target_input(ao.tokenizer, prompt)
+        if isinstance(prompt, list):
+            target = TargetInput(messages=prompt)
+        else:
+            target = as_target_input(ao.tokenizer, prompt)
         tok = tokenize_input(ao.tokenizer, target)
         chosen = select_positions(
             tok, "all" if target.prompt is not None and spec == "non_system" else spec

@@ -70,6 +70,37 @@ def test_vector_loss_decreases_and_norm_bound_holds(dirs):
     assert result.vector.norm() == pytest.approx(norms[-1], rel=1e-5)
 
 
+def test_reading_the_reply_reads_only_the_targets_own_reply(dirs):
+    """read='reply': each prompt is followed by the unsteered target's greedy reply, the oracle
+    reads the reply's tokens alone, and still only the vector trains."""
+    from oracle.inputs import TargetInput, tokenize_input
+    from oracle.positions import select_positions
+    from oracle.steering import SteeringRun
+    from oracle.steering_generate import generate, with_replies
+
+    ao = load(dirs[1])
+    before = snapshot(ao.target)
+    replies = generate(ao, PROMPTS, max_new_tokens=6)
+    conversations = with_replies(ao, PROMPTS, max_new_tokens=6)
+    kept = [(p, r) for p, r in zip(PROMPTS, replies, strict=True) if r.strip()]
+    assert [[m["content"] for m in c] for c in conversations] == [[p, r] for p, r in kept]
+    cfg = SteerConfig(question=Q, answer=A, steps=3, batch_size=2, read="reply", reply_tokens=6)
+    run = SteeringRun(ao, PROMPTS, cfg)
+    for conv, (ids, positions) in zip(conversations, run.core.items, strict=True):
+        tok = tokenize_input(ao.tokenizer, TargetInput(messages=conv))
+        assert ids == tok.input_ids
+        assert positions == select_positions(tok, "role:assistant")
+        user_end = max(select_positions(tok, "role:user"))
+        assert min(positions) > user_end, "a read position lies before the reply"
+    while not run.finished:
+        run.step()
+    result = run.result()
+    assert result.vector.norm() > 0
+    for name, param in ao.target.named_parameters():
+        assert torch.equal(param, before[name]), f"{name} changed"
+    assert count_hooks(ao.target) == 0
+
+
 def test_lora_steering_trains_only_the_steering_adapter(dirs):
     ao = load(dirs[1])
     before = snapshot(ao.target)
@@ -164,6 +195,8 @@ def test_vector_steering_other_families(tmp_path, family):
         (PROMPTS, {"steps": 0}, "steps must be"),
         (PROMPTS, {"lr": float("nan")}, "lr must be"),
         (PROMPTS, {"max_norm": float("inf")}, "max_norm must be"),
+        (PROMPTS, {"read": "both"}, "read must be one of"),
+        (PROMPTS, {"read": "reply", "reply_tokens": 0}, "reply_tokens must be"),
     ],
 )
 def test_bad_inputs_fail_clearly(dirs, prompts, kwargs, match):

@@ -80,6 +80,10 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     assert out["layer"] == 1 and out["read_layer"] == 2 and len(out["answer_nll"]) == 4
     assert out["vector"]["shape"] == [ao.d_model] and out["norm"] > 0
     assert all(not p.requires_grad and p.grad is None for p in ao.target.parameters())
+    # the oracle reads the target's reply by default; reading the prompt finds another vector
+    prompt_read = client.post("/v1/steer", json={**body, "read": "prompt"})
+    assert prompt_read.status_code == 200, prompt_read.text
+    assert prompt_read.json()["vector"]["data"] != out["vector"]["data"]
 
 
 @pytest.mark.slow
@@ -113,6 +117,8 @@ def test_steer_as_a_job(served):
         ({"read_layer": 0}, 400, "no block comes before"),
         ({"steps": 100000}, 422, "steps"),
         ({"prompts": [" "]}, 400, "prompt 0 is empty"),
+        ({"read": "both"}, 422, "read"),
+        ({"reply_tokens": 0}, 422, "reply_tokens"),
     ],
 )
 def test_steer_bad_input_is_a_clear_4xx(served, extra, status, match):

@@ -83,6 +83,18 @@ def steer_cmd(
     positions: Annotated[
         str | None, typer.Option(help="Target positions the oracle reads (default: the oracle's).")
     ] = None,
+    read: Annotated[
+        str,
+        typer.Option(
+            help="What the oracle reads: 'reply' (each prompt is followed by the target's own "
+            "unsteered greedy reply and the oracle reads the reply, where the features that "
+            "drive generation live; positions default to role:assistant) or 'prompt' (the "
+            "prompt's tokens)."
+        ),
+    ] = "reply",
+    reply_tokens: Annotated[
+        int, typer.Option(help="Longest reply generated for --read reply, in tokens.")
+    ] = 32,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 60,
     lr: Annotated[
         float,
@@ -120,6 +132,8 @@ def steer_cmd(
         layer=layer,
         read_layer=read_layer,
         positions=positions,
+        read=read,
+        reply_tokens=reply_tokens,
         steps=steps,
         lr=lr,
         batch_size=batch_size,

@@ -36,6 +36,7 @@ router = APIRouter(tags=["steering"])
 MAX_PROMPTS = 64
 MAX_SYNC_STEPS = 20
 MAX_STEPS = 500
+MAX_REPLY_TOKENS = 128
 CHUNK_STEPS = 5
 MAX_JOBS = 32  # jobs kept in memory (finished ones are dropped oldest first)
 
@@ -103,6 +104,14 @@ class SteerRequest(BaseModel):
     answer: str = Field(min_length=1, max_length=2000, description="the desired answer")
     layer: int | None = Field(default=None, description="steering block (default: read - 1)")
     read_layer: int | None = Field(default=None, description="block the oracle reads")
+    read: Literal["prompt", "reply"] = Field(
+        default="reply",
+        description="what the oracle reads: the target's own reply to each prompt (generated "
+        "unsteered, greedy) or the prompt's tokens",
+    )
+    reply_tokens: int = Field(
+        default=32, ge=1, le=MAX_REPLY_TOKENS, description="longest reply for read='reply'"
+    )
     steps: int = Field(default=30, ge=1, le=MAX_STEPS, description="optimisation steps")
     lr: float = Field(default=0.05, gt=0.0, le=10.0, description="learning rate (see the CLI)")
     batch_size: int = Field(default=8, ge=1, le=MAX_PROMPTS, description="prompts per step")
@@ -218,6 +227,8 @@ def _start(ao, body: SteerRequest):
         answer=body.answer,
         layer=body.layer,
         read_layer=body.read_layer,
+        read=body.read,
+        reply_tokens=body.reply_tokens,
         steps=body.steps,
         lr=body.lr,
         batch_size=body.batch_size,
