@@ -7,6 +7,7 @@ inserted directly, never re-tokenised, so their count and positions are exact.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,38 @@ def answer_ids_of(tokenizer: PreTrainedTokenizerBase, answer: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)
 
 
+def _prompt_parts(
+    tokenizer: PreTrainedTokenizerBase, question: str, layer: int, placeholder: str, template: str
+) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
+    """The ids before the placeholders, the placeholder id and the ids after them. Cached:
+    a server renders the same few questions thousands of times, and the chat template and
+    tokenizer calls cost more than the oracle's forward pass on a small model. The key holds
+    the template and BOS token, so a tokenizer changed in place is rendered afresh."""
+    chat = getattr(tokenizer, "chat_template", None)
+    key = (chat if isinstance(chat, str) else repr(chat), tokenizer.bos_token, len(tokenizer))
+    return _cached_parts(tokenizer, key, question, layer, placeholder, template)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_parts(
+    tokenizer: PreTrainedTokenizerBase,
+    _key: tuple,
+    question: str,
+    layer: int,
+    placeholder: str,
+    template: str,
+) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
+    content = template.format(layer=layer, placeholders=_SENTINEL, question=question)
+    text = _render(tokenizer, content)
+    if text.count(_SENTINEL) != 1:
+        raise OracleInputError("the prompt template must contain {placeholders} exactly once")
+    before, after = text.split(_SENTINEL)
+    ph = placeholder_id(tokenizer, placeholder)
+    ids_before = tokenizer.encode(before, add_special_tokens=False)
+    ids_after = tokenizer.encode(after, add_special_tokens=False)
+    return tuple(ids_before), ph, tuple(ids_after)
+
+
 def build_oracle_prompt(
     tokenizer: PreTrainedTokenizerBase,
     question: str,
@@ -68,15 +101,10 @@ def build_oracle_prompt(
         raise OracleInputError("the question is empty")
     if n_positions < 1:
         raise OracleInputError("the oracle needs at least one activation vector")
-    content = template.format(layer=layer, placeholders=_SENTINEL, question=question.strip())
-    text = _render(tokenizer, content)
-    if text.count(_SENTINEL) != 1:
-        raise OracleInputError("the prompt template must contain {placeholders} exactly once")
-    before, after = text.split(_SENTINEL)
-    ph = placeholder_id(tokenizer, placeholder)
-    ids_before = tokenizer.encode(before, add_special_tokens=False)
-    ids_after = tokenizer.encode(after, add_special_tokens=False)
-    ids = ids_before + [ph] * n_positions + ids_after
+    ids_before, ph, ids_after = _prompt_parts(
+        tokenizer, question.strip(), layer, placeholder, template
+    )
+    ids = list(ids_before) + [ph] * n_positions + list(ids_after)
     positions = list(range(len(ids_before), len(ids_before) + n_positions))
     answer_start = None
     if answer is not None:

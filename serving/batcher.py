@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests to one engine grouped into batches on one worker thread.
 
 Each job is a kind (``capture``, ``answer`` or ``call``) and an item. The worker takes the first
-job, waits up to ``wait_s`` for more (up to ``batch_size``), and runs each kind's items as one
-engine call in a single-thread executor (one model, one thread). ``call`` jobs run alone: they
+job, gathers queued jobs of the same kind, waiting up to ``wait_s`` for more (up to
+``batch_size``), and runs them as one engine call in a single-thread executor (one model, one
+thread); jobs of other kinds keep their places in the queue. ``call`` jobs run alone: they
 are callables that need the engine to themselves (steering, audits).
 """
 
@@ -92,20 +93,36 @@ class MicroBatcher:
             return jobs
         deadline = time.perf_counter() + self.wait_s
         while len(jobs) < self.batch_size:
-            if not self.jobs:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                self.wakeup.clear()
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), left)
-                except TimeoutError:
-                    break
-                continue
-            if self.jobs[0].kind == "call":
-                break  # a call waits for this batch, then runs alone
-            jobs.append(self.jobs.popleft())
+            jobs += self._take(jobs[0].kind, self.batch_size - len(jobs))
+            left = deadline - time.perf_counter()
+            if len(jobs) >= self.batch_size or left <= 0:
+                break
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), left)
+            except TimeoutError:
+                jobs += self._take(jobs[0].kind, self.batch_size - len(jobs))
+                break
         return jobs
+
+    def _take(self, kind: str, n: int) -> list[_Job]:
+        """Up to ``n`` queued jobs of ``kind``, in order; jobs of other kinds keep their places.
+
+        One kind per batch keeps each engine call full (a capture batch and an answer batch of
+        half the size each cost nearly as much as two full ones). The scan stops at a ``call``
+        job: it waits for this batch, then runs alone, and nothing behind it goes first.
+        """
+        taken: list[_Job] = []
+        kept: deque[_Job] = deque()
+        while self.jobs and len(taken) < n:
+            job = self.jobs.popleft()
+            if job.kind == "call":
+                kept.append(job)
+                break
+            (taken if job.kind == kind else kept).append(job)
+        kept.extend(self.jobs)
+        self.jobs = kept
+        return taken
 
     async def _run(self, kind: str, jobs: list[_Job]) -> None:
         loop = asyncio.get_running_loop()

@@ -390,6 +390,42 @@ def test_batcher_attributes_a_failure_to_its_own_request():
     assert calls[0] == [1, -1, 2]  # one batch first, then one by one
 
 
+def test_batcher_fills_each_batch_with_one_kind_and_no_job_passes_a_call():
+    """Interleaved captures and answers go out as one batch per kind, each in order; a job
+    queued behind a ``call`` does not run before it."""
+    calls: list[tuple[str, list]] = []
+
+    def run_batch(kind: str, items: list) -> list:
+        if kind == "call":
+            calls.append((kind, ["call"]))
+            return [items[0](None)]
+        calls.append((kind, list(items)))
+        return [f"{kind}:{i}" for i in items]
+
+    async def main():
+        batcher = MicroBatcher(run_batch, batch_size=4, wait_s=0.05)
+        kinds = ["capture", "answer"] * 4
+        first = [batcher.submit(k, i) for i, k in enumerate(kinds)]
+        barrier = batcher.submit("call", lambda _engine: "done")
+        after = [batcher.submit("capture", 100), batcher.submit("answer", 101)]
+        batcher.start()  # everything is queued before the worker looks
+        try:
+            return await asyncio.gather(*first, barrier, *after)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(main())
+    assert results[:8] == [f"{k}:{i}" for i, k in enumerate(["capture", "answer"] * 4)]
+    assert results[8:] == ["done", "capture:100", "answer:101"]
+    assert calls == [
+        ("capture", [0, 2, 4, 6]),
+        ("answer", [1, 3, 5, 7]),
+        ("call", ["call"]),
+        ("capture", [100]),
+        ("answer", [101]),
+    ]
+
+
 def test_tiny_temperature_is_greedy_not_a_500(client):
     body = {"prompt": "The sea is calm", "questions": ["Who?"], "max_tokens": 4}
     greedy = client.post("/v1/query", json=body).json()["answers"]
