@@ -98,7 +98,10 @@ def serve_cmd(
     # 200 only once the engine is ready.
     engine_ = load_engine(settings)
     try:
-        app_ = create_app(settings, engine_, owns_engine=False)
+        # The app closes the engine at shutdown: uvicorn re-raises SIGTERM/SIGINT once it has
+        # shut down, which ends the process before any code after `run` (vLLM's engine
+        # processes were left running when the close came after it).
+        app_ = create_app(settings, engine_, owns_engine=True)
         uvicorn.run(app_, host=host, port=port, log_level=log_level)
     finally:
-        engine_.close()
+        engine_.close()  # if the app never started; closing twice is harmless

@@ -1,4 +1,5 @@
-"""A real ``oracle serve`` process on a free port: ready when /health answers, then queried."""
+"""A real ``oracle serve`` process on a free port: ready when /health answers, then queried;
+on SIGTERM it closes its engine (for vLLM, its engine processes) before it exits."""
 
 from __future__ import annotations
 
@@ -19,8 +20,18 @@ from tests.serving_support import free_port
 def test_oracle_serve_process_answers_queries(tmp_path):
     base, oracle = make_oracle_dir(tmp_path, "llama")
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", ORACLE_API_KEY="k3y")
-    cmd = [sys.executable, "-c", "from oracle.cli import main; main()", "serve"]
+    marker = tmp_path / "closed.txt"
+    env = dict(os.environ, OMP_NUM_THREADS="1", ORACLE_API_KEY="k3y", CLOSED_MARKER=str(marker))
+    # The engine's close() leaves a mark: uvicorn re-raises SIGTERM after its shutdown, so a
+    # close placed after uvicorn.run never ran (and vLLM's processes outlived the server).
+    code = (
+        "import os, oracle.engines.hf as hf\n"
+        "def close(self):\n"
+        "    open(os.environ['CLOSED_MARKER'], 'a').write('closed\\n')\n"
+        "hf.HFEngine.close = close\n"
+        "from oracle.cli import main; main()"
+    )
+    cmd = [sys.executable, "-c", code, "serve"]
     cmd += ["--target", str(base), "--oracle", str(oracle), "--port", str(port)]
     cmd += ["--log-level", "warning"]
     log = open(tmp_path / "server.log", "w")
@@ -53,3 +64,4 @@ def test_oracle_serve_process_answers_queries(tmp_path):
             proc.kill()
         log.close()
     assert proc.returncode is not None
+    assert marker.exists() and "closed" in marker.read_text(), "the engine was not closed"
