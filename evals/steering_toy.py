@@ -288,9 +288,11 @@ def main(
 def choose_scale(
     ao, prompts, vector, layer, scales, max_tokens, pattern, baseline, plain_ppl
 ) -> tuple[dict, float]:
-    """Measure each scale on validation prompts; choose the smallest scale that passes there,
-    else the one with the highest style rate among the fluent ones (ppl ratio <= 2), else the
-    smallest. Returns (the validation rows by scale, the chosen scale)."""
+    """Measure each scale on validation prompts; choose, among the scales that pass there, the
+    one with the highest style rate (the smallest of equals: the smallest passing scale sits
+    on the threshold, and on other prompts it fell below it), else the one with the highest
+    style rate among the fluent ones (ppl ratio <= 2), else the smallest. Returns (the
+    validation rows by scale, the chosen scale)."""
     from oracle.steering_generate import generate, reply_nll
 
     rows = {}
@@ -305,7 +307,7 @@ def choose_scale(
         }
     passing = [s for s in scales if rows[str(s)]["passes"]]
     if passing:
-        return rows, min(passing)
+        return rows, max(passing, key=lambda s: (rows[str(s)]["style_rate"], -s))
     fluent = [s for s in scales if rows[str(s)]["ppl_ratio"] <= 2.0]
     if fluent:
         return rows, max(fluent, key=lambda s: (rows[str(s)]["style_rate"], -s))
@@ -347,7 +349,7 @@ def markdown(results: dict) -> str:
         + f". Unsteered reply perplexity {u['perplexity']:.2f}. "
         + (
             f"The scale each verdict uses is chosen on {s['n_val']} other held-out prompts "
-            "(the smallest that passes there, else the most on-style fluent one), then "
+            "(the most on-style of those that pass there, else the most on-style fluent one), then "
             "measured on the prompts above."
             if s.get("n_val")
             else "No validation prompts: a persona passes if any scale passes."
