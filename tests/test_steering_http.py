@@ -71,6 +71,16 @@ def test_generate_rejects_a_non_finite_scale(served):
     assert 400 <= response.status_code < 500, response.text
 
 
+def test_generate_with_a_tiny_temperature_is_greedy_not_a_500(served):
+    """The fuzzer's find: a temperature of 2e-266 overflowed sampling (a 500)."""
+    client, _ = served
+    body = {"prompts": ["Hello there"], "max_tokens": 3}
+    greedy = client.post("/v1/generate", json=body)
+    tiny = client.post("/v1/generate", json=body | {"temperature": 2e-266, "seed": 1})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["replies"] == greedy.json()["replies"]
+
+
 def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     client, ao = served
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate.", "steps": 4}

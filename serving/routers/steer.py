@@ -26,7 +26,7 @@ from oracle.errors import OracleInputError
 from serving.errors import NotFound, ServiceError
 from serving.routers import get_service
 from serving.routers.query import ERRORS
-from serving.schemas import MAX_TEXT, EncodedTensor
+from serving.schemas import MAX_TEXT, MIN_TEMPERATURE, EncodedTensor
 from serving.service import OracleService
 from serving.tensors import encode_tensor
 
@@ -73,7 +73,12 @@ class GenerateRequest(BaseModel):
     )
     steering: SteeringIn | None = Field(default=None, description="optional steering vector")
     max_tokens: int = Field(default=64, ge=1, description="longest reply, in tokens")
-    temperature: float = Field(default=0.0, ge=0.0, le=10.0, description="0 = greedy")
+    temperature: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=10.0,
+        description=f"0 = greedy; below {MIN_TEMPERATURE} also greedy (sampling would overflow)",
+    )
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="sampling seed")
 
@@ -202,7 +207,7 @@ async def generate_route(
             body.steering.layer if body.steering else None,
             body.steering.scale if body.steering else 1.0,
             max_new_tokens=body.max_tokens,
-            temperature=body.temperature,
+            temperature=body.temperature if body.temperature >= MIN_TEMPERATURE else 0.0,
             top_p=body.top_p,
             seed=body.seed,
         )
