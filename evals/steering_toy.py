@@ -114,7 +114,7 @@ def main(
     from oracle.defaults import default_oracle
     from oracle.oracle import ActivationOracle
     from oracle.steering import READS, SteerConfig, steer
-    from oracle.steering_generate import capture_steered, generate, reply_nll
+    from oracle.steering_generate import capture_steered, conversations, generate, reply_nll
     from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
     from training.toy_world.world import World
 
@@ -142,11 +142,7 @@ def main(
         """Share of prompts about which the oracle names each persona, reading what it was
         steered on: the steered replies (read='reply') or the prompts."""
         if read == "reply":
-            convs = [
-                [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
-                for p, r in zip(prompts, replies, strict=True)
-                if r.strip()
-            ]
+            convs = conversations(prompts, replies)
             acts = capture_steered(
                 ao, convs, read_layer, vec, layer_, scale, positions="role:assistant"
             )

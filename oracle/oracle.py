@@ -44,6 +44,13 @@ def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids_BT, mask_BT, shifts
 
 
+def sampling_kwargs(temperature: float, top_p: float) -> dict:
+    """``generate`` arguments: sampling at ``temperature`` and ``top_p``; greedy at 0."""
+    if temperature > 0:
+        return dict(do_sample=True, temperature=temperature, top_p=top_p)
+    return dict(do_sample=False)
+
+
 def resolve_base_path(base: str, oracle_dir: Path) -> str:
     """``base_model`` may be relative to the oracle directory (shipped oracles use that)."""
     candidate = (oracle_dir / base).resolve()
@@ -238,11 +245,7 @@ class ActivationOracle:
             chunk = prompts[start : start + batch_size]
             acts = activations[start : start + batch_size]
             ids_BT, mask_BT, ctx = self._batch(chunk, acts)
-            sampling = (
-                dict(do_sample=True, temperature=temperature, top_p=top_p)
-                if temperature > 0
-                else dict(do_sample=False)
-            )
+            sampling = sampling_kwargs(temperature, top_p)
             with ctx:
                 out_BT = self.oracle_model.generate(
                     input_ids=ids_BT,

@@ -29,7 +29,7 @@ from torch import nn
 from oracle.capture import pad_id_of, pad_right
 from oracle.errors import OracleInputError
 from oracle.inject import inject
-from oracle.inputs import TargetInput, tokenize_input
+from oracle.inputs import tokenize_input
 from oracle.layers import check_layer, model_device
 from oracle.oracle import ActivationOracle
 from oracle.positions import select_positions
@@ -202,10 +202,7 @@ class _Steerer:
         """Token ids and read positions of a prompt (a user turn awaiting the reply) or of a
         whole conversation (chat messages, read as they stand, replies included); no
         positions when ``read`` is false (the KL prompts are run, not read)."""
-        if isinstance(prompt, list):
-            target = TargetInput(messages=prompt)
-        else:
-            target = as_target_input(self.ao.tokenizer, prompt)
+        target = as_target_input(self.ao.tokenizer, prompt)
         tok = tokenize_input(self.ao.tokenizer, target)
         if not read:
             return tok.input_ids, []

@@ -16,13 +16,20 @@ from oracle.capture import pad_id_of, pad_right
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput, has_chat_template, tokenize_input
 from oracle.layers import model_device
-from oracle.oracle import ActivationOracle, pad_left
+from oracle.oracle import ActivationOracle, pad_left, sampling_kwargs
 from oracle.steering_hooks import active_adapter, add_vector
 
 
-def as_target_input(tokenizer, prompt: str, system: str | None = None) -> TargetInput:
+def as_target_input(
+    tokenizer, prompt: str | list[dict[str, str]], system: str | None = None
+) -> TargetInput:
     """A user turn (after an optional system prompt) awaiting the assistant's reply, through
-    the chat template; the plain prompt for a tokenizer without one."""
+    the chat template; the plain prompt for a tokenizer without one. A list of chat messages
+    is a whole conversation, read as it stands (replies included)."""
+    if isinstance(prompt, list):
+        if system:
+            raise OracleInputError("a conversation carries its own system prompt, if any")
+        return TargetInput(messages=list(prompt))
     if not isinstance(prompt, str) or not prompt.strip():
         raise OracleInputError("a prompt is empty")
     if has_chat_template(tokenizer):
@@ -81,11 +88,7 @@ def generate(
         torch.manual_seed(seed)
     tok = ao.tokenizer
     device = model_device(ao.target)
-    sampling = (
-        dict(do_sample=True, temperature=temperature, top_p=top_p)
-        if temperature > 0
-        else dict(do_sample=False)
-    )
+    sampling = sampling_kwargs(temperature, top_p)
     replies: list[str] = []
     for start in range(0, len(rows), batch_size):
         ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
@@ -154,14 +157,19 @@ def with_replies(
     """Each prompt as a conversation: the user turn and the unsteered target's greedy reply
     (empty replies are kept out: the oracle would have nothing of them to read)."""
     replies = generate(ao, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    conversations = [
+    convs = conversations(prompts, replies)
+    if not convs:
+        raise OracleInputError("the target gave an empty reply to every prompt")
+    return convs
+
+
+def conversations(prompts: Sequence[str], replies: Sequence[str]) -> list[list[dict[str, str]]]:
+    """Each (prompt, reply) as a user turn and an assistant turn; empty replies are left out."""
+    return [
         [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
         for p, r in zip(prompts, replies, strict=True)
         if r.strip()
     ]
-    if not conversations:
-        raise OracleInputError("the target gave an empty reply to every prompt")
-    return conversations
 
 
 @torch.no_grad()
@@ -186,10 +194,7 @@ def capture_steered(
     out: list[torch.Tensor] = []
     device = model_device(ao.target)
     for prompt in prompts:
-        if isinstance(prompt, list):
-            target = TargetInput(messages=prompt)
-        else:
-            target = as_target_input(ao.tokenizer, prompt)
+        target = as_target_input(ao.tokenizer, prompt)
         tok = tokenize_input(ao.tokenizer, target)
         chosen = select_positions(
             tok, "all" if target.prompt is not None and spec == "non_system" else spec
