@@ -76,6 +76,18 @@ def tiny_oracle(directory: Path) -> tuple[str, str]:
     return str(base), str(oracle)
 
 
+def tree_sum(process, measure, children: bool = True) -> float:
+    """``measure(p)`` summed over a psutil process and, with ``children``, its descendants;
+    a child that exits meanwhile counts nothing."""
+    total = 0.0
+    for p in [process, *(process.children(recursive=True) if children else [])]:
+        try:
+            total += measure(p)
+        except Exception:  # noqa: BLE001 - a child that just exited
+            pass
+    return total
+
+
 class TreeMemory:
     """Samples the resident memory of a process and its children; keeps the peak (bytes)."""
 
@@ -89,13 +101,7 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        total = 0
-        for p in [self.process, *self.process.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001 - a child that just exited
-                pass
-        return total
+        return int(tree_sum(self.process, lambda p: p.memory_info().rss))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -115,18 +121,14 @@ class TreeMemory:
 
 
 def tree_cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process (default: this one) and its children."""
+    """User + system CPU seconds of a process and its children (default: this process)."""
     import psutil
 
-    root = psutil.Process(pid)
-    total = 0.0
-    for p in [root, *(root.children(recursive=True) if pid is not None else [])]:
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:  # a child that just exited
-            pass
-    return total
+    def cpu(p) -> float:
+        times = p.cpu_times()
+        return times.user + times.system
+
+    return tree_sum(psutil.Process(pid), cpu, children=pid is not None)
 
 
 def start_server(args, target: str | None, oracle: str | None, port: int, log_path: Path):

@@ -92,18 +92,16 @@ class MicroBatcher:
         if jobs[0].kind == "call":
             return jobs
         deadline = time.perf_counter() + self.wait_s
-        while len(jobs) < self.batch_size:
+        while True:
             jobs += self._take(jobs[0].kind, self.batch_size - len(jobs))
             left = deadline - time.perf_counter()
             if len(jobs) >= self.batch_size or left <= 0:
-                break
+                return jobs
             self.wakeup.clear()
             try:
                 await asyncio.wait_for(self.wakeup.wait(), left)
             except TimeoutError:
-                jobs += self._take(jobs[0].kind, self.batch_size - len(jobs))
-                break
-        return jobs
+                pass  # one last look at the queue, then the batch goes
 
     def _take(self, kind: str, n: int) -> list[_Job]:
         """Up to ``n`` queued jobs of ``kind``, in order; jobs of other kinds keep their places.

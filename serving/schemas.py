@@ -11,6 +11,14 @@ Role = Literal["system", "user", "assistant"]
 MAX_TEXT = 100_000
 MAX_QUESTION = 2_000
 MIN_TEMPERATURE = 0.01
+
+
+def effective_temperature(temperature: float) -> float:
+    """The temperature a request samples at: below ``MIN_TEMPERATURE`` sampling overflows, so
+    such a temperature means greedy (0)."""
+    return temperature if temperature >= MIN_TEMPERATURE else 0.0
+
+
 # Exactly one of messages / prompt, stated in the schema too so that clients and fuzzers see it.
 ONE_INPUT = {"oneOf": [{"required": ["messages"]}, {"required": ["prompt"]}]}
 POSITIONS_PATTERN = (
@@ -86,7 +94,7 @@ class SamplingOptions(BaseModel):
         is the server's longest answer (the default is capped by it, a larger ask is refused)."""
         return dict(
             max_new_tokens=self.max_tokens if self.max_tokens is not None else min(32, limit),
-            temperature=self.temperature if self.temperature >= MIN_TEMPERATURE else 0.0,
+            temperature=effective_temperature(self.temperature),
             top_p=self.top_p,
             seed=self.seed,
             yes_no=self.yes_no,

@@ -26,7 +26,7 @@ from oracle.errors import OracleInputError
 from serving.errors import NotFound, ServiceError
 from serving.routers import get_service
 from serving.routers.query import ERRORS
-from serving.schemas import MAX_TEXT, MIN_TEMPERATURE, EncodedTensor
+from serving.schemas import MAX_TEXT, MIN_TEMPERATURE, EncodedTensor, effective_temperature
 from serving.service import OracleService
 from serving.tensors import encode_tensor
 
@@ -207,7 +207,7 @@ async def generate_route(
             body.steering.layer if body.steering else None,
             body.steering.scale if body.steering else 1.0,
             max_new_tokens=body.max_tokens,
-            temperature=body.temperature if body.temperature >= MIN_TEMPERATURE else 0.0,
+            temperature=effective_temperature(body.temperature),
             top_p=body.top_p,
             seed=body.seed,
         )
