@@ -29,7 +29,7 @@ from torch import nn
 from oracle.capture import pad_id_of, pad_right
 from oracle.errors import OracleInputError
 from oracle.inject import inject
-from oracle.inputs import tokenize_input
+from oracle.inputs import has_chat_template, tokenize_input
 from oracle.layers import check_layer, model_device
 from oracle.oracle import ActivationOracle
 from oracle.positions import select_positions
@@ -311,6 +311,11 @@ class SteeringRun:
         self.ao, self.cfg, self.n_prompts = ao, cfg, len(prompts)
         neutral = list(kl_prompts) if kl_prompts else list(prompts)
         if cfg.read == "reply":
+            if not has_chat_template(ao.tokenizer):
+                raise OracleInputError(
+                    "read='reply' needs a chat template to tell the reply from the prompt, and "
+                    "this target's tokenizer has none: read the prompt instead (--read prompt)"
+                )
             prompts = with_replies(ao, prompts, cfg.reply_tokens)
         self.core = _Steerer(ao, prompts, cfg)
         kl_items = [self.core._tokenise(p, read=False) for p in neutral[: cfg.batch_size]]

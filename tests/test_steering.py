@@ -101,6 +101,15 @@ def test_reading_the_reply_reads_only_the_targets_own_reply(dirs):
     assert count_hooks(ao.target) == 0
 
 
+def test_reading_the_reply_without_a_chat_template_is_a_clear_error(tmp_path):
+    _, oracle_dir = make_oracle_dir(tmp_path, "gpt2", read_layers=(2,))
+    ao = load(oracle_dir)
+    cfg = SteerConfig(question=Q, answer=A, steps=1, read="reply")
+    with pytest.raises(OracleInputError, match="needs a chat template.*--read prompt"):
+        steer(ao, PROMPTS, cfg)
+    assert count_hooks(ao.target) == 0
+
+
 def test_lora_steering_trains_only_the_steering_adapter(dirs):
     ao = load(dirs[1])
     before = snapshot(ao.target)
