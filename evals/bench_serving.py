@@ -137,6 +137,8 @@ def start_server(args, target: str | None, oracle: str | None, port: int, log_pa
     cmd += ["--batch-size", str(args.batch_size), "--queue-depth", str(args.queue_depth)]
     cmd += ["--max-new-tokens", str(max(args.max_tokens, 1)), "--timeout", str(args.timeout)]
     cmd += ["--log-level", "warning", "--dtype", args.dtype]
+    cmd += ["--threads", str(args.server_threads or args.threads)]
+    cmd += ["--batch-wait-ms", str(args.batch_wait_ms)]
     if target:
         cmd += ["--target", target]
     if oracle:
@@ -258,16 +260,44 @@ def batch_stats(url: str) -> dict[str, dict[str, float]]:
     }
 
 
-def _vllm_generate(engine, prompts: list[list[int]], news: list[int], batch_size: int) -> None:
+def _vllm_generate(
+    engine, prompts: list[list[int]], news: list[int], batch_size: int, concurrency: int | None
+) -> None:
+    """Plain vLLM generation. ``concurrency``: that many requests in flight at once, each
+    replaced as it finishes (as ``concurrency`` clients load a server), fed to vLLM between its
+    steps as the vllm engine feeds answers; None: all at once, one ``LLM.generate`` (offline
+    batch inference, which no server with fewer clients than queries can see)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from vllm import SamplingParams
+
+    from oracle.engines.vllm_feed import feeder_for
 
     params = [
         SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0) for m in news
     ]
-    engine.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    inputs = [{"prompt_token_ids": p} for p in prompts]
+    if concurrency is None:
+        engine.llm.generate(inputs, params, use_tqdm=False)
+        return
+    feeder = feeder_for(engine.llm)
+    todo = iter(zip(inputs, params, strict=True))
+
+    def more(n: int) -> set:
+        batch = [job for _, job in zip(range(n), todo, strict=False)]
+        return set(feeder.submit([i for i, _ in batch], [p for _, p in batch]))
+
+    running = more(concurrency)
+    while running:
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()  # raises what vLLM raised
+        running |= more(len(done))
 
 
-def _hf_generate(engine, prompts: list[list[int]], news: list[int], batch_size: int) -> None:
+def _hf_generate(
+    engine, prompts: list[list[int]], news: list[int], batch_size: int, concurrency: int | None
+) -> None:
     import torch
 
     from oracle.capture import pad_id_of
@@ -293,16 +323,18 @@ def _hf_generate(engine, prompts: list[list[int]], news: list[int], batch_size: 
             )
 
 
-def plain_generation(
-    args, target: str | None, oracle: str | None, shapes, with_target_tokens: bool = False
-) -> dict:
+def plain_generation(args, target: str | None, oracle: str | None, shapes) -> dict[str, dict]:
     """The same engine's oracle model generating the same token counts with no capture or
-    injection: prompts of the oracle prompt's length (random tokens), EOS ignored, as many
-    tokens as each served answer took (its text and its EOS), batched in arrival order.
+    injection: random prompt tokens, EOS ignored, as many tokens out as each served answer took
+    (its text and its EOS).
 
-    ``with_target_tokens``: each prompt is longer by the query's target tokens, so the plain
-    run reads as many tokens in as the served query did (target + oracle prompt) and writes as
-    many out; the ratio then measures the cost of capture and injection themselves.
+    Variants, each timed on one engine: ``oracle_prompt_only`` (prompts of the oracle prompt's
+    length) and ``same_tokens_in`` (longer by the query's target tokens, so the plain run reads
+    as many tokens in as the served query did: the ratio then measures the cost of capture and
+    injection themselves). Both are fed as the server is loaded: hf in batches of
+    ``--batch-size`` in arrival order (the server's micro-batches), vllm with ``--clients``
+    requests in flight. vllm also gives ``same_tokens_in_all_at_once``: one offline
+    ``LLM.generate`` of all the queries.
     """
     import torch
 
@@ -318,10 +350,11 @@ def plain_generation(
     if args.engine == "hf":
         kwargs["device"] = args.device
     engine = create_engine(args.engine, target, oracle, **kwargs)
+    results = {}
     try:
         ao = engine.oracle  # the ActivationOracle both engines keep (hf: the model itself)
         tok, cfg = ao.oracle_tokenizer, engine.config
-        lengths = [
+        oracle_lengths = [
             len(
                 build_oracle_prompt(
                     tok, QUESTIONS[0], n, cfg.default_layer, cfg.placeholder, cfg.prompt_template
@@ -329,27 +362,36 @@ def plain_generation(
             )
             for n, _, _ in shapes
         ]
-        if with_target_tokens:
-            lengths = [n + t for n, (_, _, t) in zip(lengths, shapes, strict=True)]
+        same_lengths = [n + t for n, (_, _, t) in zip(oracle_lengths, shapes, strict=True)]
         # The tokens the model generated: the answer's, plus the EOS that ended it (a decode
         # step like any other) when it stopped before the limit.
         news = [m + 1 if m < args.max_tokens else m for _, m, _ in shapes]
         rng = random.Random(args.seed)
         vocab = len(tok)
-        prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
+        variants = [
+            ("oracle_prompt_only", oracle_lengths, args.clients),
+            ("same_tokens_in", same_lengths, args.clients),
+        ]
+        if args.engine == "vllm":
+            variants.append(("same_tokens_in_all_at_once", same_lengths, None))
         generate = _vllm_generate if args.engine == "vllm" else _hf_generate
-        generate(engine, prompts[:1], news[:1], args.batch_size)  # warm-up, like the server's
-        start = time.perf_counter()
-        generate(engine, prompts, news, args.batch_size)
-        wall = time.perf_counter() - start
+        for name, lengths, concurrency in variants:
+            prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
+            # warm-up, like the server's
+            generate(engine, prompts[:1], news[:1], args.batch_size, concurrency)
+            start = time.perf_counter()
+            generate(engine, prompts, news, args.batch_size, concurrency)
+            wall = time.perf_counter() - start
+            results[name] = {
+                "wall_s": wall,
+                "queries_per_s": len(shapes) / wall,
+                "generated_tokens_per_s": sum(news) / wall,
+                "queries": len(shapes),
+                "concurrency": concurrency if args.engine == "vllm" else args.batch_size,
+            }
     finally:
         engine.close()
-    return {
-        "wall_s": wall,
-        "queries_per_s": len(shapes) / wall,
-        "generated_tokens_per_s": sum(news) / wall,
-        "queries": len(shapes),
-    }
+    return results
 
 
 def main() -> None:
@@ -364,10 +406,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10, help="queries per client")
     parser.add_argument("--max-tokens", type=int, default=16, help="answer tokens per query")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="the server's")
     parser.add_argument("--queue-depth", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--retries", type=int, default=20, help="retries after 429/503")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=None,
+        help="torch threads of the server process itself (capture; hf answers); vLLM's "
+        "engine processes keep --threads (default: --threads)",
+    )
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -407,16 +457,13 @@ def main() -> None:
     result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
     result["serving"] = served
     if not args.no_baseline and shapes:
-        plain = plain_generation(args, target, oracle, shapes)
-        result["plain_generation"] = plain
         # Both sides did the same work (the same queries, the same token counts), so the ratio
         # of their throughputs is the ratio of queries per second.
-        result["throughput_ratio"] = served["queries_per_s"] / plain["queries_per_s"]
-        same_in = plain_generation(args, target, oracle, shapes, with_target_tokens=True)
-        result["plain_generation_same_tokens_in"] = same_in
-        result["throughput_ratio_same_tokens_in"] = (
-            served["queries_per_s"] / same_in["queries_per_s"]
-        )
+        result["plain_generation"] = plain_generation(args, target, oracle, shapes)
+        result["throughput_ratio"] = {
+            name: served["queries_per_s"] / plain["queries_per_s"]
+            for name, plain in result["plain_generation"].items()
+        }
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

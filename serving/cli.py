@@ -63,6 +63,14 @@ def serve_cmd(
         bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads for this process's own work (capture, and answers with the hf "
+            "engine). vLLM's engine processes take OMP_NUM_THREADS. Default: torch's.",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Serve the oracle over HTTP; ready when GET /health answers 200."""
     import uvicorn
@@ -97,6 +105,11 @@ def serve_cmd(
     # Load before listening: a bad model or oracle is a clear error (exit 2), and /health answers
     # 200 only once the engine is ready.
     engine_ = load_engine(settings)
+    if threads is not None:
+        import torch
+
+        # After loading: vLLM's engine processes, started by then, keep OMP_NUM_THREADS.
+        torch.set_num_threads(threads)
     try:
         # The app closes the engine at shutdown: uvicorn re-raises SIGTERM/SIGINT once it has
         # shut down, which ends the process before any code after `run` (vLLM's engine

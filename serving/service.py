@@ -2,8 +2,9 @@
 
 Routers call this, never the engine directly, so that every request goes through the same
 admission control, batching and timeout. ``engine.capture`` / ``engine.answer`` run on one worker
-thread; concurrent HTTP requests are grouped into batches (hf) or handed to vLLM in one call so
-that its scheduler batches them (vllm).
+thread, where concurrent HTTP requests are grouped into batches (hf). An engine with a ``submit``
+method (vllm) takes answers straight from the event loop instead: they join vLLM's running batch
+at its next step, while the worker thread captures the next requests.
 """
 
 from __future__ import annotations
@@ -186,7 +187,11 @@ class OracleService:
         for r in requests:
             r.layer = self.check_layer(r.layer)
             self.check_answer_request(r)
-        answers = await asyncio.gather(*(self.batcher.submit("answer", r) for r in requests))
+        submit = getattr(self.engine, "submit", None)
+        if submit is not None:  # continuous batching inside the engine (vllm)
+            answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in submit(requests)))
+        else:
+            answers = await asyncio.gather(*(self.batcher.submit("answer", r) for r in requests))
         for a in answers:
             self.metrics.tokens.labels("prompt").inc(a.prompt_tokens)
             self.metrics.tokens.labels("completion").inc(a.completion_tokens)

@@ -8,6 +8,8 @@ rows pass the layer hooks untouched.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -245,6 +247,52 @@ def test_worker_hooks_restore_placeholder_and_add_norm_matched():
     assert count_hooks(block0) == count_hooks(block1) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_requests_join_the_running_batch_and_finish_on_their_own(engines):
+    """Continuous batching: a request submitted while a long one runs finishes first."""
+    from vllm import SamplingParams
+
+    from oracle.engines.vllm_feed import feeder_for
+
+    engine = engines["vllm"]
+    feeder = feeder_for(engine.llm)
+    ids = engine.tokenizer.encode("Hello! How are you today?")
+    long_params = SamplingParams(max_tokens=200, ignore_eos=True, temperature=0.0)
+    (long,) = feeder.submit([{"prompt_token_ids": ids}], [long_params])
+    short_request = AnswerRequest(torch.ones(2, engine.d_model), QUESTIONS[1], max_new_tokens=2)
+    (short,) = engine.submit([short_request])
+    answer = short.result(timeout=120)
+    assert not long.done()  # 200 decode steps: the short request did not wait for them
+    assert answer.text == engine.answer([short_request])[0].text
+    assert len(long.result(timeout=300).outputs[0].token_ids) == 200
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.timeout(600)
+def test_a_request_vllm_refuses_fails_alone(engines):
+    from vllm import SamplingParams
+    from vllm.exceptions import VLLMValidationError
+
+    from oracle.engines.vllm_feed import feeder_for
+
+    engine = engines["vllm"]
+    feeder = feeder_for(engine.llm)
+    params = SamplingParams(max_tokens=2, temperature=0.0)
+    too_long = {"prompt_token_ids": [5] * (engine.max_model_len + 10)}
+    bad, good = feeder.submit([too_long, {"prompt_token_ids": [5, 6, 7]}], [params, params])
+    with pytest.raises(VLLMValidationError, match="maximum context length"):
+        bad.result(timeout=120)
+    assert len(good.result(timeout=120).outputs[0].token_ids) == 2
+    # and the engine still answers afterwards, from another thread than the feeder's
+    request = AnswerRequest(torch.ones(2, engine.d_model), QUESTIONS[1], max_new_tokens=2)
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda r: engine.answer([r])[0].text, [request] * 4))
+    assert len(set(texts)) == 1 and texts[0] == engines["hf"].answer([request])[0].text
+
+
 # Last in the file, and this file is last in the session: it closes the shared engine.
 @pytest.mark.slow
 @pytest.mark.vllm
@@ -254,4 +302,6 @@ def test_close_shuts_the_engine_down(engines):
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
         engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
+    with pytest.raises(RuntimeError, match="closed"):
+        engines["vllm_embedding"].answer([AnswerRequest(torch.ones(1, engine.d_model), "Why?")])
     engine.close()  # idempotent

