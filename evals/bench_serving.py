@@ -3,8 +3,9 @@
 Reports throughput, p50/p95 latency, peak memory of the server (its whole process tree) and
 errors (only 429/503 are allowed, and retried after Retry-After), then the throughput of plain
 generation on the same engine (the same oracle model generating the same number of tokens from
-prompts of the same lengths, with no capture and no injection) and the ratio of the two
-(target >= 0.8).
+prompts of the same lengths, with no capture and no injection, fed as the server is loaded: hf
+in micro-batches of --batch-size, vllm with --clients requests in flight) and the ratio of the
+two, ``throughput_ratio["same_tokens_in"]`` (target >= 0.8). See :func:`plain_generation`.
 
     python evals/bench_serving.py --engine hf                  # toy world, 64 clients x 10
     python evals/bench_serving.py --engine vllm
