@@ -17,7 +17,7 @@ from oracle.engines import Engine
 from serving.auth import APIKeyMiddleware
 from serving.errors import install_error_handlers
 from serving.limits import BodySizeLimitMiddleware
-from serving.metrics import Metrics
+from serving.metrics import Metrics, MetricsMiddleware
 from serving.service import OracleService, load_engine
 from serving.settings import ServeSettings
 
@@ -125,7 +125,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Added last = outermost: size and key are checked before anything reads the body.
     app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
