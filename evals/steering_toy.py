@@ -8,7 +8,9 @@ held-out neutral prompts measure, at a few scales, both sides:
   relative to the unsteered replies' perplexity;
 - the oracle: the share of steered captures about which it names the persona (held-out phrasing).
 A random vector of the same norm is the control. A vector that moves the oracle but not the
-behaviour is reported as such (optimising against a probe).
+behaviour is reported as such (optimising against a probe). ``--method lora`` trains a steering
+LoRA on the target instead (LatentQA's control); its scale multiplies the LoRA's update, and its
+control is a LoRA of random weights with the same norms, matrix by matrix.
 
     python -m evals.steering_toy                       # the toy world, defaults below
     python -m evals.steering_toy --oracle DIR --n-eval 8 --steps 5   # a quick check
@@ -20,6 +22,7 @@ import json
 import math
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -88,6 +91,13 @@ def main(
         float | None, typer.Option(help="Norm bound (units of the residual norm).")
     ] = None,
     scales: Annotated[str, typer.Option(help="Comma-separated scales to generate at.")] = "1,2,4",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="'vector' (added at a block) or 'lora' (a steering LoRA on the target; the "
+            "scale multiplies its update). Give lora a smaller --lr (e.g. 0.005)."
+        ),
+    ] = "vector",
     read: Annotated[
         str,
         typer.Option(
@@ -113,8 +123,9 @@ def main(
 
     from oracle.defaults import default_oracle
     from oracle.oracle import ActivationOracle
-    from oracle.steering import READS, SteerConfig, steer
+    from oracle.steering import METHODS, READS, SteerConfig, steer
     from oracle.steering_generate import capture_steered, conversations, generate, reply_nll
+    from oracle.steering_lora import STEER_ADAPTER, save_steering_lora
     from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
     from training.toy_world.world import World
 
@@ -122,6 +133,8 @@ def main(
     started = time.time()
     if read not in READS:
         raise typer.BadParameter(f"--read must be one of {READS}")
+    if method not in METHODS:
+        raise typer.BadParameter(f"--method must be one of {METHODS}")
     world = World.load()
     names = [p.strip() for p in personas.split(",") if p.strip()]
     unknown = [p for p in names if p not in world.personas]
@@ -138,16 +151,15 @@ def main(
     check_q = PERSONA_QUESTIONS["heldout"][0]
     read_layer = ao.config.default_layer
 
-    def oracle_rate(prompts, replies, vec=None, layer_=None, scale=1.0) -> dict[str, float]:
+    def oracle_rate(prompts, replies, **steering) -> dict[str, float]:
         """Share of prompts about which the oracle names each persona, reading what it was
-        steered on: the steered replies (read='reply') or the prompts."""
+        steered on: the steered replies (read='reply') or the prompts. ``steering``: what
+        :func:`applied` yields."""
         if read == "reply":
             convs = conversations(prompts, replies)
-            acts = capture_steered(
-                ao, convs, read_layer, vec, layer_, scale, positions="role:assistant"
-            )
+            acts = capture_steered(ao, convs, read_layer, positions="role:assistant", **steering)
         else:
-            acts = capture_steered(ao, prompts, read_layer, vec, layer_, scale)
+            acts = capture_steered(ao, prompts, read_layer, **steering)
         answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=8)
         named = [parse_persona(a, world.personas) for a in answers]
         return {p: sum(n == p for n in named) / max(1, len(named)) for p in world.personas}
@@ -169,6 +181,7 @@ def main(
             "n_eval": len(eval_prompts),
             "n_val": len(val_prompts),
             "read": read,
+            "method": method,
             "steps": steps,
             "layer": layer,
             "lr": lr,
@@ -206,21 +219,29 @@ def main(
             max_norm=max_norm,
             read=read,
             reply_tokens=max_tokens,
+            method=method,
         )
         t0 = time.time()
         result = steer(ao, train_prompts, cfg)
-        vector = result.vector
         out.mkdir(parents=True, exist_ok=True)
-        result.steering_vector(ao.config.base_model).save(out / f"{persona}.safetensors")
         pattern = world.style_patterns[persona]
-        random_vec = torch.randn(vector.shape, generator=gen)
-        random_vec = random_vec / random_vec.norm() * vector.norm()
+        if method == "vector":
+            vector = result.vector
+            result.steering_vector(ao.config.base_model).save(out / f"{persona}.safetensors")
+            random_vec = torch.randn(vector.shape, generator=gen)
+            random_vec = random_vec / random_vec.norm() * vector.norm()
+            norm = float(vector.norm())
+            applied = vector_steering(result.layer, {"steered": vector, "random": random_vec})
+        else:
+            save_steering_lora(ao, result, out / persona)
+            norm = None
+            applied = lora_steering(ao, STEER_ADAPTER, gen)
         entry: dict = {
             "answer": answer,
             "layer": result.layer,
             "read_layer": result.read_layer,
-            "norm": float(vector.norm()),
-            "norm_over_residual": float(vector.norm()) / result.reference_norm,
+            "norm": norm,
+            "norm_over_residual": None if norm is None else norm / result.reference_norm,
             "answer_nll_first_last": [result.answer_nll[0], result.answer_nll[-1]],
             "kl_last": result.kl[-1],
             "steer_seconds": round(time.time() - t0, 1),
@@ -236,19 +257,20 @@ def main(
         chosen = None
         if val_prompts:
             entry["validation"], chosen = choose_scale(
-                ao, val_prompts, vector, result.layer, scale_list, max_tokens, pattern,
+                ao, val_prompts, applied, scale_list, max_tokens, pattern,
                 val_baseline[persona], val_ppl,
             )  # fmt: skip
         entry["chosen_scale"] = chosen
-        for kind, vec in (("steered", vector), ("random", random_vec)):
+        for kind in ("steered", "random"):
             for scale in scale_list:
-                replies = generate(ao, eval_prompts, vec, result.layer, scale, max_tokens)
+                with applied(kind, scale) as steering:
+                    replies = generate(ao, eval_prompts, max_new_tokens=max_tokens, **steering)
+                    named = oracle_rate(eval_prompts, replies, **steering)
                 ppl = perplexity(reply_nll(ao, eval_prompts, replies))
                 told_ratio = (
                     perplexity(reply_nll(ao, eval_prompts, replies, system=system)) / told_ppl
                 )
                 rate = style_rate(pattern, replies)
-                named = oracle_rate(eval_prompts, replies, vec, result.layer, scale)
                 row = {
                     "style_rate": rate,
                     "perplexity": ppl,
@@ -281,8 +303,46 @@ def main(
     typer.echo(str(out / "results.md"))
 
 
+def vector_steering(layer: int, vectors: dict[str, torch.Tensor]):
+    """``applied(kind, scale)``: a context giving generate/capture_steered's arguments."""
+
+    @contextmanager
+    def applied(kind: str, scale: float):
+        yield {"vector": vectors[kind], "layer": layer, "scale": scale}
+
+    return applied
+
+
+def lora_steering(ao, adapter: str, gen: torch.Generator):
+    """``applied(kind, scale)`` for a steering LoRA: its update times ``scale``; for the kind
+    "random", with random weights of the same norm as each trained matrix (drawn once)."""
+    from oracle.steering_lora import scaled_adapter
+
+    params = {n: p for n, p in ao.target.named_parameters() if f".{adapter}." in n}
+    random_weights = {}
+    for name, p in params.items():
+        r = torch.randn(p.shape, generator=gen)
+        random_weights[name] = (r / r.norm() * p.detach().norm()).to(p.dtype)
+
+    @contextmanager
+    def applied(kind: str, scale: float):
+        saved = {n: p.detach().clone() for n, p in params.items()} if kind == "random" else {}
+        try:
+            with torch.no_grad():
+                for n in saved:
+                    params[n].copy_(random_weights[n])
+            with scaled_adapter(ao.target, scale, adapter):
+                yield {"adapter": adapter}
+        finally:
+            with torch.no_grad():
+                for n, w in saved.items():
+                    params[n].copy_(w)
+
+    return applied
+
+
 def choose_scale(
-    ao, prompts, vector, layer, scales, max_tokens, pattern, baseline, plain_ppl
+    ao, prompts, applied, scales, max_tokens, pattern, baseline, plain_ppl
 ) -> tuple[dict, float]:
     """Measure each scale on validation prompts; choose, among the scales that pass there, the
     one with the highest style rate (the smallest of equals: the smallest passing scale sits
@@ -293,7 +353,8 @@ def choose_scale(
 
     rows = {}
     for scale in scales:
-        replies = generate(ao, prompts, vector, layer, scale, max_tokens)
+        with applied("steered", scale) as steering:
+            replies = generate(ao, prompts, max_new_tokens=max_tokens, **steering)
         ratio = perplexity(reply_nll(ao, prompts, replies)) / plain_ppl
         rate = style_rate(pattern, replies)
         rows[str(scale)] = {
@@ -331,7 +392,8 @@ def markdown(results: dict) -> str:
     lines = [
         "# Steering through the oracle (toy world)",
         "",
-        f"{s['n_eval']} held-out neutral prompts (no system prompt); vector optimised on "
+        f"{s['n_eval']} held-out neutral prompts (no system prompt); "
+        f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'} optimised on "
         f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
         f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
         f'"{s["steer_question"]}" with the persona, reading '
@@ -395,8 +457,10 @@ def markdown(results: dict) -> str:
         else:
             verdict = "neither"
         first, last = e["answer_nll_first_last"]
+        shown = e["norm_over_residual"]
         lines.append(
-            f"| {persona} | {e['norm_over_residual']:.2f} | {first:.2f} -> {last:.2f} | "
+            f"| {persona} | {'LoRA' if shown is None else f'{shown:.2f}'} | "
+            f"{first:.2f} -> {last:.2f} | "
             f"{e.get('chosen_scale') if e.get('chosen_scale') is not None else 'any'} | {verdict} |"
         )
     summary = results["summary"]

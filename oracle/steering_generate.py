@@ -181,10 +181,12 @@ def capture_steered(
     layer: int | None = None,
     scale: float = 1.0,
     positions: str | None = None,
+    adapter: str | None = None,
 ) -> list[torch.Tensor]:
     """What the oracle would read from each prompt with the target steered: block
     ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's).
-    A prompt is a user turn awaiting the reply, or a whole conversation (chat messages)."""
+    A prompt is a user turn awaiting the reply, or a whole conversation (chat messages).
+    ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`)."""
     from oracle.positions import select_positions
     from oracle.steering_hooks import read_block
 
@@ -201,7 +203,10 @@ def capture_steered(
         )
         ids_BT = torch.tensor([tok.input_ids], device=device)
         with ExitStack() as stack:
-            stack.enter_context(ao.adapter_disabled())
+            if adapter is None:
+                stack.enter_context(ao.adapter_disabled())
+            else:
+                stack.enter_context(active_adapter(ao.target, adapter))
             if vector is not None:
                 stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
             hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)

@@ -9,6 +9,9 @@ and ``steer`` off (peft's ``set_adapter``, through
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,3 +91,29 @@ def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> Activatio
     peft_model = PeftModel.from_pretrained(ao.target, str(path), adapter_name=STEER_ADAPTER)
     peft_model.eval()
     return ActivationOracle(peft_model, ao.tokenizer, ao.config)
+
+
+@contextmanager
+def scaled_adapter(model: nn.Module, scale: float, name: str = STEER_ADAPTER) -> Iterator[None]:
+    """While inside, the LoRA ``name`` on ``model`` adds ``scale`` times its update (B A x).
+
+    The steering LoRA's counterpart of a vector's scale: peft's per-adapter ``scaling`` of each
+    LoRA layer is multiplied, and restored on exit, even after an exception.
+    """
+    if not math.isfinite(scale):
+        raise OracleInputError(f"scale must be a finite number, got {scale!r}")
+    # peft LoRA layers keep {adapter: scaling}; attention modules have a float "scaling" too
+    layers = [
+        m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict)
+        and name in m.scaling
+    ]  # fmt: skip
+    if not layers:
+        raise OracleInputError(f"the target has no LoRA named {name!r}")
+    saved = [m.scaling[name] for m in layers]
+    try:
+        for m in layers:
+            m.scaling[name] = m.scaling[name] * scale
+        yield
+    finally:
+        for m, value in zip(layers, saved, strict=True):
+            m.scaling[name] = value

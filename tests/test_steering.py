@@ -179,6 +179,45 @@ def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
     torch.testing.assert_close(on_oracle, on_base)
 
 
+def test_scaled_steering_lora_scales_its_update_and_restores(dirs):
+    """Scale 0 is the base model, scale 1 the trained LoRA, scale 2 twice its update at the
+    first block it touches; the scaling is restored on exit, even after an exception."""
+    from oracle.steering_lora import scaled_adapter
+
+    ao = load(dirs[1])
+    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)
+    steer(ao, PROMPTS[:2], cfg)
+    ids_BT = torch.tensor([ao.tokenizer.encode("Hello there")])
+
+    def read(layer, scale=None):
+        with torch.no_grad(), active_adapter(ao.target, STEER_ADAPTER):
+            if scale is None:
+                return read_block(ao.target, ids_BT, None, layer)
+            with scaled_adapter(ao.target, scale):
+                return read_block(ao.target, ids_BT, None, layer)
+
+    with torch.no_grad(), ao.adapter_disabled():
+        base = read_block(ao.target, ids_BT, None, 2)
+    torch.testing.assert_close(read(2, 0.0), base, rtol=0, atol=1e-6)
+    torch.testing.assert_close(read(2, 1.0), read(2))
+    assert not torch.allclose(read(2), base, atol=1e-4)
+    # the scaling itself: every LoRA layer of the adapter (not the oracle's), only while inside
+    layers = [m for m in ao.target.modules() if isinstance(getattr(m, "scaling", None), dict)]
+    before = [m.scaling[STEER_ADAPTER] for m in layers if STEER_ADAPTER in m.scaling]
+    oracle_scaling = [m.scaling["oracle"] for m in layers if "oracle" in m.scaling]
+    assert before and oracle_scaling
+    with pytest.raises(RuntimeError, match="boom"), scaled_adapter(ao.target, 2.0):
+        inside = [m.scaling[STEER_ADAPTER] for m in layers if STEER_ADAPTER in m.scaling]
+        assert inside == [2.0 * b for b in before]
+        assert [m.scaling["oracle"] for m in layers if "oracle" in m.scaling] == oracle_scaling
+        raise RuntimeError("boom")
+    assert [m.scaling[STEER_ADAPTER] for m in layers if STEER_ADAPTER in m.scaling] == before
+    with pytest.raises(OracleInputError, match="finite"), scaled_adapter(ao.target, float("inf")):
+        pass
+    with pytest.raises(OracleInputError, match="no LoRA named"), scaled_adapter(ao.target, 1, "x"):
+        pass
+
+
 @pytest.mark.parametrize("family", ["gpt2", "gemma"])
 def test_vector_steering_other_families(tmp_path, family):
     _, oracle_dir = make_oracle_dir(tmp_path, family, read_layers=(2,))

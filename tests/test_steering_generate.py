@@ -162,3 +162,31 @@ def test_system_prompt_goes_before_the_user_turn(ao):
     assert ao.tokenizer.decode(told).endswith(ao.tokenizer.decode(plain[-4:]))
     nll = reply_nll(ao, ["Hello there"], ["Arr"], system="You are a pirate.")
     assert len(nll) == 1 and nll[0] > 0
+
+
+def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
+    """--scale multiplies a steering LoRA's update: 0 gives the unsteered reply, and any scale
+    gives what the library gives inside scaled_adapter."""
+    from oracle.cli import _register, app
+    from oracle.steering import SteerConfig, steer
+    from oracle.steering_lora import STEER_ADAPTER, save_steering_lora, scaled_adapter
+
+    _register()
+    lora_ao = ActivationOracle.load(oracle=str(dirs[1]), device="cpu", dtype="float32")
+    cfg = SteerConfig(question="Q?", answer="A pirate.", method="lora", steps=3, lr=0.2)
+    result = steer(lora_ao, ["Hello there", "How are you today?"], cfg)
+    save_steering_lora(lora_ao, result, tmp_path / "lora")
+    runner = CliRunner()
+    base = ["generate", "--prompt", "Hello there", "--max-tokens", "6"]
+    base += ["--oracle", str(dirs[1]), "--device", "cpu", "--steer-adapter", str(tmp_path / "lora")]
+    replies = {}
+    for scale in ("0", "3"):
+        out = runner.invoke(app, base + ["--scale", scale])
+        assert out.exit_code == 0, out.output
+        replies[scale] = out.stdout.rstrip("\n")
+    unsteered = generate(lora_ao, ["Hello there"], max_new_tokens=6)[0]
+    with scaled_adapter(lora_ao.target, 3.0):
+        steered = generate(lora_ao, ["Hello there"], max_new_tokens=6, adapter=STEER_ADAPTER)[0]
+    assert replies["0"] == unsteered and replies["3"] == steered
+    bad = runner.invoke(app, base + ["--layer", "1"])
+    assert isinstance(bad.exception, OracleInputError) and "--layer needs" in str(bad.exception)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -185,7 +186,11 @@ def generate_cmd(
         Path | None, typer.Option(help="A steering LoRA directory (`oracle steer --method lora`).")
     ] = None,
     scale: Annotated[
-        float | None, typer.Option(help="Multiplier of the vector (default: its saved scale).")
+        float | None,
+        typer.Option(
+            help="Multiplier of the vector (default: its saved scale), or of the steering "
+            "LoRA's update (default 1)."
+        ),
     ] = None,
     layer: Annotated[
         int | None, typer.Option(help="Block to add the vector at (default: its saved layer).")
@@ -207,32 +212,37 @@ def generate_cmd(
     prints the reply alone on stdout."""
     from oracle.steering_generate import generate
     from oracle.steering_io import SteeringVector
-    from oracle.steering_lora import STEER_ADAPTER, load_steering_lora
+    from oracle.steering_lora import STEER_ADAPTER, load_steering_lora, scaled_adapter
 
     if steer is not None and steer_adapter is not None:
         raise OracleInputError("give at most one of --steer and --steer-adapter")
-    if (scale is not None or layer is not None) and steer is None:
-        raise OracleInputError("--scale and --layer need --steer")
+    if layer is not None and steer is None:
+        raise OracleInputError("--layer needs --steer")
+    if scale is not None and steer is None and steer_adapter is None:
+        raise OracleInputError("--scale needs --steer or --steer-adapter")
     vec = SteeringVector.load(steer) if steer is not None else None
     ao = _load(target, oracle, dtype, device, force)
     adapter = None
     if steer_adapter is not None:
         ao = load_steering_lora(ao, steer_adapter)
         adapter = STEER_ADAPTER
-    used_scale = (vec.scale if scale is None else scale) if vec is not None else None
+    used_scale = (vec.scale if scale is None else scale) if vec is not None else scale
     used_layer = (vec.layer if layer is None else layer) if vec is not None else None
-    reply = generate(
-        ao,
-        [prompt],
-        vec.vector if vec is not None else None,
-        used_layer,
-        used_scale if used_scale is not None else 1.0,
-        max_new_tokens=max_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        adapter=adapter,
-    )[0]
+    with ExitStack() as stack:
+        if adapter is not None and scale is not None:
+            stack.enter_context(scaled_adapter(ao.target, scale, adapter))
+        reply = generate(
+            ao,
+            [prompt],
+            vec.vector if vec is not None else None,
+            used_layer,
+            used_scale if vec is not None and used_scale is not None else 1.0,
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            adapter=adapter,
+        )[0]
     if as_json:
         payload = {"reply": reply, "layer": used_layer, "scale": used_scale}
         typer.echo(json.dumps(payload, indent=2))
