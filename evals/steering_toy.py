@@ -98,6 +98,13 @@ def main(
             "scale multiplies its update). Give lora a smaller --lr (e.g. 0.005)."
         ),
     ] = "vector",
+    apply: Annotated[
+        str,
+        typer.Option(
+            help="Where the vector is added, in optimisation and generation alike: 'all' "
+            "positions, or 'reply' (from the prompt's last position on)."
+        ),
+    ] = "all",
     read: Annotated[
         str,
         typer.Option(
@@ -182,6 +189,7 @@ def main(
             "n_val": len(val_prompts),
             "read": read,
             "method": method,
+            "apply": apply,
             "steps": steps,
             "layer": layer,
             "lr": lr,
@@ -220,6 +228,7 @@ def main(
             read=read,
             reply_tokens=max_tokens,
             method=method,
+            apply=apply,
         )
         t0 = time.time()
         result = steer(ao, train_prompts, cfg)
@@ -231,7 +240,9 @@ def main(
             random_vec = torch.randn(vector.shape, generator=gen)
             random_vec = random_vec / random_vec.norm() * vector.norm()
             norm = float(vector.norm())
-            applied = vector_steering(result.layer, {"steered": vector, "random": random_vec})
+            applied = vector_steering(
+                result.layer, {"steered": vector, "random": random_vec}, apply
+            )
         else:
             save_steering_lora(ao, result, out / persona)
             norm = None
@@ -303,12 +314,12 @@ def main(
     typer.echo(str(out / "results.md"))
 
 
-def vector_steering(layer: int, vectors: dict[str, torch.Tensor]):
+def vector_steering(layer: int, vectors: dict[str, torch.Tensor], apply: str = "all"):
     """``applied(kind, scale)``: a context giving generate/capture_steered's arguments."""
 
     @contextmanager
     def applied(kind: str, scale: float):
-        yield {"vector": vectors[kind], "layer": layer, "scale": scale}
+        yield {"vector": vectors[kind], "layer": layer, "scale": scale, "apply": apply}
 
     return applied
 
@@ -393,7 +404,8 @@ def markdown(results: dict) -> str:
         "# Steering through the oracle (toy world)",
         "",
         f"{s['n_eval']} held-out neutral prompts (no system prompt); "
-        f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'} optimised on "
+        f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'}"
+        f"{' (added to the reply only)' if s.get('apply') == 'reply' else ''} optimised on "
         f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
         f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
         f'"{s["steer_question"]}" with the persona, reading '

@@ -36,7 +36,7 @@ from oracle.positions import select_positions
 from oracle.prompts import build_oracle_prompt
 from oracle.steering_generate import as_target_input, with_replies
 from oracle.steering_hooks import active_adapter, add_vector, read_block
-from oracle.steering_io import SteeringVector
+from oracle.steering_io import APPLIES, SteeringVector
 from oracle.steering_lora import STEER_ADAPTER, add_steering_lora
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,14 @@ class SteerConfig:
             "the features that drive generation live"
         },
     )
+    apply: str = field(
+        default="all",
+        metadata={
+            "help": "where the vector is added: 'all' positions, or 'reply' (the reply only, "
+            "from the prompt's last position on; prompt and system prompt read unsteered); "
+            "'reply' needs read 'reply' and the vector method"
+        },
+    )
     reply_tokens: int = field(
         default=32, metadata={"help": "longest reply generated for read='reply', in tokens"}
     )
@@ -99,6 +107,10 @@ class SteerConfig:
                 raise OracleInputError(f"the {name} is missing or empty")
         if self.read not in READS:
             raise OracleInputError(f"read must be one of {READS}, got {self.read!r}")
+        if self.apply not in APPLIES:
+            raise OracleInputError(f"apply must be one of {APPLIES}, got {self.apply!r}")
+        if self.apply == "reply" and (self.read != "reply" or self.method != "vector"):
+            raise OracleInputError("apply 'reply' needs read 'reply' and the vector method")
         if not isinstance(self.reply_tokens, int) or self.reply_tokens < 1:
             raise OracleInputError(
                 f"reply_tokens must be an integer >= 1, got {self.reply_tokens!r}"
@@ -145,6 +157,7 @@ class SteeringResult:
             read_layer=self.read_layer,
             base_model=base_model,
             losses=self.losses,
+            apply=self.config.apply,
             settings={
                 **asdict(self.config),
                 "answer_nll": self.answer_nll,
@@ -215,11 +228,27 @@ class _Steerer:
         ids_BT, mask_BT = pad_right([self.items[i][0] for i in idx], pad_id_of(self.ao.tokenizer))
         return ids_BT.to(self.device), mask_BT.to(self.device)
 
+    def reply_mask(self, idx: Sequence[int], width: int) -> torch.Tensor | None:
+        """(B, T) 1 from the position before each row's first read token to its end (apply
+        'reply': the reply, from the position that predicts its first token); else None."""
+        if self.cfg.apply != "reply":
+            return None
+        mask_BT = torch.zeros(len(idx), width)
+        for b, i in enumerate(idx):
+            ids, read = self.items[i]
+            mask_BT[b, max(0, min(read) - 1) : len(ids)] = 1.0
+        return mask_BT
+
     @contextmanager
-    def steered(self, vector: torch.Tensor | None) -> Iterator[None]:
+    def steered(
+        self, vector: torch.Tensor | None, mask_BT: torch.Tensor | None = None
+    ) -> Iterator[None]:
         """The target, steered: oracle adapter off, then the vector or the steering LoRA on."""
         if vector is not None:
-            with self.ao.adapter_disabled(), add_vector(self.ao.target, self.layer, vector):
+            with (
+                self.ao.adapter_disabled(),
+                add_vector(self.ao.target, self.layer, vector, mask_BT=mask_BT),
+            ):
                 yield
         else:
             with active_adapter(self.ao.target, STEER_ADAPTER):
@@ -237,7 +266,7 @@ class _Steerer:
     def answer_nll(self, idx: Sequence[int], vector: torch.Tensor | None) -> torch.Tensor:
         """Mean NLL per answer token of the oracle's answer, differentiable in the steering."""
         ids_BT, mask_BT = self.batch(idx)
-        with self.steered(vector):
+        with self.steered(vector, self.reply_mask(idx, ids_BT.shape[1])):
             _enforce_trainable(self.models, self.trainable)
             hidden_BTD = read_block(self.ao.target, ids_BT, mask_BT, self.read_layer)
         acts = [hidden_BTD[b, self.items[i][1]] for b, i in enumerate(idx)]
@@ -277,8 +306,14 @@ class _Steerer:
         )
 
     def kl(self, ids_BT, mask_BT, ref_logp_BTV, vector: torch.Tensor | None) -> torch.Tensor:
-        """KL(steered || unsteered) of next-token distributions, mean over real tokens."""
-        with self.steered(vector):
+        """KL(steered || unsteered) of next-token distributions, mean over real tokens (apply
+        'reply': at each prompt's last token, the one that starts the reply)."""
+        steer_BT = None
+        if self.cfg.apply == "reply":
+            last_B = mask_BT.sum(dim=1).long() - 1  # right padding: the last real token
+            steer_BT = torch.zeros(mask_BT.shape)
+            steer_BT[torch.arange(mask_BT.shape[0]), last_B.cpu()] = 1.0
+        with self.steered(vector, steer_BT):
             _enforce_trainable(self.models, self.trainable)
             logits_BTV = self.ao.target(
                 input_ids=ids_BT, attention_mask=mask_BT, use_cache=False

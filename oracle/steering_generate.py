@@ -59,6 +59,13 @@ def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> 
         raise OracleInputError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
+def _check_apply(apply: str) -> None:
+    from oracle.steering_io import APPLIES
+
+    if apply not in APPLIES:
+        raise OracleInputError(f"apply must be one of {APPLIES}, got {apply!r}")
+
+
 @torch.no_grad()
 def generate(
     ao: ActivationOracle,
@@ -73,9 +80,11 @@ def generate(
     batch_size: int = 8,
     adapter: str | None = None,
     system: str | None = None,
+    apply: str = "all",
 ) -> list[str]:
     """The target's reply to each prompt, with ``scale * vector`` (d_model,) added at block
-    ``layer`` at every position (prompt and generated tokens). Greedy when temperature is 0.
+    ``layer`` at every position (prompt and generated tokens), or with ``apply="reply"`` from
+    the prompt's last position on (the reply's tokens). Greedy when temperature is 0.
 
     ``adapter``: the name of a steering LoRA on the target to run with (instead of the base
     model with every adapter off). ``system``: an optional system prompt before each prompt.
@@ -83,6 +92,7 @@ def generate(
     _check_generation(max_new_tokens, temperature, top_p)
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
+    _check_apply(apply)
     rows = prompt_ids(ao.tokenizer, prompts, system)
     if seed is not None:
         torch.manual_seed(seed)
@@ -98,7 +108,13 @@ def generate(
             else:
                 stack.enter_context(active_adapter(ao.target, adapter))
             if vector is not None:
-                stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
+                steer_BT = None
+                if apply == "reply":  # left padding: every prompt ends in the last column
+                    steer_BT = torch.zeros(ids_BT.shape)
+                    steer_BT[:, -1] = 1.0
+                stack.enter_context(
+                    add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
+                )
             out_BT = ao.target.generate(
                 input_ids=ids_BT.to(device),
                 attention_mask=mask_BT.to(device),
@@ -182,16 +198,20 @@ def capture_steered(
     scale: float = 1.0,
     positions: str | None = None,
     adapter: str | None = None,
+    apply: str = "all",
 ) -> list[torch.Tensor]:
     """What the oracle would read from each prompt with the target steered: block
     ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's).
     A prompt is a user turn awaiting the reply, or a whole conversation (chat messages).
-    ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`)."""
+    ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`).
+    ``apply="reply"``: the vector is added from the position before the first read token on
+    (as :func:`oracle.steering.steer` adds it with apply 'reply')."""
     from oracle.positions import select_positions
     from oracle.steering_hooks import read_block
 
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
+    _check_apply(apply)
     spec = positions or ao.config.positions
     out: list[torch.Tensor] = []
     device = model_device(ao.target)
@@ -208,7 +228,13 @@ def capture_steered(
             else:
                 stack.enter_context(active_adapter(ao.target, adapter))
             if vector is not None:
-                stack.enter_context(add_vector(ao.target, layer, vector.to(device), scale))
+                steer_BT = None
+                if apply == "reply":
+                    steer_BT = torch.zeros(ids_BT.shape)
+                    steer_BT[0, max(0, min(chosen, default=0) - 1) :] = 1.0
+                stack.enter_context(
+                    add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
+                )
             hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
         out.append(hidden_BTD[0, chosen].float().cpu())
     return out

@@ -43,10 +43,18 @@ def check_steering_vector(model: nn.Module, vector: torch.Tensor, scale: float =
 
 @contextmanager
 def add_vector(
-    model: nn.Module, layer: int, vector_D: torch.Tensor, scale: float = 1.0
+    model: nn.Module,
+    layer: int,
+    vector_D: torch.Tensor,
+    scale: float = 1.0,
+    mask_BT: torch.Tensor | None = None,
 ) -> Iterator[None]:
     """While inside, block ``layer``'s output h becomes ``h + scale * vector_D`` at every position.
 
+    ``mask_BT`` (B, T) of 0/1: add only where it is 1, in forward passes of that shape; a
+    forward pass of one position per row (a decode step after the prefill) gets the vector
+    everywhere. So a mask marking the prompt's last position steers a reply from its first
+    token on, and leaves the prompt as the model reads it unsteered.
     Differentiable in ``vector_D``. ``vector_D``: (d_model,).
     """
     check_steering_vector(model, vector_D.detach(), scale)
@@ -55,7 +63,16 @@ def add_vector(
     def hook(_module, _inputs, output):
         hidden_BTD = _block_output(output)
         delta_D = (scale * vector_D).to(device=hidden_BTD.device, dtype=hidden_BTD.dtype)
-        new_BTD = hidden_BTD + delta_D
+        if mask_BT is not None and tuple(mask_BT.shape) == tuple(hidden_BTD.shape[:2]):
+            weight_BT1 = mask_BT.to(device=hidden_BTD.device, dtype=hidden_BTD.dtype)[..., None]
+            new_BTD = hidden_BTD + weight_BT1 * delta_D
+        elif mask_BT is not None and hidden_BTD.shape[1] != 1:
+            raise OracleInputError(
+                f"the steering mask has shape {tuple(mask_BT.shape)}, the forward pass "
+                f"{tuple(hidden_BTD.shape[:2])}"
+            )
+        else:
+            new_BTD = hidden_BTD + delta_D
         return (new_BTD, *output[1:]) if isinstance(output, tuple) else new_BTD
 
     with hooks([(block, "forward", hook)]):

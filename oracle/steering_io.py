@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from oracle.errors import OracleInputError
 
 TENSOR_KEY = "steering_vector"
+APPLIES = ("all", "reply")  # where a vector is added: every position, or the reply only
 FORMAT_VERSION = 1
 
 
@@ -33,6 +34,8 @@ class SteeringVector:
     read_layer: int | None = None
     base_model: str | None = None
     losses: list[float] = field(default_factory=list)
+    # "all": every position; "reply": the reply only (from the prompt's last position on)
+    apply: str = "all"
     settings: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
@@ -83,6 +86,9 @@ class SteeringVector:
         scale = float(meta.get("scale", 1.0))
         if not math.isfinite(scale):
             raise OracleInputError(f"{sidecar}: scale is not finite")
+        apply = meta.get("apply", "all")
+        if apply not in APPLIES:
+            raise OracleInputError(f"{sidecar}: apply must be one of {APPLIES}, got {apply!r}")
         return cls(
             vector=vector,
             layer=meta["layer"],
@@ -93,4 +99,5 @@ class SteeringVector:
             base_model=meta.get("base_model"),
             losses=list(meta.get("losses", [])),
             settings=dict(meta.get("settings", {})),
+            apply=apply,
         )

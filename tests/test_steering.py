@@ -70,6 +70,43 @@ def test_vector_loss_decreases_and_norm_bound_holds(dirs):
     assert result.vector.norm() == pytest.approx(norms[-1], rel=1e-5)
 
 
+def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_path):
+    """apply='reply': in optimisation the vector reaches the reply's positions (from the one
+    before its first read token) and no earlier one; the saved vector says so."""
+    from oracle.steering import SteeringRun
+    from oracle.steering_io import SteeringVector
+
+    ao = load(dirs[1])
+    cfg = SteerConfig(
+        question=Q, answer=A, steps=2, batch_size=2, read="reply", reply_tokens=6, apply="reply"
+    )
+    run = SteeringRun(ao, PROMPTS, cfg)
+    idx = list(range(len(run.core.items)))
+    ids_BT, mask_BT = run.core.batch(idx)
+    steer_BT = run.core.reply_mask(idx, ids_BT.shape[1])
+    for b, (ids, read) in enumerate(run.core.items):
+        first = min(read) - 1
+        assert steer_BT[b, :first].sum() == 0 and steer_BT[b, first : len(ids)].eq(1).all()
+        assert steer_BT[b, len(ids) :].sum() == 0  # not on padding
+    vector = torch.randn(ao.d_model, generator=torch.Generator().manual_seed(1)) * 5
+    with torch.no_grad():
+        with ao.adapter_disabled():
+            base_BTD = read_block(ao.target, ids_BT, mask_BT, run.core.layer)
+        with run.core.steered(vector, steer_BT):
+            steered_BTD = read_block(ao.target, ids_BT, mask_BT, run.core.layer)
+    # at the steering block's own output the difference is exactly mask * vector
+    torch.testing.assert_close(
+        steered_BTD - base_BTD, steer_BT[..., None] * vector, atol=1e-5, rtol=0
+    )
+    while not run.finished:
+        run.step()
+    result = run.result()
+    assert result.vector.norm() > 0
+    path = result.steering_vector().save(tmp_path / "v.safetensors")
+    assert SteeringVector.load(path).apply == "reply"
+    assert count_hooks(ao.target) == 0
+
+
 def test_reading_the_reply_reads_only_the_targets_own_reply(dirs):
     """read='reply': each prompt is followed by the unsteered target's greedy reply, the oracle
     reads the reply's tokens alone, and still only the vector trains."""
@@ -245,6 +282,9 @@ def test_vector_steering_other_families(tmp_path, family):
         (PROMPTS, {"max_norm": float("inf")}, "max_norm must be"),
         (PROMPTS, {"read": "both"}, "read must be one of"),
         (PROMPTS, {"read": "reply", "reply_tokens": 0}, "reply_tokens must be"),
+        (PROMPTS, {"apply": "prompt"}, "apply must be one of"),
+        (PROMPTS, {"apply": "reply"}, "apply 'reply' needs read 'reply'"),
+        (PROMPTS, {"apply": "reply", "read": "reply", "method": "lora"}, "and the vector"),
     ],
 )
 def test_bad_inputs_fail_clearly(dirs, prompts, kwargs, match):

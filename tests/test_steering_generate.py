@@ -53,6 +53,34 @@ def test_vector_applies_at_prompt_and_decode_steps(ao):
     assert count_hooks(ao.target) == 0
 
 
+def test_apply_reply_steers_the_reply_and_not_the_prompt(ao):
+    """apply='reply' equals greedy decoding (no cache) with the vector added from the prompt's
+    last position on, and differs from adding it everywhere."""
+    from oracle.steering_hooks import add_vector
+
+    vec = big_vector(ao, seed=2)
+    prompts = ["Hello there", "Tell me about the stars."]
+    got = generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="reply")
+    for prompt, reply in zip(prompts, got, strict=True):
+        ids = prompt_ids(ao.tokenizer, [prompt])[0]
+        out: list[int] = []
+        with torch.no_grad(), ao.adapter_disabled():
+            for _ in range(6):
+                seq = ids + out
+                mask_BT = torch.zeros(1, len(seq))
+                mask_BT[0, len(ids) - 1 :] = 1.0
+                with add_vector(ao.target, 1, vec, mask_BT=mask_BT):
+                    logits = ao.target(input_ids=torch.tensor([seq]), use_cache=False).logits
+                out.append(int(logits[0, -1].argmax()))
+        eos = ao.tokenizer.eos_token_id
+        out = out[: out.index(eos)] if eos in out else out
+        assert reply == ao.tokenizer.decode(out, skip_special_tokens=True).strip()
+    assert got != generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6)
+    with pytest.raises(OracleInputError, match="apply must be one of"):
+        generate(ao, prompts, vec, 1, 1.0, max_new_tokens=2, apply="prompt")
+    assert count_hooks(ao.target) == 0
+
+
 def test_scale_zero_is_unsteered_and_a_vector_changes_the_reply(ao):
     prompts = ["Hello there", "Tell me about the stars."]
     plain = generate(ao, prompts, max_new_tokens=8)
@@ -190,3 +218,20 @@ def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
     assert replies["0"] == unsteered and replies["3"] == steered
     bad = runner.invoke(app, base + ["--layer", "1"])
     assert isinstance(bad.exception, OracleInputError) and "--layer needs" in str(bad.exception)
+
+
+def test_cli_generate_adds_a_vector_where_it_was_optimised(dirs, ao, tmp_path):
+    from oracle.cli import _register, app
+
+    _register()
+    vec = big_vector(ao, seed=2)
+    path = SteeringVector(vector=vec, layer=1, apply="reply").save(tmp_path / "r.safetensors")
+    out = CliRunner().invoke(
+        app,
+        ["generate", "--prompt", "Hello there", "--steer", str(path), "--max-tokens", "6"]
+        + ["--oracle", str(dirs[1]), "--device", "cpu", "--json"],
+    )
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    expected = generate(ao, ["Hello there"], vec, 1, 1.0, max_new_tokens=6, apply="reply")[0]
+    assert payload["apply"] == "reply" and payload["reply"] == expected

@@ -41,6 +41,12 @@ def test_generate_matches_the_library_with_and_without_steering(served):
         steered = client.post("/v1/generate", json=body)
         assert steered.status_code == 200, steered.text
         assert steered.json()["replies"] == expected and steered.json()["steered"]
+    body["steering"]["apply"] = "reply"
+    reply_only = client.post("/v1/generate", json=body)
+    assert reply_only.status_code == 200, reply_only.text
+    assert reply_only.json()["replies"] == generate(
+        ao, PROMPTS, vector, 1, 2.0, max_new_tokens=6, apply="reply"
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,6 +100,11 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     prompt_read = client.post("/v1/steer", json={**body, "read": "prompt"})
     assert prompt_read.status_code == 200, prompt_read.text
     assert prompt_read.json()["vector"]["data"] != out["vector"]["data"]
+    assert out["apply"] == "all"
+    reply_only = client.post("/v1/steer", json={**body, "apply": "reply"})
+    assert reply_only.status_code == 200, reply_only.text
+    assert reply_only.json()["apply"] == "reply"
+    assert reply_only.json()["vector"]["data"] != out["vector"]["data"]
 
 
 @pytest.mark.slow
@@ -129,6 +140,8 @@ def test_steer_as_a_job(served):
         ({"prompts": [" "]}, 400, "prompt 0 is empty"),
         ({"read": "both"}, 422, "read"),
         ({"reply_tokens": 0}, 422, "reply_tokens"),
+        ({"apply": "reply", "read": "prompt"}, 422, "apply 'reply' needs read 'reply'"),
+        ({"apply": "prompt"}, 422, "apply"),
     ],
 )
 def test_steer_bad_input_is_a_clear_4xx(served, extra, status, match):

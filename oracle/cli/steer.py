@@ -96,6 +96,14 @@ def steer_cmd(
     reply_tokens: Annotated[
         int, typer.Option(help="Longest reply generated for --read reply, in tokens.")
     ] = 32,
+    apply: Annotated[
+        str,
+        typer.Option(
+            help="Where the vector is added: 'all' positions, or 'reply' (the reply only, from "
+            "the prompt's last position on; needs --read reply). Saved with the vector: "
+            "`oracle generate` adds it the same way."
+        ),
+    ] = "all",
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 60,
     lr: Annotated[
         float,
@@ -135,6 +143,7 @@ def steer_cmd(
         positions=positions,
         read=read,
         reply_tokens=reply_tokens,
+        apply=apply,
         steps=steps,
         lr=lr,
         batch_size=batch_size,
@@ -242,9 +251,15 @@ def generate_cmd(
             top_p=top_p,
             seed=seed,
             adapter=adapter,
+            apply=vec.apply if vec is not None else "all",
         )[0]
     if as_json:
-        payload = {"reply": reply, "layer": used_layer, "scale": used_scale}
+        payload = {
+            "reply": reply,
+            "layer": used_layer,
+            "scale": used_scale,
+            "apply": vec.apply if vec is not None else None,
+        }
         typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(reply)

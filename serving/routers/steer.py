@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from oracle.errors import OracleInputError
 from serving.errors import NotFound, ServiceError
@@ -55,6 +55,11 @@ class SteeringIn(BaseModel):
     )
     layer: int = Field(description="block whose output the vector is added to (0-based)")
     scale: float = Field(default=1.0, description="multiplier of the vector; finite")
+    apply: Literal["all", "reply"] = Field(
+        default="all",
+        description="where the vector is added: every position, or the reply only (from the "
+        "prompt's last position on), as `apply` of the steering that made it",
+    )
 
     @field_validator("scale")
     @classmethod
@@ -117,6 +122,11 @@ class SteerRequest(BaseModel):
     reply_tokens: int = Field(
         default=32, ge=1, le=MAX_REPLY_TOKENS, description="longest reply for read='reply'"
     )
+    apply: Literal["all", "reply"] = Field(
+        default="all",
+        description="where the vector is added while optimised: every position, or the reply "
+        "only (from the prompt's last position on; needs read='reply')",
+    )
     steps: int = Field(default=30, ge=1, le=MAX_STEPS, description="optimisation steps")
     lr: float = Field(default=0.05, gt=0.0, le=10.0, description="learning rate (see the CLI)")
     batch_size: int = Field(default=8, ge=1, le=MAX_PROMPTS, description="prompts per step")
@@ -127,12 +137,19 @@ class SteerRequest(BaseModel):
     )
     background: bool = Field(default=False, description="run as a job (202) even if short")
 
+    @model_validator(mode="after")
+    def _apply_needs_reply(self) -> SteerRequest:
+        if self.apply == "reply" and self.read != "reply":
+            raise ValueError("apply 'reply' needs read 'reply'")
+        return self
+
 
 class SteerResult(BaseModel):
     vector: EncodedTensor = Field(description="the steering vector, shape (d_model,)")
     layer: int
     read_layer: int
     scale: float = 1.0
+    apply: str = Field(default="all", description="where to add it: pass as steering.apply")
     norm: float
     losses: list[float] = Field(description="total loss per step")
     answer_nll: list[float] = Field(description="oracle answer NLL per step")
@@ -210,6 +227,7 @@ async def generate_route(
             temperature=effective_temperature(body.temperature),
             top_p=body.top_p,
             seed=body.seed,
+            apply=body.steering.apply if body.steering else "all",
         )
 
     async with service.admit():
@@ -234,6 +252,7 @@ def _start(ao, body: SteerRequest):
         read_layer=body.read_layer,
         read=body.read,
         reply_tokens=body.reply_tokens,
+        apply=body.apply,
         steps=body.steps,
         lr=body.lr,
         batch_size=body.batch_size,
@@ -257,6 +276,7 @@ def _result_of(run) -> SteerResult:
         vector=encode_tensor(result.vector),
         layer=result.layer,
         read_layer=result.read_layer,
+        apply=result.config.apply,
         norm=float(result.vector.norm()),
         losses=result.losses,
         answer_nll=result.answer_nll,
