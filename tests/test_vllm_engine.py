@@ -247,17 +247,22 @@ def test_worker_hooks_restore_placeholder_and_add_norm_matched():
     assert count_hooks(block0) == count_hooks(block1) == 0
 
 
+@pytest.fixture
+def feeder(engines):
+    """The feeder of the session's vLLM engine (the one its answers go through)."""
+    from oracle.engines.vllm_feed import feeder_for
+
+    return feeder_for(engines["vllm"].llm)
+
+
 @pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.timeout(600)
-def test_requests_join_the_running_batch_and_finish_on_their_own(engines):
+def test_requests_join_the_running_batch_and_finish_on_their_own(engines, feeder):
     """Continuous batching: a request submitted while a long one runs finishes first."""
     from vllm import SamplingParams
 
-    from oracle.engines.vllm_feed import feeder_for
-
     engine = engines["vllm"]
-    feeder = feeder_for(engine.llm)
     ids = engine.tokenizer.encode("Hello! How are you today?")
     long_params = SamplingParams(max_tokens=200, ignore_eos=True, temperature=0.0)
     (long,) = feeder.submit([{"prompt_token_ids": ids}], [long_params])
@@ -272,14 +277,11 @@ def test_requests_join_the_running_batch_and_finish_on_their_own(engines):
 @pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.timeout(600)
-def test_a_request_vllm_refuses_fails_alone(engines):
+def test_a_request_vllm_refuses_fails_alone(engines, feeder):
     from vllm import SamplingParams
     from vllm.exceptions import VLLMValidationError
 
-    from oracle.engines.vllm_feed import feeder_for
-
     engine = engines["vllm"]
-    feeder = feeder_for(engine.llm)
     params = SamplingParams(max_tokens=2, temperature=0.0)
     too_long = {"prompt_token_ids": [5] * (engine.max_model_len + 10)}
     bad, good = feeder.submit([too_long, {"prompt_token_ids": [5, 6, 7]}], [params, params])

@@ -245,7 +245,7 @@ def generate_cmd(
             [prompt],
             vec.vector if vec is not None else None,
             used_layer,
-            used_scale if vec is not None and used_scale is not None else 1.0,
+            used_scale if vec is not None else 1.0,
             max_new_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,

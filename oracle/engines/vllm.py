@@ -69,8 +69,6 @@ RESERVED_VLLM_OPTIONS = {
     "pipeline_parallel_size",
     "enable_lora",
 }
-# Oracle prompts whose token embeddings are kept (a prompt is a question and a vector count).
-EMBED_CACHE_SIZE = 256
 # Log-probability agreement (nats) between a prompt sent as token ids and as embeddings.
 PROMPT_EMBEDS_TOLERANCE = 0.05
 
@@ -115,8 +113,6 @@ class VLLMEngine(Engine):
         """
         self.oracle = oracle
         self._lock = threading.Lock()  # one close() at a time
-        self._embed_cache: dict[tuple[int, ...], torch.Tensor] = {}
-        self._embed_lock = threading.Lock()
         self.llm = llm
         self.config = oracle.config
         self.d_model = oracle.d_model
@@ -221,25 +217,12 @@ class VLLMEngine(Engine):
 
     # ------------------------------------------------------------------ set-up
     def _embed(self, ids: list[int]) -> torch.Tensor:
-        """Token embeddings (T, D) float32 on CPU, from the oracle's embedding module.
-
-        A fresh tensor (the caller may write into it). Oracle prompts repeat (the same few
-        questions about as many vectors), so the last results are kept: embedding a prompt in
-        the request's thread costs that thread more than the answer's own bookkeeping.
-        """
-        key = tuple(ids)
-        with self._embed_lock:
-            cached = self._embed_cache.get(key)
-        if cached is None:
-            embedding = get_embedding(self.oracle.oracle_model)
-            device = next(embedding.parameters()).device
-            with torch.no_grad():
-                cached = embedding(torch.tensor([ids], device=device))[0].float().cpu()
-            with self._embed_lock:
-                if len(self._embed_cache) >= EMBED_CACHE_SIZE:
-                    self._embed_cache.pop(next(iter(self._embed_cache)))  # the oldest
-                self._embed_cache[key] = cached
-        return cached.clone()
+        """Token embeddings (T, D) float32 on CPU, from the oracle's embedding module."""
+        embedding = get_embedding(self.oracle.oracle_model)
+        device = next(embedding.parameters()).device
+        with torch.no_grad():
+            out_TD = embedding(torch.tensor([ids], device=device))[0]
+        return out_TD.float().cpu()
 
     def _install_hooks(self) -> None:
         if self.inject_layer is None:

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +46,6 @@ class VLLMFeeder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self.max_running_seen = 0  # the most requests vLLM held at once (for benchmarks)
 
     def submit(self, prompts: Sequence[Any], params: Sequence[Any]) -> list[Future]:
         """Queue prompts (vLLM prompt dicts) with their SamplingParams; one future per prompt.
@@ -85,16 +84,10 @@ class VLLMFeeder:
         engine = self.llm.llm_engine
         while True:
             # Idle: sleep until work arrives. Busy: take whatever arrived during the last step.
-            block = not self._running
-            while True:
-                try:
-                    batch = self._queue.get(block=block)
-                except queue.Empty:
-                    break
+            for batch in self._queued(wait=not self._running):
                 if batch is None:
                     return
                 self._add(batch)
-                block = False
             if not self._running:
                 continue
             try:
@@ -121,16 +114,20 @@ class VLLMFeeder:
             # enqueue returns vLLM's internal id ("<id>-<8 random characters>"); outputs carry
             # the id the LLM gave (a counter's number).
             self._running[request_id.split("-", 1)[0]] = future
-        self.max_running_seen = max(self.max_running_seen, len(self._running))
+
+    def _queued(self, wait: bool) -> Iterator[_Batch | None]:
+        """What is queued, in order (None: close() was called); ``wait``: wait for the first."""
+        while True:
+            try:
+                yield self._queue.get(block=wait)
+            except queue.Empty:
+                return
+            wait = False
 
     def _fail_all(self, exc: Exception) -> None:
         running, self._running = self._running, {}
         stop = False
-        while True:
-            try:
-                batch = self._queue.get(block=False)
-            except queue.Empty:
-                break
+        for batch in self._queued(wait=False):
             if batch is None:
                 stop = True
                 continue
