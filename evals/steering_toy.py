@@ -120,6 +120,14 @@ def main(
             "(0: no choice, a persona passes at any scale)."
         ),
     ] = 10,
+    choose: Annotated[
+        str,
+        typer.Option(
+            help="How the scale is chosen among those passing on the validation prompts: "
+            "'max-style' (the most on-style) or 'margin' (the largest smaller margin to the "
+            "style and perplexity bars: the middle of the fluent window)."
+        ),
+    ] = "max-style",
     max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the prompt samples and the control.")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
@@ -148,6 +156,8 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
     scale_list = [float(s) for s in scales.split(",")]
+    if choose not in CHOICES:
+        raise typer.BadParameter(f"unknown --choose {choose!r}; expected one of {CHOICES}")
     if target is None and oracle is None:
         oracle = default_oracle()
     ao = ActivationOracle.load(target, str(oracle) if oracle else None, device="cpu")
@@ -187,6 +197,7 @@ def main(
             "n_train": len(train_prompts),
             "n_eval": len(eval_prompts),
             "n_val": len(val_prompts),
+            "choose": choose,
             "read": read,
             "method": method,
             "apply": apply,
@@ -269,7 +280,7 @@ def main(
         if val_prompts:
             entry["validation"], chosen = choose_scale(
                 ao, val_prompts, applied, scale_list, max_tokens, pattern,
-                val_baseline[persona], val_ppl,
+                val_baseline[persona], val_ppl, choose,
             )  # fmt: skip
         entry["chosen_scale"] = chosen
         for kind in ("steered", "random"):
@@ -352,14 +363,46 @@ def lora_steering(ao, adapter: str, gen: torch.Generator):
     return applied
 
 
+CHOICES = ("max-style", "margin")
+
+
+def style_bar(baseline: float) -> float:
+    """The style rate the issue's bar asks for: 30%, or 5x a non-zero baseline if lower."""
+    return min(0.30, 5 * baseline) if baseline > 0 else 0.30
+
+
+def pick_scale(rows: dict, scales: list[float], rule: str, baseline: float) -> float:
+    """The scale chosen from validation rows (``{str(scale): {style_rate, ppl_ratio, passes}}``).
+
+    Among the scales that pass on validation, ``max-style`` takes the one with the highest
+    style rate (the smallest of equals), which tends to sit at the perplexity bar; ``margin``
+    takes the one whose smaller margin to the two bars is largest, ``min(style / bar, 2 /
+    ppl ratio)``, the middle of the fluent window. With none passing, both take the most
+    on-style fluent scale (ppl ratio <= 2), else the smallest."""
+    if rule not in CHOICES:
+        raise ValueError(f"unknown rule {rule!r}; expected one of {CHOICES}")
+    passing = [s for s in scales if rows[str(s)]["passes"]]
+    if passing:
+        if rule == "margin":
+            bar = style_bar(baseline)
+
+            def margin(s: float) -> tuple[float, float]:
+                row = rows[str(s)]
+                return (min(row["style_rate"] / bar, 2.0 / row["ppl_ratio"]), -s)
+
+            return max(passing, key=margin)
+        return max(passing, key=lambda s: (rows[str(s)]["style_rate"], -s))
+    fluent = [s for s in scales if rows[str(s)]["ppl_ratio"] <= 2.0]
+    if fluent:
+        return max(fluent, key=lambda s: (rows[str(s)]["style_rate"], -s))
+    return min(scales)
+
+
 def choose_scale(
-    ao, prompts, applied, scales, max_tokens, pattern, baseline, plain_ppl
+    ao, prompts, applied, scales, max_tokens, pattern, baseline, plain_ppl, rule="max-style"
 ) -> tuple[dict, float]:
-    """Measure each scale on validation prompts; choose, among the scales that pass there, the
-    one with the highest style rate (the smallest of equals: the smallest passing scale sits
-    on the threshold, and on other prompts it fell below it), else the one with the highest
-    style rate among the fluent ones (ppl ratio <= 2), else the smallest. Returns (the
-    validation rows by scale, the chosen scale)."""
+    """Measure each scale on validation prompts and choose one by ``rule`` (see
+    :func:`pick_scale`). Returns (the validation rows by scale, the chosen scale)."""
     from oracle.steering_generate import generate, reply_nll
 
     rows = {}
@@ -373,13 +416,7 @@ def choose_scale(
             "ppl_ratio": ratio,
             "passes": behaviour_passes(rate, baseline, ratio),
         }
-    passing = [s for s in scales if rows[str(s)]["passes"]]
-    if passing:
-        return rows, max(passing, key=lambda s: (rows[str(s)]["style_rate"], -s))
-    fluent = [s for s in scales if rows[str(s)]["ppl_ratio"] <= 2.0]
-    if fluent:
-        return rows, max(fluent, key=lambda s: (rows[str(s)]["style_rate"], -s))
-    return rows, min(scales)
+    return rows, pick_scale(rows, scales, rule, baseline)
 
 
 def judge(entry: dict, chosen: float | None) -> None:
@@ -419,8 +456,14 @@ def markdown(results: dict) -> str:
         + f". Unsteered reply perplexity {u['perplexity']:.2f}. "
         + (
             f"The scale each verdict uses is chosen on {s['n_val']} other held-out prompts "
-            "(the most on-style of those that pass there, else the most on-style fluent one), then "
-            "measured on the prompts above."
+            + (
+                "(of those that pass there, the one with the largest smaller margin to the two "
+                "bars, min(style / bar, 2 / ppl x); else the most on-style fluent one), then "
+                if s.get("choose") == "margin"
+                else "(the most on-style of those that pass there, else the most on-style fluent "
+                "one), then "
+            )
+            + "measured on the prompts above."
             if s.get("n_val")
             else "No validation prompts: a persona passes if any scale passes."
         ),
