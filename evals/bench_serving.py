@@ -132,6 +132,31 @@ def tree_cpu_s(pid: int | None) -> float:
     return tree_sum(psutil.Process(pid), cpu, children=pid is not None)
 
 
+def cpu_by_process(pid: int) -> dict[int, tuple[str, float]]:
+    """{pid: (name, user + system CPU seconds)} for a process and each of its descendants;
+    the server itself is named ``server``."""
+    import psutil
+
+    root = psutil.Process(pid)
+    out = {}
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+            out[p.pid] = ("server" if p.pid == pid else p.name(), times.user + times.system)
+        except Exception:  # noqa: BLE001 - a child that just exited
+            pass
+    return out
+
+
+def cpu_split(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds used between two :func:`cpu_by_process` snapshots, summed by process name."""
+    split: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before.get(pid, (name, 0.0))[1]
+        split[name] = round(split.get(name, 0.0) + used, 2)
+    return split
+
+
 def start_server(args, target: str | None, oracle: str | None, port: int, log_path: Path):
     cmd = [sys.executable, "-c", "from oracle.cli import main; main()", "serve"]
     cmd += ["--engine", args.engine, "--port", str(port), "--host", "127.0.0.1"]
@@ -439,10 +464,13 @@ def main() -> None:
         wait_healthy(url, proc, args.startup_timeout, log_path)
 
         server_cpu, client_cpu = tree_cpu_s(proc.pid), tree_cpu_s(None)
+        split_before = cpu_by_process(proc.pid)
         with TreeMemory(proc.pid) as memory:
             served = asyncio.run(run_clients(url, args))
-        # CPU seconds each side used during the run (the clients share the machine's cores)
+        # CPU seconds each side used during the run (the clients share the machine's cores);
+        # by process: the server's own (HTTP, capture, feeding) and vLLM's processes, if any.
         served["server_cpu_s"] = tree_cpu_s(proc.pid) - server_cpu
+        served["server_cpu_s_by_process"] = cpu_split(split_before, cpu_by_process(proc.pid))
         served["client_cpu_s"] = tree_cpu_s(None) - client_cpu
         served["peak_rss_bytes"] = memory.peak
         served["engine_batches"] = batch_stats(url)

@@ -93,7 +93,11 @@ def get_embedding(model: nn.Module) -> nn.Module:
 
 def check_layer(model: nn.Module, layer: int) -> int:
     """Validate a 0-based block index (negative counts from the end) and return it normalised."""
-    n = num_layers(model)
+    return check_layer_index(num_layers(model), layer)
+
+
+def check_layer_index(n: int, layer: int) -> int:
+    """:func:`check_layer` for a model of ``n`` blocks, without looking the blocks up."""
     if not isinstance(layer, int) or isinstance(layer, bool):
         raise OracleInputError(f"layer must be an integer, got {layer!r}")
     if not -n <= layer < n:

@@ -72,6 +72,8 @@ class OracleService:
         self.metrics = metrics or Metrics()
         self.owns_engine = owns_engine
         self.active = 0
+        # read when /metrics is scraped, so admission does no metric bookkeeping of its own
+        self.metrics.in_flight.set_function(lambda: self.active)
         self.batcher = MicroBatcher(
             self._run_batch,
             batch_size=settings.batch_size,
@@ -109,7 +111,6 @@ class OracleService:
                 headers={"Retry-After": str(retry)},
             )
         self.active += 1
-        self.metrics.in_flight.set(self.active)
         try:
             async with asyncio.timeout(self.settings.timeout):
                 yield
@@ -120,7 +121,6 @@ class OracleService:
             ) from None
         finally:
             self.active -= 1
-            self.metrics.in_flight.set(self.active)
 
     def check_model(self, model: str | None) -> None:
         """A request's ``model`` field, if given, must name what this server serves (404)."""

@@ -351,15 +351,21 @@ def test_full_queue_gets_503_with_retry_after(engine, oracle_dirs):
     base, oracle = oracle_dirs
     app = create_app(ServeSettings(target=str(base), oracle=str(oracle), queue_depth=1), engine)
 
+    def in_flight(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith("oracle_in_flight_requests "))
+        return float(line.split()[1])
+
     async def run(app, c):
         async with app.state.service.admit():  # one request in flight fills the queue
             busy = await c.post("/v1/query", json={"prompt": "hi", "questions": ["q"]})
+            during = in_flight((await c.get("/metrics")).text)
         after = await c.post(
             "/v1/query", json={"prompt": "hi", "questions": ["q"], "max_tokens": 2}
         )
-        return busy, after
+        return busy, after, during, in_flight((await c.get("/metrics")).text)
 
-    busy, after = asyncio.run(_with_app(app, run))
+    busy, after, during, idle = asyncio.run(_with_app(app, run))
+    assert (during, idle) == (1.0, 0.0)  # the gauge reads the admitted count when scraped
     assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
     assert busy.json()["error"]["type"] == "overloaded"
     assert after.status_code == 200

@@ -38,7 +38,7 @@ from oracle.engines.vllm_merge import merged_oracle_dir
 from oracle.engines.vllm_worker import FLAG_NORM
 from oracle.errors import OracleConfigError, OracleInputError
 from oracle.inject import apply_injection, check_vectors, parse_site
-from oracle.layers import check_layer, get_embedding, model_type
+from oracle.layers import check_layer, check_layer_index, get_embedding, model_type
 from oracle.models import resolve_device, resolve_dtype
 from oracle.oracle import ActivationOracle, resolve_base_path
 from oracle.prompts import OraclePrompt, build_oracle_prompt, placeholder_id
@@ -120,6 +120,10 @@ class VLLMEngine(Engine):
         self.target_name = oracle.config.base_model
         self.hf = HFEngine(oracle, batch_size, max_tokens)
         self.tokenizer = oracle.oracle_tokenizer
+        # looked up once: a per-request lookup through the peft and transformers wrappers
+        # showed in the server's profile
+        self._embedding = get_embedding(oracle.oracle_model)
+        self._embedding_device = next(self._embedding.parameters()).device
         self.placeholder_id = placeholder_id(self.tokenizer, self.config.placeholder)
         self.inject_layer = parse_site(self.config.injection_site)
         if self.inject_layer is not None:
@@ -218,10 +222,8 @@ class VLLMEngine(Engine):
     # ------------------------------------------------------------------ set-up
     def _embed(self, ids: list[int]) -> torch.Tensor:
         """Token embeddings (T, D) float32 on CPU, from the oracle's embedding module."""
-        embedding = get_embedding(self.oracle.oracle_model)
-        device = next(embedding.parameters()).device
         with torch.no_grad():
-            out_TD = embedding(torch.tensor([ids], device=device))[0]
+            out_TD = self._embedding(torch.tensor([ids], device=self._embedding_device))[0]
         return out_TD.float().cpu()
 
     def _install_hooks(self) -> None:
@@ -270,7 +272,7 @@ class VLLMEngine(Engine):
     def _prompt(self, request: AnswerRequest, index: int) -> OraclePrompt:
         check_vectors(request.activations, self.d_model, what=f"activations of request {index}")
         layer = self.config.default_layer if request.layer is None else request.layer
-        layer = check_layer(self.oracle.target, layer)
+        layer = check_layer_index(self.n_layers, layer)
         prompt = build_oracle_prompt(
             self.tokenizer,
             request.question,

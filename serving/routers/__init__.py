@@ -10,6 +10,9 @@ from fastapi import Request
 from serving.service import OracleService
 
 
-def get_service(request: Request) -> OracleService:
-    """The app's :class:`OracleService` (``request.app.state.service``): use as a dependency."""
+async def get_service(request: Request) -> OracleService:
+    """The app's :class:`OracleService` (``request.app.state.service``): use as a dependency.
+
+    ``async`` so that FastAPI calls it on the event loop: a plain function would cost every
+    request a trip through the thread pool."""
     return request.app.state.service
