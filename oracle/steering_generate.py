@@ -66,6 +66,33 @@ def _check_apply(apply: str) -> None:
         raise OracleInputError(f"apply must be one of {APPLIES}, got {apply!r}")
 
 
+def _steered(
+    ao: ActivationOracle,
+    adapter: str | None,
+    vector: torch.Tensor | None,
+    layer: int | None,
+    scale: float,
+    steer_BT: torch.Tensor | None,
+) -> ExitStack:
+    """The target as steered: the steering LoRA ``adapter`` on (else every adapter off), and
+    ``scale * vector`` added at block ``layer`` where ``steer_BT`` is 1 (everywhere if None)."""
+    stack = ExitStack()
+    try:
+        if adapter is None:
+            stack.enter_context(ao.adapter_disabled())
+        else:
+            stack.enter_context(active_adapter(ao.target, adapter))
+        if vector is not None:
+            device = model_device(ao.target)
+            stack.enter_context(
+                add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
+            )
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
 @torch.no_grad()
 def generate(
     ao: ActivationOracle,
@@ -102,19 +129,12 @@ def generate(
     replies: list[str] = []
     for start in range(0, len(rows), batch_size):
         ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
-        with ExitStack() as stack:
-            if adapter is None:
-                stack.enter_context(ao.adapter_disabled())
-            else:
-                stack.enter_context(active_adapter(ao.target, adapter))
-            if vector is not None:
-                steer_BT = None
-                if apply == "reply":  # left padding: every prompt ends in the last column
-                    steer_BT = torch.zeros(ids_BT.shape)
-                    steer_BT[:, -1] = 1.0
-                stack.enter_context(
-                    add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
-                )
+        steer_BT = None
+        if vector is not None and apply == "reply":
+            # left padding: every prompt ends in the last column
+            steer_BT = torch.zeros(ids_BT.shape)
+            steer_BT[:, -1] = 1.0
+        with _steered(ao, adapter, vector, layer, scale, steer_BT):
             out_BT = ao.target.generate(
                 input_ids=ids_BT.to(device),
                 attention_mask=mask_BT.to(device),
@@ -222,19 +242,11 @@ def capture_steered(
             tok, "all" if target.prompt is not None and spec == "non_system" else spec
         )
         ids_BT = torch.tensor([tok.input_ids], device=device)
-        with ExitStack() as stack:
-            if adapter is None:
-                stack.enter_context(ao.adapter_disabled())
-            else:
-                stack.enter_context(active_adapter(ao.target, adapter))
-            if vector is not None:
-                steer_BT = None
-                if apply == "reply":
-                    steer_BT = torch.zeros(ids_BT.shape)
-                    steer_BT[0, max(0, min(chosen, default=0) - 1) :] = 1.0
-                stack.enter_context(
-                    add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
-                )
+        steer_BT = None
+        if vector is not None and apply == "reply":
+            steer_BT = torch.zeros(ids_BT.shape)
+            steer_BT[0, max(0, min(chosen, default=0) - 1) :] = 1.0
+        with _steered(ao, adapter, vector, layer, scale, steer_BT):
             hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
         out.append(hidden_BTD[0, chosen].float().cpu())
     return out
