@@ -102,7 +102,8 @@ def main(
         str,
         typer.Option(
             help="Where the vector is added, in optimisation and generation alike: 'all' "
-            "positions, or 'reply' (from the prompt's last position on)."
+            "positions, 'reply' (from the prompt's last position on) or 'first' (that position "
+            "alone)."
         ),
     ] = "all",
     read: Annotated[
@@ -442,7 +443,8 @@ def markdown(results: dict) -> str:
         "",
         f"{s['n_eval']} held-out neutral prompts (no system prompt); "
         f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'}"
-        f"{' (added to the reply only)' if s.get('apply') == 'reply' else ''} optimised on "
+        f"{' (added to the reply only)' if s.get('apply') == 'reply' else ''}"
+        f"{' (added at the reply start only)' if s.get('apply') == 'first' else ''} optimised on "
         f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
         f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
         f'"{s["steer_question"]}" with the persona, reading '

@@ -75,9 +75,11 @@ class SteerConfig:
     apply: str = field(
         default="all",
         metadata={
-            "help": "where the vector is added: 'all' positions, or 'reply' (the reply only, "
-            "from the prompt's last position on; prompt and system prompt read unsteered); "
-            "'reply' needs read 'reply' and the vector method"
+            "help": "where the vector is added: 'all' positions, 'reply' (the reply only, "
+            "from the prompt's last position on; prompt and system prompt read unsteered) or "
+            "'first' (the prompt's last position alone, where the reply starts; the reply "
+            "reads it through attention); 'reply' and 'first' need read 'reply' and the "
+            "vector method"
         },
     )
     reply_tokens: int = field(
@@ -109,8 +111,8 @@ class SteerConfig:
             raise OracleInputError(f"read must be one of {READS}, got {self.read!r}")
         if self.apply not in APPLIES:
             raise OracleInputError(f"apply must be one of {APPLIES}, got {self.apply!r}")
-        if self.apply == "reply" and (self.read != "reply" or self.method != "vector"):
-            raise OracleInputError("apply 'reply' needs read 'reply' and the vector method")
+        if self.apply != "all" and (self.read != "reply" or self.method != "vector"):
+            raise OracleInputError(f"apply {self.apply!r} needs read 'reply' and the vector method")
         if not isinstance(self.reply_tokens, int) or self.reply_tokens < 1:
             raise OracleInputError(
                 f"reply_tokens must be an integer >= 1, got {self.reply_tokens!r}"
@@ -230,13 +232,15 @@ class _Steerer:
 
     def reply_mask(self, idx: Sequence[int], width: int) -> torch.Tensor | None:
         """(B, T) 1 from the position before each row's first read token to its end (apply
-        'reply': the reply, from the position that predicts its first token); else None."""
-        if self.cfg.apply != "reply":
+        'reply': the reply, from the position that predicts its first token), or at that
+        position alone (apply 'first'); else None."""
+        if self.cfg.apply == "all":
             return None
         mask_BT = torch.zeros(len(idx), width)
         for b, i in enumerate(idx):
             ids, read = self.items[i]
-            mask_BT[b, max(0, min(read) - 1) : len(ids)] = 1.0
+            start = max(0, min(read) - 1)
+            mask_BT[b, start : len(ids) if self.cfg.apply == "reply" else start + 1] = 1.0
         return mask_BT
 
     @contextmanager
@@ -307,9 +311,9 @@ class _Steerer:
 
     def kl(self, ids_BT, mask_BT, ref_logp_BTV, vector: torch.Tensor | None) -> torch.Tensor:
         """KL(steered || unsteered) of next-token distributions, mean over real tokens (apply
-        'reply': at each prompt's last token, the one that starts the reply)."""
+        'reply' or 'first': at each prompt's last token, the one that starts the reply)."""
         steer_BT = None
-        if self.cfg.apply == "reply":
+        if self.cfg.apply != "all":
             last_B = mask_BT.sum(dim=1).long() - 1  # right padding: the last real token
             steer_BT = torch.zeros(mask_BT.shape)
             steer_BT[torch.arange(mask_BT.shape[0]), last_B.cpu()] = 1.0

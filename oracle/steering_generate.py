@@ -73,9 +73,11 @@ def _steered(
     layer: int | None,
     scale: float,
     steer_BT: torch.Tensor | None,
+    decode: bool = True,
 ) -> ExitStack:
     """The target as steered: the steering LoRA ``adapter`` on (else every adapter off), and
-    ``scale * vector`` added at block ``layer`` where ``steer_BT`` is 1 (everywhere if None)."""
+    ``scale * vector`` added at block ``layer`` where ``steer_BT`` is 1 (everywhere if None;
+    on decode steps too unless ``decode`` is False, see :func:`add_vector`)."""
     stack = ExitStack()
     try:
         if adapter is None:
@@ -85,7 +87,9 @@ def _steered(
         if vector is not None:
             device = model_device(ao.target)
             stack.enter_context(
-                add_vector(ao.target, layer, vector.to(device), scale, mask_BT=steer_BT)
+                add_vector(
+                    ao.target, layer, vector.to(device), scale, mask_BT=steer_BT, decode=decode
+                )
             )
     except BaseException:
         stack.close()
@@ -111,7 +115,9 @@ def generate(
 ) -> list[str]:
     """The target's reply to each prompt, with ``scale * vector`` (d_model,) added at block
     ``layer`` at every position (prompt and generated tokens), or with ``apply="reply"`` from
-    the prompt's last position on (the reply's tokens). Greedy when temperature is 0.
+    the prompt's last position on (the reply's tokens), or with ``apply="first"`` at that
+    position alone (the reply's start; later tokens read it through attention). Greedy when
+    temperature is 0.
 
     ``adapter``: the name of a steering LoRA on the target to run with (instead of the base
     model with every adapter off). ``system``: an optional system prompt before each prompt.
@@ -130,11 +136,11 @@ def generate(
     for start in range(0, len(rows), batch_size):
         ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
         steer_BT = None
-        if vector is not None and apply == "reply":
+        if vector is not None and apply != "all":
             # left padding: every prompt ends in the last column
             steer_BT = torch.zeros(ids_BT.shape)
             steer_BT[:, -1] = 1.0
-        with _steered(ao, adapter, vector, layer, scale, steer_BT):
+        with _steered(ao, adapter, vector, layer, scale, steer_BT, decode=apply != "first"):
             out_BT = ao.target.generate(
                 input_ids=ids_BT.to(device),
                 attention_mask=mask_BT.to(device),
@@ -224,8 +230,8 @@ def capture_steered(
     ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's).
     A prompt is a user turn awaiting the reply, or a whole conversation (chat messages).
     ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`).
-    ``apply="reply"``: the vector is added from the position before the first read token on
-    (as :func:`oracle.steering.steer` adds it with apply 'reply')."""
+    ``apply="reply"``: the vector is added from the position before the first read token on;
+    ``apply="first"``: at that position alone (as :func:`oracle.steering.steer` adds it)."""
     from oracle.positions import select_positions
     from oracle.steering_hooks import read_block
 
@@ -243,9 +249,10 @@ def capture_steered(
         )
         ids_BT = torch.tensor([tok.input_ids], device=device)
         steer_BT = None
-        if vector is not None and apply == "reply":
+        if vector is not None and apply != "all":
             steer_BT = torch.zeros(ids_BT.shape)
-            steer_BT[0, max(0, min(chosen, default=0) - 1) :] = 1.0
+            start = max(0, min(chosen, default=0) - 1)
+            steer_BT[0, start : None if apply == "reply" else start + 1] = 1.0
         with _steered(ao, adapter, vector, layer, scale, steer_BT):
             hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
         out.append(hidden_BTD[0, chosen].float().cpu())

@@ -48,13 +48,16 @@ def add_vector(
     vector_D: torch.Tensor,
     scale: float = 1.0,
     mask_BT: torch.Tensor | None = None,
+    decode: bool = True,
 ) -> Iterator[None]:
     """While inside, block ``layer``'s output h becomes ``h + scale * vector_D`` at every position.
 
     ``mask_BT`` (B, T) of 0/1: add only where it is 1, in forward passes of that shape; a
     forward pass of one position per row (a decode step after the prefill) gets the vector
     everywhere. So a mask marking the prompt's last position steers a reply from its first
-    token on, and leaves the prompt as the model reads it unsteered.
+    token on, and leaves the prompt as the model reads it unsteered. ``decode=False``: with a
+    mask, decode steps get nothing (with the last position marked: the reply's first token is
+    steered, the rest read it through attention).
     Differentiable in ``vector_D``. ``vector_D``: (d_model,).
     """
     check_steering_vector(model, vector_D.detach(), scale)
@@ -71,6 +74,8 @@ def add_vector(
                 f"the steering mask has shape {tuple(mask_BT.shape)}, the forward pass "
                 f"{tuple(hidden_BTD.shape[:2])}"
             )
+        elif mask_BT is not None and not decode:
+            return None
         else:
             new_BTD = hidden_BTD + delta_D
         return (new_BTD, *output[1:]) if isinstance(output, tuple) else new_BTD

@@ -18,7 +18,10 @@ from safetensors.torch import load_file, save_file
 from oracle.errors import OracleInputError
 
 TENSOR_KEY = "steering_vector"
-APPLIES = ("all", "reply")  # where a vector is added: every position, or the reply only
+# where a vector is added: every position; the reply only (from the position that predicts its
+# first token on); or that one position alone ("first", the reply's start, read on through
+# attention)
+APPLIES = ("all", "reply", "first")
 FORMAT_VERSION = 1
 
 

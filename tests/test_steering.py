@@ -70,15 +70,17 @@ def test_vector_loss_decreases_and_norm_bound_holds(dirs):
     assert result.vector.norm() == pytest.approx(norms[-1], rel=1e-5)
 
 
-def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_path):
+@pytest.mark.parametrize("apply", ["reply", "first"])
+def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_path, apply):
     """apply='reply': in optimisation the vector reaches the reply's positions (from the one
-    before its first read token) and no earlier one; the saved vector says so."""
+    before its first read token) and no earlier one; apply='first': that position alone. The
+    saved vector says which."""
     from oracle.steering import SteeringRun
     from oracle.steering_io import SteeringVector
 
     ao = load(dirs[1])
     cfg = SteerConfig(
-        question=Q, answer=A, steps=2, batch_size=2, read="reply", reply_tokens=6, apply="reply"
+        question=Q, answer=A, steps=2, batch_size=2, read="reply", reply_tokens=6, apply=apply
     )
     run = SteeringRun(ao, PROMPTS, cfg)
     idx = list(range(len(run.core.items)))
@@ -86,8 +88,9 @@ def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_
     steer_BT = run.core.reply_mask(idx, ids_BT.shape[1])
     for b, (ids, read) in enumerate(run.core.items):
         first = min(read) - 1
-        assert steer_BT[b, :first].sum() == 0 and steer_BT[b, first : len(ids)].eq(1).all()
-        assert steer_BT[b, len(ids) :].sum() == 0  # not on padding
+        end = len(ids) if apply == "reply" else first + 1
+        assert steer_BT[b, :first].sum() == 0 and steer_BT[b, first:end].eq(1).all()
+        assert steer_BT[b, end:].sum() == 0  # nothing after (and not on padding)
     vector = torch.randn(ao.d_model, generator=torch.Generator().manual_seed(1)) * 5
     with torch.no_grad():
         with ao.adapter_disabled():
@@ -103,7 +106,7 @@ def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_
     result = run.result()
     assert result.vector.norm() > 0
     path = result.steering_vector().save(tmp_path / "v.safetensors")
-    assert SteeringVector.load(path).apply == "reply"
+    assert SteeringVector.load(path).apply == apply
     assert count_hooks(ao.target) == 0
 
 
@@ -285,6 +288,7 @@ def test_vector_steering_other_families(tmp_path, family):
         (PROMPTS, {"apply": "prompt"}, "apply must be one of"),
         (PROMPTS, {"apply": "reply"}, "apply 'reply' needs read 'reply'"),
         (PROMPTS, {"apply": "reply", "read": "reply", "method": "lora"}, "and the vector"),
+        (PROMPTS, {"apply": "first"}, "apply 'first' needs read 'reply'"),
     ],
 )
 def test_bad_inputs_fail_clearly(dirs, prompts, kwargs, match):

@@ -81,6 +81,53 @@ def test_apply_reply_steers_the_reply_and_not_the_prompt(ao):
     assert count_hooks(ao.target) == 0
 
 
+def test_apply_first_steers_the_reply_start_alone(ao):
+    """apply='first' equals greedy decoding (no cache, a full forward per token) with the vector
+    added at the prompt's last position alone in every forward: the reply's first token is
+    steered and later tokens read that position through attention, never steered themselves."""
+    from oracle.steering_hooks import add_vector
+
+    vec = big_vector(ao, seed=3, norm=60.0)
+    prompts = ["Hello there", "Tell me about the stars."]
+    got = generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="first")
+    for prompt, reply in zip(prompts, got, strict=True):
+        ids = prompt_ids(ao.tokenizer, [prompt])[0]
+        out: list[int] = []
+        with torch.no_grad(), ao.adapter_disabled():
+            for _ in range(6):
+                seq = ids + out
+                mask_BT = torch.zeros(1, len(seq))
+                mask_BT[0, len(ids) - 1] = 1.0
+                with add_vector(ao.target, 1, vec, mask_BT=mask_BT):
+                    logits = ao.target(input_ids=torch.tensor([seq]), use_cache=False).logits
+                out.append(int(logits[0, -1].argmax()))
+        eos = ao.tokenizer.eos_token_id
+        out = out[: out.index(eos)] if eos in out else out
+        assert reply == ao.tokenizer.decode(out, skip_special_tokens=True).strip()
+    assert got != generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="reply")
+    assert got != generate(ao, prompts, max_new_tokens=6)
+    assert count_hooks(ao.target) == 0
+
+
+def test_add_vector_skips_decode_steps_when_told(ao):
+    from oracle.steering_hooks import add_vector, read_block
+
+    vec = big_vector(ao, seed=4)
+    ids_BT = torch.tensor(
+        [prompt_ids(ao.tokenizer, ["Hi"])[0][:1]]
+    )  # one position, as a decode step
+    mask_BT = torch.zeros(1, 5)  # a mask of another shape: the prefill's
+    with torch.no_grad(), ao.adapter_disabled():
+        base = read_block(ao.target, ids_BT, None, 1)
+        with add_vector(ao.target, 1, vec, mask_BT=mask_BT, decode=False):
+            skipped = read_block(ao.target, ids_BT, None, 1)
+        with add_vector(ao.target, 1, vec, mask_BT=mask_BT):
+            added = read_block(ao.target, ids_BT, None, 1)
+    torch.testing.assert_close(skipped, base)
+    torch.testing.assert_close(added - base, vec.expand_as(base), atol=1e-5, rtol=0)
+    assert count_hooks(ao.target) == 0
+
+
 def test_scale_zero_is_unsteered_and_a_vector_changes_the_reply(ao):
     prompts = ["Hello there", "Tell me about the stars."]
     plain = generate(ao, prompts, max_new_tokens=8)

@@ -47,6 +47,12 @@ def test_generate_matches_the_library_with_and_without_steering(served):
     assert reply_only.json()["replies"] == generate(
         ao, PROMPTS, vector, 1, 2.0, max_new_tokens=6, apply="reply"
     )
+    body["steering"]["apply"] = "first"
+    first_only = client.post("/v1/generate", json=body)
+    assert first_only.status_code == 200, first_only.text
+    assert first_only.json()["replies"] == generate(
+        ao, PROMPTS, vector, 1, 2.0, max_new_tokens=6, apply="first"
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,6 +111,10 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     assert reply_only.status_code == 200, reply_only.text
     assert reply_only.json()["apply"] == "reply"
     assert reply_only.json()["vector"]["data"] != out["vector"]["data"]
+    first_only = client.post("/v1/steer", json={**body, "apply": "first"})
+    assert first_only.status_code == 200, first_only.text
+    assert first_only.json()["apply"] == "first"
+    assert first_only.json()["vector"]["data"] != reply_only.json()["vector"]["data"]
 
 
 @pytest.mark.slow
@@ -141,6 +151,7 @@ def test_steer_as_a_job(served):
         ({"read": "both"}, 422, "read"),
         ({"reply_tokens": 0}, 422, "reply_tokens"),
         ({"apply": "reply", "read": "prompt"}, 422, "apply 'reply' needs read 'reply'"),
+        ({"apply": "first", "read": "prompt"}, 422, "apply 'first' needs read 'reply'"),
         ({"apply": "prompt"}, 422, "apply"),
     ],
 )

@@ -99,9 +99,10 @@ def steer_cmd(
     apply: Annotated[
         str,
         typer.Option(
-            help="Where the vector is added: 'all' positions, or 'reply' (the reply only, from "
-            "the prompt's last position on; needs --read reply). Saved with the vector: "
-            "`oracle generate` adds it the same way."
+            help="Where the vector is added: 'all' positions, 'reply' (the reply only, from "
+            "the prompt's last position on) or 'first' (that position alone, where the reply "
+            "starts; the reply reads it through attention); 'reply' and 'first' need --read "
+            "reply. Saved with the vector: `oracle generate` adds it the same way."
         ),
     ] = "all",
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 60,

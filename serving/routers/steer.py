@@ -55,10 +55,11 @@ class SteeringIn(BaseModel):
     )
     layer: int = Field(description="block whose output the vector is added to (0-based)")
     scale: float = Field(default=1.0, description="multiplier of the vector; finite")
-    apply: Literal["all", "reply"] = Field(
+    apply: Literal["all", "reply", "first"] = Field(
         default="all",
-        description="where the vector is added: every position, or the reply only (from the "
-        "prompt's last position on), as `apply` of the steering that made it",
+        description="where the vector is added: every position ('all'), the reply only (from "
+        "the prompt's last position on: 'reply'), or the prompt's last position alone, where the "
+        "reply starts ('first'), as `apply` of the steering that made it",
     )
 
     @field_validator("scale")
@@ -122,10 +123,11 @@ class SteerRequest(BaseModel):
     reply_tokens: int = Field(
         default=32, ge=1, le=MAX_REPLY_TOKENS, description="longest reply for read='reply'"
     )
-    apply: Literal["all", "reply"] = Field(
+    apply: Literal["all", "reply", "first"] = Field(
         default="all",
-        description="where the vector is added while optimised: every position, or the reply "
-        "only (from the prompt's last position on; needs read='reply')",
+        description="where the vector is added while optimised: every position ('all'), the "
+        "reply only (from the prompt's last position on: 'reply'), or that position alone "
+        "('first'); 'reply' and 'first' need read='reply'",
     )
     steps: int = Field(default=30, ge=1, le=MAX_STEPS, description="optimisation steps")
     lr: float = Field(default=0.05, gt=0.0, le=10.0, description="learning rate (see the CLI)")
@@ -139,8 +141,8 @@ class SteerRequest(BaseModel):
 
     @model_validator(mode="after")
     def _apply_needs_reply(self) -> SteerRequest:
-        if self.apply == "reply" and self.read != "reply":
-            raise ValueError("apply 'reply' needs read 'reply'")
+        if self.apply != "all" and self.read != "reply":
+            raise ValueError(f"apply {self.apply!r} needs read 'reply'")
         return self
 
 
