@@ -106,6 +106,14 @@ def main(
             "alone)."
         ),
     ] = "all",
+    generate_apply: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the vector is added when generating and capturing the steered replies, "
+            "if not where it was optimised (--apply): e.g. optimise with --apply reply and "
+            "generate with 'first', the reply's start alone."
+        ),
+    ] = None,
     read: Annotated[
         str,
         typer.Option(
@@ -157,6 +165,10 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
     scale_list = [float(s) for s in scales.split(",")]
+    from oracle.steering_io import APPLIES
+
+    if generate_apply is not None and generate_apply not in APPLIES:
+        raise typer.BadParameter(f"unknown --generate-apply {generate_apply!r}; one of {APPLIES}")
     if choose not in CHOICES:
         raise typer.BadParameter(f"unknown --choose {choose!r}; expected one of {CHOICES}")
     if target is None and oracle is None:
@@ -202,6 +214,7 @@ def main(
             "read": read,
             "method": method,
             "apply": apply,
+            "generate_apply": generate_apply or apply,
             "steps": steps,
             "layer": layer,
             "lr": lr,
@@ -253,7 +266,7 @@ def main(
             random_vec = random_vec / random_vec.norm() * vector.norm()
             norm = float(vector.norm())
             applied = vector_steering(
-                result.layer, {"steered": vector, "random": random_vec}, apply
+                result.layer, {"steered": vector, "random": random_vec}, generate_apply or apply
             )
         else:
             save_steering_lora(ao, result, out / persona)
@@ -444,7 +457,13 @@ def markdown(results: dict) -> str:
         f"{s['n_eval']} held-out neutral prompts (no system prompt); "
         f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'}"
         f"{' (added to the reply only)' if s.get('apply') == 'reply' else ''}"
-        f"{' (added at the reply start only)' if s.get('apply') == 'first' else ''} optimised on "
+        f"{' (added at the reply start only)' if s.get('apply') == 'first' else ''}"
+        + (
+            f" (generated with apply '{s['generate_apply']}')"
+            if s.get("generate_apply") not in (None, s.get("apply"))
+            else ""
+        )
+        + f" optimised on "
         f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
         f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
         f'"{s["steer_question"]}" with the persona, reading '

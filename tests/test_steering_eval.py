@@ -45,24 +45,32 @@ def test_scale_rules():
         pick_scale(rows, [1.0, 2.0], "best", 0.0)
 
 
-def test_unknown_rule_is_refused_before_any_work(tmp_path):
-    result = CliRunner().invoke(app, ["--choose", "best", "--out", str(tmp_path / "r")])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--choose", "best"], "unknown --choose"), (["--generate-apply", "x"], "--generate-apply")],
+)
+def test_unknown_options_are_refused_before_any_work(tmp_path, args, needle):
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
     assert result.exit_code != 0
-    assert "unknown --choose" in result.output
+    assert needle in result.output
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("method", ["vector", "lora"])
+@pytest.mark.parametrize("method", ["vector", "lora", "vector-first"])
 def test_experiment_runs_on_a_tiny_oracle(tmp_path, method):
     _, oracle_dir = make_oracle_dir(tmp_path, "llama", read_layers=(2,))
     out = tmp_path / "res"
+    extra = []
+    if method == "vector-first":  # optimised on the reply, generated from its start alone
+        method, extra = "vector", ["--apply", "reply", "--generate-apply", "first"]
+        extra += ["--read", "reply"]
     result = CliRunner().invoke(
         app,
         ["--oracle", str(oracle_dir), "--personas", "pirate", "--n-train", "3", "--n-eval", "3"]
         + ["--steps", "2", "--scales", "1", "--max-tokens", "4", "--out", str(out)]
-        + ["--method", method, "--lr", "0.01"],
+        + ["--method", method, "--lr", "0.01", *extra],
     )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "results.json").read_text())
@@ -71,5 +79,8 @@ def test_experiment_runs_on_a_tiny_oracle(tmp_path, method):
     assert set(data["personas"]["pirate"]["scales"]) == {"steered", "random"}
     assert "| pirate | steered | 1.0 |" in (out / "results.md").read_text()
     assert data["settings"]["method"] == method
+    if extra:
+        assert data["settings"]["generate_apply"] == "first"
+        assert "generated with apply 'first'" in (out / "results.md").read_text()
     saved = out / ("pirate.safetensors" if method == "vector" else "pirate/adapter_config.json")
     assert saved.is_file()

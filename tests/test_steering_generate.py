@@ -282,3 +282,19 @@ def test_cli_generate_adds_a_vector_where_it_was_optimised(dirs, ao, tmp_path):
     payload = json.loads(out.stdout)
     expected = generate(ao, ["Hello there"], vec, 1, 1.0, max_new_tokens=6, apply="reply")[0]
     assert payload["apply"] == "reply" and payload["reply"] == expected
+    # --apply overrides where the saved vector is added
+    out = CliRunner().invoke(
+        app,
+        ["generate", "--prompt", "Hello there", "--steer", str(path), "--max-tokens", "6"]
+        + ["--apply", "first", "--scale", "2", "--oracle", str(dirs[1]), "--device", "cpu"]
+        + ["--json"],
+    )
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    expected = generate(ao, ["Hello there"], vec, 1, 2.0, max_new_tokens=6, apply="first")[0]
+    assert payload["apply"] == "first" and payload["reply"] == expected
+    refused = CliRunner().invoke(
+        app, ["generate", "--prompt", "Hi", "--apply", "first", "--oracle", str(dirs[1])]
+    )
+    assert isinstance(refused.exception, OracleInputError)
+    assert "--apply needs --steer" in str(refused.exception)

@@ -205,6 +205,14 @@ def generate_cmd(
     layer: Annotated[
         int | None, typer.Option(help="Block to add the vector at (default: its saved layer).")
     ] = None,
+    apply: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to add the vector: 'all', 'reply' or 'first' (see `oracle steer "
+            "--apply`; default: as it was optimised). A vector optimised on the reply may be "
+            "added at the reply's start alone ('first'), usually at a larger scale."
+        ),
+    ] = None,
     max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 64,
     temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (temperature > 0).")] = 1.0,
@@ -228,6 +236,8 @@ def generate_cmd(
         raise OracleInputError("give at most one of --steer and --steer-adapter")
     if layer is not None and steer is None:
         raise OracleInputError("--layer needs --steer")
+    if apply is not None and steer is None:
+        raise OracleInputError("--apply needs --steer")
     if scale is not None and steer is None and steer_adapter is None:
         raise OracleInputError("--scale needs --steer or --steer-adapter")
     vec = SteeringVector.load(steer) if steer is not None else None
@@ -238,6 +248,7 @@ def generate_cmd(
         adapter = STEER_ADAPTER
     used_scale = (vec.scale if scale is None else scale) if vec is not None else scale
     used_layer = (vec.layer if layer is None else layer) if vec is not None else None
+    used_apply = (vec.apply if apply is None else apply) if vec is not None else None
     with ExitStack() as stack:
         if adapter is not None and scale is not None:
             stack.enter_context(scaled_adapter(ao.target, scale, adapter))
@@ -252,14 +263,14 @@ def generate_cmd(
             top_p=top_p,
             seed=seed,
             adapter=adapter,
-            apply=vec.apply if vec is not None else "all",
+            apply=used_apply or "all",
         )[0]
     if as_json:
         payload = {
             "reply": reply,
             "layer": used_layer,
             "scale": used_scale,
-            "apply": vec.apply if vec is not None else None,
+            "apply": used_apply,
         }
         typer.echo(json.dumps(payload, indent=2))
         return
