@@ -62,6 +62,7 @@ def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: 
         for item in nested.iterdir():
             item.replace(path / item.name)
         nested.rmdir()
+    _portable_base(path)
     meta = {
         **asdict(result.config),
         "layer": result.layer,
@@ -72,6 +73,25 @@ def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: 
     }
     (path / "steering.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def _portable_base(path: Path) -> None:
+    """peft records the base model's load path in the adapter config and model card; a local
+    base is named by its directory alone, so that a saved adapter names no path of the machine
+    it was made on (the adapter is loaded onto an oracle's target, never by that path)."""
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        return
+    data = json.loads(config_file.read_text())
+    base = data.get("base_model_name_or_path")
+    if not base or not Path(base).is_absolute():
+        return
+    shown = Path(base).name
+    data["base_model_name_or_path"] = shown
+    config_file.write_text(json.dumps(data, indent=2) + "\n")
+    card = path / "README.md"
+    if card.is_file():
+        card.write_text(card.read_text().replace(base, shown))
 
 
 def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> ActivationOracle:

@@ -208,6 +208,10 @@ def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
     cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)
     result = steer(ao, PROMPTS[:2], cfg)
     save_steering_lora(ao, result, tmp_path / "lora")
+    # the saved adapter names no path of this machine (peft records the base's load path)
+    for name in ("adapter_config.json", "README.md"):
+        saved = tmp_path / "lora" / name
+        assert not saved.is_file() or str(dirs[0]) not in saved.read_text()
     plain = ActivationOracle.load(target=str(dirs[0]), device="cpu", dtype="float32")
     plain = load_steering_lora(plain, tmp_path / "lora")
     ids_BT = torch.tensor([ao.tokenizer.encode("Tell me about the stars.")])
