@@ -35,8 +35,8 @@ from oracle.oracle import ActivationOracle
 from oracle.positions import select_positions
 from oracle.prompts import build_oracle_prompt
 from oracle.steering_generate import as_target_input, with_replies
-from oracle.steering_hooks import active_adapter, add_vector, read_block
-from oracle.steering_io import APPLIES, SteeringVector
+from oracle.steering_hooks import active_adapter, add_vector, read_block, steer_mask
+from oracle.steering_io import SteeringVector, check_apply
 from oracle.steering_lora import STEER_ADAPTER, add_steering_lora
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,7 @@ class SteerConfig:
                 raise OracleInputError(f"the {name} is missing or empty")
         if self.read not in READS:
             raise OracleInputError(f"read must be one of {READS}, got {self.read!r}")
-        if self.apply not in APPLIES:
-            raise OracleInputError(f"apply must be one of {APPLIES}, got {self.apply!r}")
+        check_apply(self.apply)
         if self.apply != "all" and (self.read != "reply" or self.method != "vector"):
             raise OracleInputError(f"apply {self.apply!r} needs read 'reply' and the vector method")
         if not isinstance(self.reply_tokens, int) or self.reply_tokens < 1:
@@ -234,14 +233,8 @@ class _Steerer:
         """(B, T) 1 from the position before each row's first read token to its end (apply
         'reply': the reply, from the position that predicts its first token), or at that
         position alone (apply 'first'); else None."""
-        if self.cfg.apply == "all":
-            return None
-        mask_BT = torch.zeros(len(idx), width)
-        for b, i in enumerate(idx):
-            ids, read = self.items[i]
-            start = max(0, min(read) - 1)
-            mask_BT[b, start : len(ids) if self.cfg.apply == "reply" else start + 1] = 1.0
-        return mask_BT
+        spans = [(max(0, min(read) - 1), len(ids)) for ids, read in (self.items[i] for i in idx)]
+        return steer_mask(self.cfg.apply, width, spans)
 
     @contextmanager
     def steered(
@@ -312,11 +305,8 @@ class _Steerer:
     def kl(self, ids_BT, mask_BT, ref_logp_BTV, vector: torch.Tensor | None) -> torch.Tensor:
         """KL(steered || unsteered) of next-token distributions, mean over real tokens (apply
         'reply' or 'first': at each prompt's last token, the one that starts the reply)."""
-        steer_BT = None
-        if self.cfg.apply != "all":
-            last_B = mask_BT.sum(dim=1).long() - 1  # right padding: the last real token
-            steer_BT = torch.zeros(mask_BT.shape)
-            steer_BT[torch.arange(mask_BT.shape[0]), last_B.cpu()] = 1.0
+        lengths = mask_BT.sum(dim=1).long().tolist()  # right padding: real tokens come first
+        steer_BT = steer_mask(self.cfg.apply, mask_BT.shape[1], [(n - 1, n) for n in lengths])
         with self.steered(vector, steer_BT):
             _enforce_trainable(self.models, self.trainable)
             logits_BTV = self.ao.target(

@@ -17,7 +17,8 @@ from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput, has_chat_template, tokenize_input
 from oracle.layers import model_device
 from oracle.oracle import ActivationOracle, pad_left, sampling_kwargs
-from oracle.steering_hooks import active_adapter, add_vector
+from oracle.steering_hooks import active_adapter, add_vector, steer_mask
+from oracle.steering_io import check_apply
 
 
 def as_target_input(
@@ -57,13 +58,6 @@ def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> 
         raise OracleInputError(f"temperature must be a finite number >= 0, got {temperature!r}")
     if not 0 < top_p <= 1:
         raise OracleInputError(f"top_p must be in (0, 1], got {top_p!r}")
-
-
-def _check_apply(apply: str) -> None:
-    from oracle.steering_io import APPLIES
-
-    if apply not in APPLIES:
-        raise OracleInputError(f"apply must be one of {APPLIES}, got {apply!r}")
 
 
 def _steered(
@@ -125,7 +119,7 @@ def generate(
     _check_generation(max_new_tokens, temperature, top_p)
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
-    _check_apply(apply)
+    check_apply(apply)
     rows = prompt_ids(ao.tokenizer, prompts, system)
     if seed is not None:
         torch.manual_seed(seed)
@@ -135,11 +129,8 @@ def generate(
     replies: list[str] = []
     for start in range(0, len(rows), batch_size):
         ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
-        steer_BT = None
-        if vector is not None and apply != "all":
-            # left padding: every prompt ends in the last column
-            steer_BT = torch.zeros(ids_BT.shape)
-            steer_BT[:, -1] = 1.0
+        width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
+        steer_BT = steer_mask(apply, width, [(width - 1, width)] * len(ids_BT))
         with _steered(ao, adapter, vector, layer, scale, steer_BT, decode=apply != "first"):
             out_BT = ao.target.generate(
                 input_ids=ids_BT.to(device),
@@ -237,7 +228,7 @@ def capture_steered(
 
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
-    _check_apply(apply)
+    check_apply(apply)
     spec = positions or ao.config.positions
     out: list[torch.Tensor] = []
     device = model_device(ao.target)
@@ -248,11 +239,8 @@ def capture_steered(
             tok, "all" if target.prompt is not None and spec == "non_system" else spec
         )
         ids_BT = torch.tensor([tok.input_ids], device=device)
-        steer_BT = None
-        if vector is not None and apply != "all":
-            steer_BT = torch.zeros(ids_BT.shape)
-            start = max(0, min(chosen, default=0) - 1)
-            steer_BT[0, start : None if apply == "reply" else start + 1] = 1.0
+        width = ids_BT.shape[1]
+        steer_BT = steer_mask(apply, width, [(max(0, min(chosen, default=0) - 1), width)])
         with _steered(ao, adapter, vector, layer, scale, steer_BT):
             hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
         out.append(hidden_BTD[0, chosen].float().cpu())

@@ -25,6 +25,13 @@ APPLIES = ("all", "reply", "first")
 FORMAT_VERSION = 1
 
 
+def check_apply(apply: str, where: str = "") -> None:
+    """Raise :class:`OracleInputError` unless ``apply`` is one of :data:`APPLIES`."""
+    if apply not in APPLIES:
+        prefix = f"{where}: " if where else ""
+        raise OracleInputError(f"{prefix}apply must be one of {APPLIES}, got {apply!r}")
+
+
 @dataclass
 class SteeringVector:
     """A vector (d_model,) added at the output of block ``layer``, times ``scale``."""
@@ -37,8 +44,7 @@ class SteeringVector:
     read_layer: int | None = None
     base_model: str | None = None
     losses: list[float] = field(default_factory=list)
-    # "all": every position; "reply": the reply only (from the prompt's last position on)
-    apply: str = "all"
+    apply: str = "all"  # one of APPLIES
     settings: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
@@ -90,8 +96,7 @@ class SteeringVector:
         if not math.isfinite(scale):
             raise OracleInputError(f"{sidecar}: scale is not finite")
         apply = meta.get("apply", "all")
-        if apply not in APPLIES:
-            raise OracleInputError(f"{sidecar}: apply must be one of {APPLIES}, got {apply!r}")
+        check_apply(apply, str(sidecar))
         return cls(
             vector=vector,
             layer=meta["layer"],
