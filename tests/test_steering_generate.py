@@ -32,49 +32,42 @@ def big_vector(ao, seed=0, norm=30.0):
     return v / v.norm() * norm
 
 
-def manual_greedy(ao, prompt, vector, layer, n):
-    """Greedy decoding with a full forward per token (no cache), the vector added by hand."""
+def manual_greedy(ao, prompt, vector, layer, n, mark: str | None = None) -> str:
+    """Greedy decoding with a full forward per token (no cache), the vector added by hand: at
+    every position (``mark`` None), from the prompt's last position on ("reply"), or at that
+    position alone ("first"); the reply's text, cut at EOS."""
     ids = prompt_ids(ao.tokenizer, [prompt])[0]
-    out = []
-    with torch.no_grad(), ao.adapter_disabled(), add_vector(ao.target, layer, vector):
+    out: list[int] = []
+    with torch.no_grad(), ao.adapter_disabled():
         for _ in range(n):
-            logits = ao.target(input_ids=torch.tensor([ids + out]), use_cache=False).logits
+            seq = ids + out
+            mask_BT = None
+            if mark is not None:
+                mask_BT = torch.zeros(1, len(seq))
+                mask_BT[0, len(ids) - 1 : None if mark == "reply" else len(ids)] = 1.0
+            with add_vector(ao.target, layer, vector, mask_BT=mask_BT):
+                logits = ao.target(input_ids=torch.tensor([seq]), use_cache=False).logits
             out.append(int(logits[0, -1].argmax()))
-    return out
+    eos = ao.tokenizer.eos_token_id
+    out = out[: out.index(eos)] if eos in out else out
+    return ao.tokenizer.decode(out, skip_special_tokens=True).strip()
 
 
 def test_vector_applies_at_prompt_and_decode_steps(ao):
     vec = big_vector(ao)
     reply = generate(ao, ["Hello there"], vec, 1, 1.0, max_new_tokens=6)[0]
-    expected = manual_greedy(ao, "Hello there", vec, 1, 6)
-    eos = ao.tokenizer.eos_token_id
-    expected = expected[: expected.index(eos)] if eos in expected else expected
-    assert reply == ao.tokenizer.decode(expected, skip_special_tokens=True).strip()
+    assert reply == manual_greedy(ao, "Hello there", vec, 1, 6)
     assert count_hooks(ao.target) == 0
 
 
 def test_apply_reply_steers_the_reply_and_not_the_prompt(ao):
     """apply='reply' equals greedy decoding (no cache) with the vector added from the prompt's
     last position on, and differs from adding it everywhere."""
-    from oracle.steering_hooks import add_vector
-
     vec = big_vector(ao, seed=2)
     prompts = ["Hello there", "Tell me about the stars."]
     got = generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="reply")
     for prompt, reply in zip(prompts, got, strict=True):
-        ids = prompt_ids(ao.tokenizer, [prompt])[0]
-        out: list[int] = []
-        with torch.no_grad(), ao.adapter_disabled():
-            for _ in range(6):
-                seq = ids + out
-                mask_BT = torch.zeros(1, len(seq))
-                mask_BT[0, len(ids) - 1 :] = 1.0
-                with add_vector(ao.target, 1, vec, mask_BT=mask_BT):
-                    logits = ao.target(input_ids=torch.tensor([seq]), use_cache=False).logits
-                out.append(int(logits[0, -1].argmax()))
-        eos = ao.tokenizer.eos_token_id
-        out = out[: out.index(eos)] if eos in out else out
-        assert reply == ao.tokenizer.decode(out, skip_special_tokens=True).strip()
+        assert reply == manual_greedy(ao, prompt, vec, 1, 6, mark="reply")
     assert got != generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6)
     with pytest.raises(OracleInputError, match="apply must be one of"):
         generate(ao, prompts, vec, 1, 1.0, max_new_tokens=2, apply="prompt")
@@ -85,25 +78,11 @@ def test_apply_first_steers_the_reply_start_alone(ao):
     """apply='first' equals greedy decoding (no cache, a full forward per token) with the vector
     added at the prompt's last position alone in every forward: the reply's first token is
     steered and later tokens read that position through attention, never steered themselves."""
-    from oracle.steering_hooks import add_vector
-
     vec = big_vector(ao, seed=3, norm=60.0)
     prompts = ["Hello there", "Tell me about the stars."]
     got = generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="first")
     for prompt, reply in zip(prompts, got, strict=True):
-        ids = prompt_ids(ao.tokenizer, [prompt])[0]
-        out: list[int] = []
-        with torch.no_grad(), ao.adapter_disabled():
-            for _ in range(6):
-                seq = ids + out
-                mask_BT = torch.zeros(1, len(seq))
-                mask_BT[0, len(ids) - 1] = 1.0
-                with add_vector(ao.target, 1, vec, mask_BT=mask_BT):
-                    logits = ao.target(input_ids=torch.tensor([seq]), use_cache=False).logits
-                out.append(int(logits[0, -1].argmax()))
-        eos = ao.tokenizer.eos_token_id
-        out = out[: out.index(eos)] if eos in out else out
-        assert reply == ao.tokenizer.decode(out, skip_special_tokens=True).strip()
+        assert reply == manual_greedy(ao, prompt, vec, 1, 6, mark="first")
     assert got != generate(ao, prompts, vec, 1, 1.0, max_new_tokens=6, apply="reply")
     assert got != generate(ao, prompts, max_new_tokens=6)
     assert count_hooks(ao.target) == 0
