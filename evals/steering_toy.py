@@ -19,7 +19,6 @@ control is a LoRA of random weights with the same norms, matrix by matrix.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from contextlib import contextmanager
@@ -28,6 +27,15 @@ from typing import Annotated
 
 import torch
 import typer
+
+from evals.steering_rules import (
+    CHOICES,
+    behaviour_passes,
+    judge,
+    perplexity,
+    pick_scale,
+    style_rate,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -51,21 +59,6 @@ def neutral_prompts(world, split: str, n: int, seed: int) -> list[str]:
     )
     random.Random(seed).shuffle(texts)
     return texts[:n]
-
-
-def style_rate(pattern, replies: list[str]) -> float:
-    return sum(bool(pattern.search(r)) for r in replies) / max(1, len(replies))
-
-
-def perplexity(nlls: list[float]) -> float:
-    finite = [x for x in nlls if math.isfinite(x)]
-    return math.exp(sum(finite) / len(finite)) if finite else float("nan")
-
-
-def behaviour_passes(rate: float, baseline: float, ppl_ratio: float) -> bool:
-    """The issue's bar: >= 30% of replies, or >= 5x a non-zero baseline; fluent (ppl <= 2x)."""
-    rises = rate >= 0.30 or (baseline > 0 and rate >= 5 * baseline)
-    return rises and math.isfinite(ppl_ratio) and ppl_ratio <= 2.0
 
 
 @app.command()
@@ -377,41 +370,6 @@ def lora_steering(ao, adapter: str, gen: torch.Generator):
     return applied
 
 
-CHOICES = ("max-style", "margin")
-
-
-def style_bar(baseline: float) -> float:
-    """The style rate the issue's bar asks for: 30%, or 5x a non-zero baseline if lower."""
-    return min(0.30, 5 * baseline) if baseline > 0 else 0.30
-
-
-def pick_scale(rows: dict, scales: list[float], rule: str, baseline: float) -> float:
-    """The scale chosen from validation rows (``{str(scale): {style_rate, ppl_ratio, passes}}``).
-
-    Among the scales that pass on validation, ``max-style`` takes the one with the highest
-    style rate (the smallest of equals), which tends to sit at the perplexity bar; ``margin``
-    takes the one whose smaller margin to the two bars is largest, ``min(style / bar, 2 /
-    ppl ratio)``, the middle of the fluent window. With none passing, both take the most
-    on-style fluent scale (ppl ratio <= 2), else the smallest."""
-    if rule not in CHOICES:
-        raise ValueError(f"unknown rule {rule!r}; expected one of {CHOICES}")
-    passing = [s for s in scales if rows[str(s)]["passes"]]
-    if passing:
-        if rule == "margin":
-            bar = style_bar(baseline)
-
-            def margin(s: float) -> tuple[float, float]:
-                row = rows[str(s)]
-                return (min(row["style_rate"] / bar, 2.0 / row["ppl_ratio"]), -s)
-
-            return max(passing, key=margin)
-        return max(passing, key=lambda s: (rows[str(s)]["style_rate"], -s))
-    fluent = [s for s in scales if rows[str(s)]["ppl_ratio"] <= 2.0]
-    if fluent:
-        return max(fluent, key=lambda s: (rows[str(s)]["style_rate"], -s))
-    return min(scales)
-
-
 def choose_scale(
     ao, prompts, applied, scales, max_tokens, pattern, baseline, plain_ppl, rule="max-style"
 ) -> tuple[dict, float]:
@@ -431,20 +389,6 @@ def choose_scale(
             "passes": behaviour_passes(rate, baseline, ratio),
         }
     return rows, pick_scale(rows, scales, rule, baseline)
-
-
-def judge(entry: dict, chosen: float | None) -> None:
-    """The verdicts: at the scale chosen on validation prompts, or at any scale without one.
-    The random control fails only if it passes at no scale."""
-    steered, random_rows = entry["scales"]["steered"], entry["scales"]["random"].values()
-    judged = [steered[str(chosen)]] if chosen is not None else list(steered.values())
-    for key in ("passes", "passes_as_persona"):
-        entry[f"behaviour_{key}"] = any(r[key] for r in judged)
-        entry[f"random_{key}"] = any(r[key] for r in random_rows)
-    at_one = steered.get(str(chosen)) or steered.get("1.0") or next(iter(steered.values()))
-    entry["oracle_fooled_only"] = at_one["oracle_names_persona"] >= 0.5 and not (
-        entry["behaviour_passes"] or entry["behaviour_passes_as_persona"]
-    )
 
 
 def markdown(results: dict) -> str:
