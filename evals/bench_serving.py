@@ -26,9 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from evals.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
 
 PERSONAS = [
     "You are a pirate.",
@@ -75,86 +76,6 @@ def tiny_oracle(directory: Path) -> tuple[str, str]:
     config = OracleConfig(base_model="../base", read_layers=[1], injection_site="layer:1")
     oracle = save_oracle(add_oracle_lora(model, r=4, alpha=8), tok, config, directory / "oracle")
     return str(base), str(oracle)
-
-
-def tree_sum(process, measure, children: bool = True) -> float:
-    """``measure(p)`` summed over a psutil process and, with ``children``, its descendants;
-    a child that exits meanwhile counts nothing."""
-    total = 0.0
-    for p in [process, *(process.children(recursive=True) if children else [])]:
-        try:
-            total += measure(p)
-        except Exception:  # noqa: BLE001 - a child that just exited
-            pass
-    return total
-
-
-class TreeMemory:
-    """Samples the resident memory of a process and its children; keeps the peak (bytes)."""
-
-    def __init__(self, pid: int, every_s: float = 0.2) -> None:
-        import psutil
-
-        self.process = psutil.Process(pid)
-        self.every_s = every_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> int:
-        return int(tree_sum(self.process, lambda p: p.memory_info().rss))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self._sample())
-            except Exception:  # noqa: BLE001 - the server exited
-                return
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def tree_cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process and its children (default: this process)."""
-    import psutil
-
-    def cpu(p) -> float:
-        times = p.cpu_times()
-        return times.user + times.system
-
-    return tree_sum(psutil.Process(pid), cpu, children=pid is not None)
-
-
-def cpu_by_process(pid: int) -> dict[int, tuple[str, float]]:
-    """{pid: (name, user + system CPU seconds)} for a process and each of its descendants;
-    the server itself is named ``server``."""
-    import psutil
-
-    root = psutil.Process(pid)
-    out = {}
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-            out[p.pid] = ("server" if p.pid == pid else p.name(), times.user + times.system)
-        except Exception:  # noqa: BLE001 - a child that just exited
-            pass
-    return out
-
-
-def cpu_split(before: dict, after: dict) -> dict[str, float]:
-    """CPU seconds used between two :func:`cpu_by_process` snapshots, summed by process name."""
-    split: dict[str, float] = {}
-    for pid, (name, cpu) in after.items():
-        used = cpu - before.get(pid, (name, 0.0))[1]
-        split[name] = round(split.get(name, 0.0) + used, 2)
-    return split
 
 
 def start_server(args, target: str | None, oracle: str | None, port: int, log_path: Path):
@@ -463,15 +384,15 @@ def main() -> None:
     try:
         wait_healthy(url, proc, args.startup_timeout, log_path)
 
-        server_cpu, client_cpu = tree_cpu_s(proc.pid), tree_cpu_s(None)
-        split_before = cpu_by_process(proc.pid)
+        server_before, client_cpu = cpu_by_process(proc.pid), own_cpu_s()
         with TreeMemory(proc.pid) as memory:
             served = asyncio.run(run_clients(url, args))
         # CPU seconds each side used during the run (the clients share the machine's cores);
         # by process: the server's own (HTTP, capture, feeding) and vLLM's processes, if any.
-        served["server_cpu_s"] = tree_cpu_s(proc.pid) - server_cpu
-        served["server_cpu_s_by_process"] = cpu_split(split_before, cpu_by_process(proc.pid))
-        served["client_cpu_s"] = tree_cpu_s(None) - client_cpu
+        split = cpu_split(server_before, cpu_by_process(proc.pid))
+        served["server_cpu_s"] = sum(split.values())
+        served["server_cpu_s_by_process"] = {name: round(s, 2) for name, s in split.items()}
+        served["client_cpu_s"] = own_cpu_s() - client_cpu
         served["peak_rss_bytes"] = memory.peak
         served["engine_batches"] = batch_stats(url)
     finally:
