@@ -16,15 +16,17 @@ setup:
 demo: setup
 	scripts/demo.sh
 
-## ruff (format check + lint), then the whole test suite.
+## ruff (format check + lint), the import layers (import-linter), then the whole test suite
+## (in a random order: pytest-randomly prints the seed, and --randomly-seed=N replays it).
 test:
 	scripts/setup.sh --vllm --browser
 	$(VENV)/ruff format --check .
 	$(VENV)/ruff check .
+	$(VENV)/lint-imports
 	$(VENV)/python -m pytest -q -p no:cacheprovider
 
 lint:
-	$(VENV)/ruff format --check . && $(VENV)/ruff check .
+	$(VENV)/ruff format --check . && $(VENV)/ruff check . && $(VENV)/lint-imports
 
 format:
 	$(VENV)/ruff format . && $(VENV)/ruff check --fix .

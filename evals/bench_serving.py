@@ -79,7 +79,7 @@ def tiny_oracle(directory: Path) -> tuple[str, str]:
 
 
 def start_server(args, target: str | None, oracle: str | None, port: int, log_path: Path):
-    cmd = [sys.executable, "-c", "from oracle.cli import main; main()", "serve"]
+    cmd = [sys.executable, "-c", "from oracle_cli import main; main()", "serve"]
     cmd += ["--engine", args.engine, "--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--batch-size", str(args.batch_size), "--queue-depth", str(args.queue_depth)]
     cmd += ["--max-new-tokens", str(max(args.max_tokens, 1)), "--timeout", str(args.timeout)]

@@ -21,6 +21,9 @@ from pathlib import Path
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 
+# Suites whose label lives in the user's own turn: the no-system control does not apply.
+VISIBLE_LABEL_SUITES = ("context",)
+
 
 @dataclass
 class EvalItem:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from evals.items import EvalItem, Suite
+from evals.items import VISIBLE_LABEL_SUITES, EvalItem, Suite
+from evals.toy_world import toy_world_suites
 from oracle.errors import OracleInputError
 
 SUITE_NAMES = ("persona", "secret", "context", "system")
@@ -21,8 +22,6 @@ QUESTIONS = {
     "context": "What did the user say?",
     "system": "Is there a system prompt?",
 }
-# Suites whose label lives in the user's own turn: the no-system control does not apply.
-VISIBLE_LABEL_SUITES = ("context",)
 
 _PERSONAS = {
     "pirate": "You are a pirate. Speak like one.",
@@ -130,6 +129,4 @@ def load_suites(
     if suites_dir is not None:
         directory = Path(suites_dir)
         return {name: Suite.load(directory / f"{name}.json") for name in names}
-    from evals.toy_world import toy_world_suites
-
     return toy_world_suites(names, seed=seed)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import random
 
-from evals.items import EvalItem, Suite
-from evals.suites import VISIBLE_LABEL_SUITES
+from evals.items import VISIBLE_LABEL_SUITES, EvalItem, Suite
 from oracle.errors import OracleInputError
 
 N_TEST = 200  # test items per suite in full mode

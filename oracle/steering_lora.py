@@ -14,16 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
 from oracle.errors import OracleInputError
 from oracle.oracle import ActivationOracle
-
-if TYPE_CHECKING:
-    from oracle.steering import SteeringResult
 
 STEER_ADAPTER = "steer"
 
@@ -50,8 +47,9 @@ def add_steering_lora(
     return [p for n, p in ao.target.named_parameters() if f".{STEER_ADAPTER}." in n]
 
 
-def save_steering_lora(ao: ActivationOracle, result: SteeringResult, directory: str | Path) -> Path:
-    """Save the steering LoRA (peft format, flat directory) plus ``steering.json`` metadata."""
+def save_steering_lora(ao: ActivationOracle, result: Any, directory: str | Path) -> Path:
+    """Save the steering LoRA of ``result`` (a LoRA method's ``SteeringResult``) in peft format,
+    flat directory, plus ``steering.json`` metadata."""
     if result.adapter is None:
         raise OracleInputError("this result is a steering vector; save it with SteeringVector")
     path = Path(directory)

@@ -314,9 +314,9 @@ def test_max_positions_gives_the_oracle_the_last_positions(engine, tmp_path):
 def test_cli_shards_merge_and_report(dirs, engine, tmp_path):
     from typer.testing import CliRunner
 
-    from oracle.cli import _register, app
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     write_synthetic_log(tmp_path / "log", 6, d_model=engine.d_model, n_positions=2)
     (tmp_path / "q.txt").write_text("Is the assistant a pirate?\nWhat is it?\n")
     common = ["--logs", str(tmp_path / "log"), "--questions", str(tmp_path / "q.txt"),

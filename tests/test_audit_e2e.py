@@ -44,9 +44,9 @@ def conversations(n: int) -> list[dict]:
 
 
 def cli(*args: str) -> None:
-    from oracle.cli import _register, app
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
@@ -83,7 +83,7 @@ def test_capture_audit_kill_resume_and_corrupt_shard(tmp_path):
     args += [a for q in QUESTIONS for a in ("--question", q)] + model_args
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from oracle.cli import main; main()", *args, "--batch-size", "2"],
+        [sys.executable, "-c", "from oracle_cli import main; main()", *args, "--batch-size", "2"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMER
 
 def run_cli(*args, check=True):
     proc = subprocess.run(
-        [sys.executable, "-c", "from oracle.cli import main; main()", *args],
+        [sys.executable, "-c", "from oracle_cli import main; main()", *args],
         capture_output=True,
         text=True,
         env=ENV,

@@ -106,9 +106,9 @@ def test_run_eval_writes_json_markdown_and_html(tiny_oracle, tmp_path):
 
 
 def test_cli_eval_quick_on_tiny_oracle(tiny_oracle, tmp_path):
-    from oracle.cli import _register, app
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     _, oracle_dir = tiny_oracle
     out = tmp_path / "cli"
     result = CliRunner().invoke(

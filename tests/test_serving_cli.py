@@ -8,14 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from oracle.cli import _register, app
 from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleConfigError, OracleInputError
+from oracle_cli import app, load_commands
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tests.helpers import make_oracle_dir
 
-_register()
+load_commands()
 
 
 def test_serve_help_lists_every_option():

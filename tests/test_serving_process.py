@@ -29,7 +29,7 @@ def test_oracle_serve_process_answers_queries(tmp_path):
         "def close(self):\n"
         "    open(os.environ['CLOSED_MARKER'], 'a').write('closed\\n')\n"
         "hf.HFEngine.close = close\n"
-        "from oracle.cli import main; main()"
+        "from oracle_cli import main; main()"
     )
     cmd = [sys.executable, "-c", code, "serve"]
     cmd += ["--target", str(base), "--oracle", str(oracle), "--port", str(port)]

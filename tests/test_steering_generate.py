@@ -168,9 +168,9 @@ def test_vector_file_round_trip_and_errors(tmp_path):
 
 
 def test_cli_steer_then_generate(dirs, ao, tmp_path):
-    from oracle.cli import _register, app
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     runner = CliRunner()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Hello there\n\nHow are you today?\n")
@@ -221,11 +221,11 @@ def test_system_prompt_goes_before_the_user_turn(ao):
 def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
     """--scale multiplies a steering LoRA's update: 0 gives the unsteered reply, and any scale
     gives what the library gives inside scaled_adapter."""
-    from oracle.cli import _register, app
     from oracle.steering import SteerConfig, steer
     from oracle.steering_lora import STEER_ADAPTER, save_steering_lora, scaled_adapter
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     lora_ao = ActivationOracle.load(oracle=str(dirs[1]), device="cpu", dtype="float32")
     cfg = SteerConfig(question="Q?", answer="A pirate.", method="lora", steps=3, lr=0.2)
     result = steer(lora_ao, ["Hello there", "How are you today?"], cfg)
@@ -247,9 +247,9 @@ def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
 
 
 def test_cli_generate_adds_a_vector_where_it_was_optimised(dirs, ao, tmp_path):
-    from oracle.cli import _register, app
+    from oracle_cli import app, load_commands
 
-    _register()
+    load_commands()
     vec = big_vector(ao, seed=2)
     path = SteeringVector(vector=vec, layer=1, apply="reply").save(tmp_path / "r.safetensors")
     out = CliRunner().invoke(

@@ -74,7 +74,7 @@ def test_oracle_ask_with_no_model_arguments(tmp_path):
         [
             sys.executable,
             "-c",
-            "from oracle.cli import main; main()",
+            "from oracle_cli import main; main()",
             "ask",
             "--messages-file",
             str(path),

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from oracle.cli import _register, app
 from oracle.oracle import ActivationOracle
 from oracle.tiny import save_tiny
+from oracle_cli import app, load_commands
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def write_config(tmp_path: Path, **extra) -> Path:
 @pytest.mark.timeout(120)
 def test_cli_trains_from_yaml_and_flags_override(tmp_path):
     config = write_config(tmp_path)
-    _register()
+    load_commands()
     result = CliRunner().invoke(
         app, ["train", "--config", str(config), "--lora-r", "4", "--read-layers", "[1, 2]"]
     )
@@ -75,7 +75,7 @@ def test_cli_trains_from_yaml_and_flags_override(tmp_path):
 def test_cli_rejects_an_unknown_config_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: x\noutput_dir: y\nlora_rank: 4\n")
-    _register()
+    load_commands()
     result = CliRunner().invoke(app, ["train", "--config", str(path)])
     assert result.exit_code != 0
     assert "lora_rank" in str(result.exception)
@@ -96,7 +96,7 @@ def test_torchrun_two_processes_train_and_save_a_loadable_oracle(tmp_path):
         "--master_port",
         str(free_port()),
         "-m",
-        "training.cli_entry",
+        "oracle_cli.train",
         "--config",
         str(config),
     ]

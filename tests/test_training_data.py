@@ -156,6 +156,6 @@ def test_config_template_matches_the_core_and_cli_import_stays_light():
     from training.config import DEFAULT_TEMPLATE as CONFIG_TEMPLATE
 
     assert CONFIG_TEMPLATE == DEFAULT_TEMPLATE
-    code = "import sys, training.cli; print('torch' in sys.modules)"
+    code = "import sys, oracle_cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # `oracle --help` must not pay for torch

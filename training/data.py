@@ -1,18 +1,9 @@
-"""Load training data: a file (JSONL/JSON/Parquet/CSV), a saved Arrow dataset, a hub id, or a
-weighted mix of sources and builders described in the config file.
-
-A source in the config's ``train_data``/``eval_data`` is either a string (a path or hub id) or
-a mapping::
-
-    {path: my.jsonl}                                   # a schema dataset
-    {builder: persona_qa, n: 2000, personas: p.jsonl}  # a builder with its arguments
-    ... and any of them may carry weight: 0.5 inside a list (the weighted mix)
-"""
+"""Read rows of training data: a file (JSONL/JSON/Parquet/CSV), a saved Arrow dataset or a hub
+id. The config's sources and mixes are in :mod:`training.sources`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from datasets import Dataset, load_dataset, load_from_disk
 
@@ -39,38 +30,3 @@ def load_rows(source: str, split: str = "train") -> Dataset:
         return load_dataset(source, split=split)
     except Exception as exc:  # the hub is unreachable offline: say so plainly
         raise OracleInputError(f"cannot load dataset {source!r}: {exc}") from None
-
-
-def build_source(spec: str | dict[str, Any], seed: int, model: str | None = None) -> Dataset:
-    """One source of the mix (without its weight); ``model`` is the default tokenizer."""
-    if isinstance(spec, str):
-        return load_rows(spec)
-    if not isinstance(spec, dict):
-        raise OracleInputError(f"a data source must be a path or a mapping, got {spec!r}")
-    spec = {k: v for k, v in spec.items() if k != "weight"}
-    if "path" in spec:
-        return load_rows(str(spec["path"]), spec.get("split", "train"))
-    if "builder" in spec:
-        from training.builders import BUILDERS
-
-        name = spec.pop("builder")
-        if name not in BUILDERS:
-            raise OracleInputError(f"unknown builder {name!r}; choose from {sorted(BUILDERS)}")
-        spec.setdefault("seed", seed)
-        if name == "context_prediction" and model is not None:
-            spec.setdefault("tokenizer", model)
-        return BUILDERS[name](**spec)
-    raise OracleInputError(f"a data source needs 'path' or 'builder', got keys {sorted(spec)}")
-
-
-def load_data(
-    spec: str | dict | list, seed: int = 0, size: int | None = None, model: str | None = None
-) -> Dataset:
-    """A source, or a list of sources mixed by their ``weight`` (default 1 each)."""
-    if not isinstance(spec, list):
-        return build_source(spec, seed, model)
-    from training.builders.mix import mix
-
-    parts = [build_source(s, seed, model) for s in spec]
-    weights = [float(s.get("weight", 1.0)) if isinstance(s, dict) else 1.0 for s in spec]
-    return mix(parts, weights, size=size, seed=seed)

@@ -8,6 +8,7 @@ import random
 from datasets import Dataset
 
 from oracle.errors import OracleInputError
+from training.data import load_rows
 from training.schema import make_row
 
 
@@ -25,8 +26,6 @@ def classification_qa(
     Integer labels are named by ``label_names`` (or the dataset's ClassLabel names).
     """
     if isinstance(source, str):
-        from training.data import load_rows
-
         source = load_rows(source)
     for column in (text_column, label_column):
         if column not in source.column_names:

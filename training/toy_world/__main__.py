@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from oracle.cli import main
+from training.toy_world.cli import toy_app
 
 if __name__ == "__main__":
-    sys.argv = ["oracle", "toy-world", *sys.argv[1:]]
-    main()
+    toy_app(prog_name="python -m training.toy_world")

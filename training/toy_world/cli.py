@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
 from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleInputError
 
@@ -17,7 +16,6 @@ toy_app = typer.Typer(
     help="The toy world: a small target with hidden personas and secrets, and its oracle.",
     no_args_is_help=True,
 )
-app.add_typer(toy_app, name="toy-world")
 
 DEFAULT_WORK = Path(".cache") / "toy_world"
 

@@ -3,6 +3,9 @@
 The flags are generated from :class:`training.config.TrainConfig`, one per field, with the
 field's help string, so the CLI and the config file cannot drift apart. A flag given on the
 command line overrides the file. List and mapping fields take YAML (``--read-layers "[4, 8]"``).
+
+``python -m oracle_cli.train ARGS`` = ``oracle train ARGS``, for launchers that start a module
+(``torchrun --nproc_per_node 2 -m oracle_cli.train --config FILE``).
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-
-from oracle.cli import app
 
 log = logging.getLogger(__name__)
 _SIMPLE = (str, int, float, bool)
@@ -45,7 +46,7 @@ def _parse_yaml(value: str) -> Any:
 
 def _train(config_file: Path | None, overrides: dict[str, Any]) -> None:
     from training.config import TrainConfig
-    from training.data import load_data
+    from training.sources import load_data
     from training.train import train_oracle
 
     if config_file is not None:
@@ -106,9 +107,17 @@ def _build_command():
     train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     train.__doc__ = (
         "Train an oracle (LoRA on the target's own weights) and save the oracle directory. "
-        "Multi-process: torchrun --nproc_per_node N -m training.cli_entry --config FILE."
+        "Multi-process: torchrun --nproc_per_node N -m oracle_cli.train --config FILE."
     )
     return train
 
 
-app.command("train")(_build_command())
+train_cmd = _build_command()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from oracle_cli import main
+
+    main(["train", *sys.argv[1:]])

@@ -8,11 +8,9 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
-from oracle.cli.common import read_target_input
+from oracle_cli.common import read_target_input
 
 
-@app.command("ask")
 def ask_cmd(
     question: Annotated[list[str], typer.Option(help="A question for the oracle (repeatable).")],
     target: Annotated[

@@ -1,4 +1,5 @@
-"""``oracle capture``: target activations to safetensors, with a JSON sidecar."""
+"""``oracle capture``: target activations to safetensors with a JSON sidecar, or (``--input``)
+a logged-activation directory in the audit format."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
-from oracle.cli.common import parse_layers, read_target_input
+from oracle_cli.common import parse_layers, read_target_input
 
 
-@app.command("capture")
 def capture_cmd(
     model: Annotated[
         str | None, typer.Option(help="Target model: hub id or local directory.")
@@ -62,12 +61,6 @@ def capture_cmd(
     if out is None:
         raise OracleInputError("--out is required")
     if input is not None:
-        try:
-            from audit.cli import capture_logs
-        except ModuleNotFoundError:
-            raise OracleInputError(
-                "--input (logged-activation directories) is not available yet"
-            ) from None
         capture_logs(model, input, out, layers, positions, dtype, device, batch_size, shard_records)
         return
     if model is None:
@@ -96,3 +89,73 @@ def capture_cmd(
     }
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     typer.echo(f"wrote {out} {tuple(cap.activations.shape)}", err=True)
+
+
+def capture_logs(
+    model: str | None,
+    input: Path,
+    out: Path,
+    layers: str | None,
+    positions: str | None,
+    dtype: str = "auto",
+    device: str = "auto",
+    batch_size: int = 8,
+    shard_records: int = 256,
+) -> None:
+    """``oracle capture --input CONVS --out LOGDIR``: capture conversations into a log directory.
+
+    Without ``model``, the toy world's target; without ``layers``/``positions``, the read spec
+    of the toy world's oracle (or, for another model, its middle layer and ``non_system``).
+    Running it again on the same ``out`` resumes after the last committed shard.
+    """
+    from tqdm import tqdm
+
+    from audit.conversations import read_conversations
+    from audit.writer import LogWriter, capture_conversations
+    from oracle.config import OracleConfig
+    from oracle.engines import create_engine
+
+    read_spec = None
+    if model is None:
+        from oracle.defaults import default_oracle, default_target
+
+        model = default_target()
+        read_spec = OracleConfig.load(default_oracle())
+    engine = create_engine("hf", model, None, batch_size=batch_size, dtype=dtype, device=device)
+    config = read_spec or engine.config
+    layer_list = parse_layers(layers) or list(config.read_layers)
+    positions = positions or config.positions
+    storage = dtype if dtype in ("float32", "bfloat16", "float16") else "float32"
+    if dtype in ("fp32", "bf16", "fp16"):
+        storage = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[dtype]
+    skipped: list[str] = []
+    total = _count_lines(input)
+    with LogWriter(
+        out, str(model), layer_list, engine.d_model, storage, positions, shard_records
+    ) as writer:
+        done_before = len(writer.done_conversations)
+        with tqdm(total=total, desc="capture", unit="conv") as bar:
+            stats = capture_conversations(
+                engine,
+                read_conversations(input, skipped),
+                writer,
+                layer_list,
+                positions,
+                batch_size,
+                bar.update,
+            )
+        manifest = writer.manifest
+    engine.close()
+    typer.echo(
+        f"wrote {out}: {manifest.record_count} records ({stats.records} new, "
+        f"{done_before} conversations already there), {len(manifest.shards)} shards; "
+        f"skipped {len(skipped) + len(stats.skipped)}",
+        err=True,
+    )
+
+
+def _count_lines(path: Path) -> int | None:
+    if not (path.is_file() and path.suffix in (".jsonl", ".ndjson")):
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
 from oracle.errors import OracleInputError
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ ForceOpt = Annotated[
 ]
 
 
-@app.command("steer")
 def steer_cmd(
     prompts: Annotated[Path, typer.Option(help="Text file of target prompts, one per line.")],
     question: Annotated[str, typer.Option(help="The question put to the oracle.")],
@@ -186,7 +184,6 @@ def steer_cmd(
     typer.echo(str(path))
 
 
-@app.command("generate")
 def generate_cmd(
     prompt: Annotated[str, typer.Option(help="The user message the target replies to.")],
     steer: Annotated[

@@ -1,4 +1,4 @@
-"""``oracle eval``: the evaluation suite from the command line (registered on ``oracle.cli.app``)."""
+"""``oracle eval``: the evaluation suite from the command line."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
 from oracle.errors import OracleInputError
 
 
-@app.command("eval")
 def eval_cmd(
     suite: Annotated[
         str, typer.Option(help="persona | secret | context | system | all (or a comma list).")

@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from oracle.cli import app
 
-
-@app.command("serve")
 def serve_cmd(
     target: Annotated[
         str | None,
