@@ -32,4 +32,4 @@ format:
 	$(VENV)/ruff format . && $(VENV)/ruff check --fix .
 
 bench: setup
-	$(VENV)/python evals/bench_capture.py
+	$(VENV)/python -m evals.bench.capture

@@ -7,9 +7,9 @@ prompts of the same lengths, with no capture and no injection, fed as the server
 in micro-batches of --batch-size, vllm with --clients requests in flight) and the ratio of the
 two, ``throughput_ratio["same_tokens_in"]`` (target >= 0.8). See :func:`plain_generation`.
 
-    python evals/bench_serving.py --engine hf                  # toy world, 64 clients x 10
-    python evals/bench_serving.py --engine vllm
-    python evals/bench_serving.py --engine hf --tiny --clients 8 --queries 2   # a quick check
+    python -m evals.bench.serve_load --engine hf                  # toy world, 64 clients x 10
+    python -m evals.bench.serve_load --engine vllm
+    python -m evals.bench.serve_load --engine hf --tiny --clients 8 --queries 2   # a quick check
 
 Run it alone: the machine's other processes distort the timings.
 """
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evals.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
+from evals.bench.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
 
 PERSONAS = [
     "You are a pirate.",

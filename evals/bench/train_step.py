@@ -10,9 +10,9 @@ Prints mean step times, the ratio (a)/(b) (target <= 1.4), oracle tokens per sec
 memory (torch.cuda.max_memory_allocated per step kind on GPU; the process's ru_maxrss on CPU).
 Models are randomly initialised from a config (no download):
 
-    python evals/bench_training.py                                   # tiny, CPU, seconds
-    python evals/bench_training.py --model qwen3-0.6b --dtype bf16 --device cuda
-    python evals/bench_training.py --model qwen3-1.7b --dtype bf16 --device cuda --gradient-checkpointing
+    python -m evals.bench.train_step                                   # tiny, CPU, seconds
+    python -m evals.bench.train_step --model qwen3-0.6b --dtype bf16 --device cuda
+    python -m evals.bench.train_step --model qwen3-1.7b --dtype bf16 --device cuda --gradient-checkpointing
 
 Run it alone (other torch processes on the machine distort CPU timings).
 """
