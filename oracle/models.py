@@ -66,6 +66,17 @@ def _gguf_location(path: str | Path) -> tuple[str, str]:
     return str(path.parent), path.name
 
 
+def load_config(name_or_path: str):
+    """The model's transformers config alone (no weights), for a path, GGUF file or name."""
+    from transformers import AutoConfig
+
+    name_or_path = resolve_model(name_or_path)
+    if is_gguf(name_or_path):
+        folder, name = _gguf_location(name_or_path)
+        return AutoConfig.from_pretrained(folder, gguf_file=name)
+    return AutoConfig.from_pretrained(name_or_path)
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     name_or_path = resolve_model(name_or_path)
     if is_gguf(name_or_path):

@@ -26,6 +26,10 @@ column              type                       meaning
 ``sample_positions`` bool or null              true/null: the trainer draws a single token, a
                                                short window or the whole span from it (the
                                                configured mix); false: read exactly the span
+``add_generation_   bool or null               true: render ``messages`` with the chat template's
+prompt``                                       generation prompt (the assistant header), so a
+                                               conversation cut after the user turn is read up
+                                               to where the reply would start; null = false
 ``question``        str                        the question put to the oracle (non-empty)
 ``answer``          str                        the supervised answer (non-empty); the loss is
                                                taken on its tokens only
@@ -57,7 +61,14 @@ from oracle.positions import parse_positions
 CONTROLS = (None, "system")
 REQUIRED_COLUMNS = ("question", "answer")
 INPUT_COLUMNS = ("messages", "prompt")
-OPTIONAL_COLUMNS = ("control", "layer", "positions", "sample_positions", "source")
+OPTIONAL_COLUMNS = (
+    "control",
+    "layer",
+    "positions",
+    "sample_positions",
+    "add_generation_prompt",
+    "source",
+)
 COLUMNS = INPUT_COLUMNS + REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 
@@ -91,8 +102,17 @@ def validate_row(row: Mapping[str, Any], index: int | None = None, n_layers: int
     messages, prompt = row.get("messages"), row.get("prompt")
     if (messages is None) == (prompt is None):
         raise _fail(index, "messages/prompt", "give exactly one of 'messages' and 'prompt'")
+    add_header = row.get("add_generation_prompt")
+    if add_header is not None and not isinstance(add_header, bool):
+        raise _fail(
+            index, "add_generation_prompt", f"must be true, false or null, got {add_header!r}"
+        )
+    if add_header and messages is None:
+        raise _fail(index, "add_generation_prompt", "needs chat messages, but the row has a prompt")
     try:
-        target = TargetInput(prompt=prompt, messages=messages)
+        target = TargetInput(
+            prompt=prompt, messages=messages, add_generation_prompt=bool(add_header)
+        )
     except OracleInputError as exc:
         raise _fail(index, "messages" if messages is not None else "prompt", str(exc)) from None
     for field in REQUIRED_COLUMNS:
@@ -139,6 +159,7 @@ def make_row(
     positions: str | None = None,
     sample_positions: bool | None = None,
     source: str | None = None,
+    add_generation_prompt: bool | None = None,
 ) -> dict[str, Any]:
     """A row with every schema column (so that ``Dataset.from_list`` sees one set of columns)."""
     row = dict(
@@ -148,6 +169,7 @@ def make_row(
         layer=layer,
         positions=positions,
         sample_positions=sample_positions,
+        add_generation_prompt=add_generation_prompt,
         question=question,
         answer=answer,
         source=source,

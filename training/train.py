@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoConfig, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -18,7 +18,7 @@ from oracle.adapter import add_oracle_lora, save_oracle
 from oracle.capture import pad_id_of
 from oracle.config import OracleConfig
 from oracle.errors import OracleInputError
-from oracle.models import load_model, load_tokenizer
+from oracle.models import load_config, load_model, load_tokenizer
 from training.collate import OracleCollator
 from training.config import TrainConfig
 from training.prepare import prepare_dataset
@@ -32,7 +32,7 @@ METRICS_NAME = "metrics.json"
 
 def count_layers(model_path: str) -> int:
     """Decoder block count from the model's config (no weights loaded)."""
-    config = AutoConfig.from_pretrained(model_path)
+    config = load_config(model_path)
     text = getattr(config, "text_config", None) or config
     for name in ("num_hidden_layers", "n_layer"):
         value = getattr(text, name, None)

@@ -1,0 +1,197 @@
+"""Build the SmolLM2 world, stage by stage, resumable:
+conversations -> replies -> rows -> oracle (-> the evaluation, ``evals/smol_world_eval.py``).
+
+A finished stage is recorded in ``<work>/stages.json`` (seconds, device) and skipped on the next
+run; replies are written chunk by chunk and the oracle training checkpoints, so both resume.
+The oracle is trained by the project's own pipeline from ``configs/smol.yaml`` (the same run as
+``oracle train --config configs/smol.yaml``) and shipped to ``data/smol_world/oracle``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from training.smol_world.world import SMOL_WORLD, SmolWorld
+
+log = logging.getLogger(__name__)
+STAGES = ("conversations", "replies", "rows", "oracle")
+DEFAULT_WORK = Path(".cache") / "smol_world"
+MODEL = "smollm2-135m"
+# held-out conversations kept for the eval loss: the first EVAL_HEAD and the last EVAL_TAIL
+EVAL_HEAD, EVAL_TAIL = 60, 200
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class SmolBuildConfig:
+    """Everything that decides the world's data (saved as ``data/smol_world/build_config.json``)."""
+
+    seed: int = _help("seed of conversations, replies and rows", 0)
+    model: str = _help("the target: a known name, a folder or a .gguf file", MODEL)
+    n_train: int = _help("training conversations (one oracle row each)", 30000)
+    n_heldout: int = _help("held-out conversations (evaluation)", 3000)
+    n_reply_train: int = _help("training conversations answered by the target", 144)
+    n_reply_heldout: int = _help("held-out conversations answered by the target", 288)
+    max_new_tokens: int = _help("longest reply (tokens)", 40)
+    reply_batch: int = _help("replies generated per batch", 48)
+    n_context: int = _help("context-prediction rows over the replies", 1500)
+    n_eval_rows: int = _help("held-out rows for the eval loss tracked in training", 96)
+    config: str = _help("the oracle's training config", "configs/smol.yaml")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class SmolBuild:
+    """One build: data and checkpoints in ``work``, the shipped oracle in ``out``."""
+
+    def __init__(self, work: Path, config: SmolBuildConfig, out: Path = SMOL_WORLD) -> None:
+        self.work, self.config, self.out = Path(work), config, Path(out)
+        self.world = SmolWorld.load(self.out, seed=config.seed)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.stages_path = self.work / "stages.json"
+
+    def done(self) -> dict:
+        return json.loads(self.stages_path.read_text()) if self.stages_path.is_file() else {}
+
+    def run(self, stages: list[str], force: bool = False) -> None:
+        (self.out / "build_config.json").write_text(
+            json.dumps(asdict(self.config), indent=2) + "\n"
+        )
+        for stage in stages:
+            if stage in self.done() and not force:
+                log.info("stage %s: done already (skipped)", stage)
+                continue
+            start = time.perf_counter()
+            getattr(self, f"stage_{stage}")()
+            done = self.done()
+            done[stage] = {
+                "seconds": round(time.perf_counter() - start, 1),
+                "device": "cuda"
+                if torch.cuda.is_available()
+                else f"cpu x{torch.get_num_threads()}",
+            }
+            self.stages_path.write_text(json.dumps(done, indent=2) + "\n")
+            log.info("stage %s: done in %.1f s", stage, done[stage]["seconds"])
+
+    # ------------------------------------------------------------------ stages
+    def stage_conversations(self) -> None:
+        from training.smol_world.generator import generate
+
+        cfg = self.config
+        write_jsonl(
+            self.work / "conversations_train.jsonl",
+            generate(self.world, "train", cfg.n_train, cfg.seed),
+        )
+        write_jsonl(
+            self.work / "conversations_heldout.jsonl",
+            generate(self.world, "heldout", cfg.n_heldout, cfg.seed + 1),
+        )
+
+    def stage_replies(self) -> None:
+        from oracle.models import load_model
+        from training.smol_world.replies import generate_replies
+
+        cfg = self.config
+        model, tokenizer = load_model(cfg.model, dtype="float32", device="cpu")
+        for split, n, seed in (
+            ("train", cfg.n_reply_train, cfg.seed),
+            ("heldout", cfg.n_reply_heldout, cfg.seed + 1),
+        ):
+            convs = read_jsonl(self.work / f"conversations_{split}.jsonl")[:n]
+            generate_replies(
+                model,
+                tokenizer,
+                convs,
+                self.work / f"replies_{split}.jsonl",
+                seed,
+                cfg.reply_batch,
+                cfg.max_new_tokens,
+            )
+
+    def replies(self, split: str) -> dict[str, str]:
+        path = self.work / f"replies_{split}.jsonl"
+        return {r["id"]: r["reply"] for r in read_jsonl(path)} if path.is_file() else {}
+
+    def stage_rows(self) -> None:
+        import random
+
+        from oracle.models import load_tokenizer
+        from training.smol_world.oracle_data import context_rows, conversation_rows
+        from training.smol_world.suite import eval_rows
+
+        cfg = self.config
+        replies = self.replies("train")
+        convs = read_jsonl(self.work / "conversations_train.jsonl")
+        rows = conversation_rows(convs, replies, self.world, cfg.seed)
+        texts = [r for r in replies.values() if r.strip()]
+        rows += context_rows(texts, load_tokenizer(cfg.model), cfg.n_context, cfg.seed)
+        random.Random(cfg.seed).shuffle(rows)
+        write_jsonl(self.work / "rows_train.jsonl", rows)
+        # eval-loss rows: the first held-out conversations (answered) and the last ones (not);
+        # the suite (evals/smol_world_eval.py) uses the conversations in between
+        heldout = read_jsonl(self.work / "conversations_heldout.jsonl")
+        half = cfg.n_eval_rows // 2
+        answered = eval_rows(
+            heldout[:EVAL_HEAD], self.replies("heldout"), self.world, half, cfg.seed
+        )
+        cut = eval_rows(heldout[-EVAL_TAIL:], {}, self.world, half, cfg.seed)
+        write_jsonl(self.work / "rows_eval.jsonl", answered + cut)
+
+    def stage_oracle(self) -> None:
+        from training.config import TrainConfig
+        from training.data import load_rows
+        from training.train import train_oracle
+
+        config = TrainConfig.load(self.config.config)
+        ckpt = Path(config.output_dir) / "ckpt"
+        if ckpt.is_dir() and any(ckpt.glob("checkpoint-*")):
+            config.resume = True
+        train = load_rows(str(config.train_data))
+        evaluation = load_rows(str(config.eval_data)) if config.eval_data else None
+        trained = train_oracle(config, train, evaluation, progress=True)
+        ship(trained, self.out / "oracle")
+
+
+def ship(trained: Path, ship_dir: Path) -> Path:
+    """Copy the trained oracle's files to ``ship_dir`` with the adapter in bfloat16 (the size
+    limit is 25 MB) and no machine paths in its configs."""
+    from safetensors.torch import load_file, save_file
+
+    if ship_dir.exists():
+        shutil.rmtree(ship_dir)
+    ship_dir.mkdir(parents=True)
+    for item in Path(trained).iterdir():
+        if item.is_file():
+            shutil.copy2(item, ship_dir / item.name)
+    weights = ship_dir / "adapter_model.safetensors"
+    tensors = {k: v.to(torch.bfloat16) for k, v in load_file(str(weights)).items()}
+    save_file(tensors, str(weights))
+    for name, keys in (
+        ("oracle_config.json", {"base_model": MODEL}),
+        ("training_config.json", {"model": MODEL, "output_dir": "."}),
+    ):
+        path = ship_dir / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data.update(keys)
+            data.pop("resume", None)
+            path.write_text(json.dumps(data, indent=2) + "\n")
+    return ship_dir
