@@ -47,11 +47,6 @@ class NotFound(ServiceError):
     error_type = "not_found"
 
 
-class PayloadTooLarge(ServiceError):
-    status_code = 413
-    error_type = "payload_too_large"
-
-
 def error_response(
     status: int, error_type: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

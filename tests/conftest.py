@@ -51,7 +51,8 @@ def toy_oracle_dirs(tmp_path_factory):
 def toy_vllm_engine(toy_oracle_dirs, tmp_path_factory):
     """THE vLLM engine of the test session (start-up costs a minute): the toy world's oracle.
 
-    Every vLLM test shares it; tests/test_vllm_engine.py closes it in its last test.
+    Every vLLM test shares it; none closes it (the fixture does, at the session's end), so the
+    tests pass in any order.
     """
     pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh --vllm)")
     from oracle.engines import create_engine

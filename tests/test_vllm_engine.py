@@ -295,15 +295,29 @@ def test_a_request_vllm_refuses_fails_alone(engines, feeder):
     assert len(set(texts)) == 1 and texts[0] == engines["hf"].answer([request])[0].text
 
 
-# Last in the file, and this file is last in the session: it closes the shared engine.
 @pytest.mark.slow
 @pytest.mark.vllm
 @pytest.mark.timeout(600)
-def test_close_shuts_the_engine_down(engines):
-    engine = engines["vllm"]
+def test_close_shuts_the_engine_down(toy_oracle_dirs, tmp_path):
+    """On an engine of its own (the session's shared engine stays open for the other tests,
+    whatever their order): closing the owner stops it and the engines that share its vLLM."""
+    from oracle.engines.vllm import VLLMEngine
+    from oracle.oracle import ActivationOracle
+
+    engine = create_engine(
+        "vllm",
+        oracle=str(toy_oracle_dirs[0]),
+        dtype="float32",
+        max_model_len=256,
+        cache_dir=tmp_path / "vllm_merged",
+    )
+    embedding = ActivationOracle.load(None, toy_oracle_dirs[1], dtype="float32", device="cpu")
+    sharing = VLLMEngine(embedding, engine.llm)
+    request = AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0], max_new_tokens=2)
+    assert engine.answer([request])[0].text  # open: it answers
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
-        engine.answer([AnswerRequest(torch.ones(1, engine.d_model), QUESTIONS[0])])
+        engine.answer([request])
     with pytest.raises(RuntimeError, match="closed"):
-        engines["vllm_embedding"].answer([AnswerRequest(torch.ones(1, engine.d_model), "Why?")])
+        sharing.answer([AnswerRequest(torch.ones(1, engine.d_model), "Why?")])
     engine.close()  # idempotent

@@ -8,7 +8,7 @@ value fails before any model is loaded.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,14 +218,3 @@ class TrainConfig:
         data = {k: v for k, v in data.items() if not str(k).startswith("_")}
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)
-
-
-def field_help() -> dict[str, tuple[str, Any]]:
-    """``{name: (help, default)}`` of every field (the CLI and docs are generated from it)."""
-    out = {}
-    for f in fields(TrainConfig):
-        default = f.default if f.default is not MISSING else None
-        if f.default_factory is not MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        out[f.name] = (f.metadata["help"], default)
-    return out
