@@ -25,7 +25,7 @@ STAGES = ("conversations", "replies", "rows", "oracle")
 DEFAULT_WORK = Path(".cache") / "smol_world"
 MODEL = "smollm2-135m"
 # held-out conversations kept for the eval loss: the first EVAL_HEAD and the last EVAL_TAIL
-EVAL_HEAD, EVAL_TAIL = 60, 200
+EVAL_HEAD, EVAL_TAIL = 24, 200
 
 
 def _help(text: str, default):
@@ -62,8 +62,11 @@ def read_jsonl(path: Path) -> list[dict]:
 class SmolBuild:
     """One build: data and checkpoints in ``work``, the shipped oracle in ``out``."""
 
-    def __init__(self, work: Path, config: SmolBuildConfig, out: Path = SMOL_WORLD) -> None:
+    def __init__(
+        self, work: Path, config: SmolBuildConfig, out: Path = SMOL_WORLD, device: str = "cpu"
+    ) -> None:
         self.work, self.config, self.out = Path(work), config, Path(out)
+        self.device = device
         self.world = SmolWorld.load(self.out, seed=config.seed)
         self.work.mkdir(parents=True, exist_ok=True)
         self.stages_path = self.work / "stages.json"
@@ -110,7 +113,7 @@ class SmolBuild:
         from training.smol_world.replies import generate_replies
 
         cfg = self.config
-        model, tokenizer = load_model(cfg.model, dtype="float32", device="cpu")
+        model, tokenizer = load_model(cfg.model, dtype="float32", device=self.device)
         for split, n, seed in (
             ("train", cfg.n_reply_train, cfg.seed),
             ("heldout", cfg.n_reply_heldout, cfg.seed + 1),

@@ -58,6 +58,7 @@ def generate_replies(
             for c in chunk
         ]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(model.device)
         torch.manual_seed(seed * 1_000_003 + chunk_index)
         out_ids = model.generate(
             **enc,
