@@ -24,6 +24,15 @@ def build_cmd(
     device: Annotated[str, typer.Option(help="cpu | cuda: where replies are generated.")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
     force: Annotated[bool, typer.Option(help="Rerun stages recorded as done.")] = False,
+    train_config: Annotated[
+        str, typer.Option(help="The oracle's training config (configs/smol-gpu.yaml on a GPU).")
+    ] = "configs/smol.yaml",
+    n_reply_train: Annotated[
+        int | None, typer.Option(help="Training conversations answered by the target.")
+    ] = None,
+    n_reply_heldout: Annotated[
+        int | None, typer.Option(help="Held-out conversations answered by the target.")
+    ] = None,
 ) -> None:
     """Finished stages are skipped; replies and the oracle's training resume where they stopped."""
     import torch
@@ -36,5 +45,10 @@ def build_cmd(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise OracleInputError(f"--stage: unknown stage(s) {unknown}; choose from {STAGES}")
-    SmolBuild(work, SmolBuildConfig(), device=device).run(stages, force)
+    config = SmolBuildConfig(config=train_config)
+    if n_reply_train is not None:
+        config.n_reply_train = n_reply_train
+    if n_reply_heldout is not None:
+        config.n_reply_heldout = n_reply_heldout
+    SmolBuild(work, config, device=device).run(stages, force)
     typer.echo(f"SmolLM2 world built (stage records: {work / 'stages.json'})")

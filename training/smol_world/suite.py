@@ -87,6 +87,8 @@ def context_items(texts: list[str], tokenizer, n: int, seed: int, k: int = 4) ->
 
     rng = random.Random(seed + 17)
     items = []
+    # the builder can draw a window that does not fit a text shorter than k + 8 + 2 tokens
+    texts = [t for t in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= k + 10]
     for i, row in enumerate(context_prediction(texts, tokenizer, n=n, k=k, max_span=8, seed=seed)):
         family = "context_next" if "next" in row["question"] else "context_previous"
         items.append(
