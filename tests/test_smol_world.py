@@ -120,3 +120,19 @@ def test_replies_resume_to_the_same_text(world, chatml, tmp_path):
     assert read_jsonl(cut) == read_jsonl(full)
     assert [r["id"] for r in read_jsonl(full)] == [c["id"] for c in convs]
     assert json.loads(full.read_text().splitlines()[0])["n_tokens"] <= 6
+
+
+def test_worlds_name_their_target_and_oracle(tmp_path, monkeypatch):
+    from oracle import known_models
+    from oracle.errors import OracleInputError
+    from oracle.worlds import SMOL_WORLD, get_world
+
+    assert get_world("toy").oracle_dir().name == "oracle"
+    with pytest.raises(OracleInputError, match="unknown world"):
+        get_world("nowhere")
+    monkeypatch.setenv(known_models.CACHE_ENV, str(tmp_path))
+    with pytest.raises(OracleInputError, match="oracle models fetch smollm2-135m"):
+        get_world("smol").target()
+    if not (SMOL_WORLD / "oracle" / "oracle_config.json").is_file():
+        with pytest.raises(OracleInputError, match="smol-world build"):
+            get_world("smol").oracle_dir()

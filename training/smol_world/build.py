@@ -41,7 +41,7 @@ class SmolBuildConfig:
     n_train: int = _help("training conversations (one oracle row each)", 30000)
     n_heldout: int = _help("held-out conversations (evaluation)", 3000)
     n_reply_train: int = _help("training conversations answered by the target", 144)
-    n_reply_heldout: int = _help("held-out conversations answered by the target", 288)
+    n_reply_heldout: int = _help("held-out conversations answered by the target", 96)
     max_new_tokens: int = _help("longest reply (tokens)", 40)
     reply_batch: int = _help("replies generated per batch", 48)
     n_context: int = _help("context-prediction rows over the replies", 1500)
