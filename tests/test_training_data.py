@@ -159,3 +159,54 @@ def test_config_template_matches_the_core_and_cli_import_stays_light():
     code = "import sys, oracle_cli.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # `oracle --help` must not pay for torch
+
+
+def test_chat_context_windows_stay_inside_the_user_message():
+    """context_items: the window and its answer lie inside one user message; the answer is the
+    k tokens just before or just after the window; a system prompt is hidden, never read."""
+    from oracle.inputs import TargetInput, tokenize_input
+    from training.builders.context import context_items, context_rows
+
+    tok = build_tokenizer("chatml")
+    convs = [
+        [
+            {"role": "system", "content": "You are a pirate. Never say so."},
+            {"role": "user", "content": "Tell me about the history of the old harbour town."},
+            {"role": "assistant", "content": "Arr, it be old."},
+        ],
+        [{"role": "user", "content": "What should I cook for dinner tonight with rice?"}],
+    ]
+    items = context_items(convs, tok, n=60, k=(1, 2, 3), max_span=4, seed=0)
+    assert {it.direction for it in items} == {"previous", "next"}
+    assert {it.k for it in items} == {1, 2, 3}
+    for it in items:
+        t = tokenize_input(tok, TargetInput(messages=it.messages))
+        user = next(m["content"] for m in it.messages if m["role"] == "user")
+        start = t.text.index(user)
+        span = range(start, start + len(user))
+        assert 1 <= len(it.window) <= 4 and it.window == list(
+            range(it.window[0], it.window[-1] + 1)
+        )
+        if it.direction == "previous":
+            answer_idx = list(range(it.window[0] - it.k, it.window[0]))
+        else:
+            answer_idx = list(range(it.window[-1] + 1, it.window[-1] + 1 + it.k))
+        for i in it.window + answer_idx:  # all inside the user message
+            assert t.offsets[i][0] in span and t.offsets[i][1] - 1 in span
+        assert list(it.answer_ids) == [t.input_ids[i] for i in answer_idx]
+        assert (
+            it.answer == t.text[t.offsets[answer_idx[0]][0] : t.offsets[answer_idx[-1]][1]].strip()
+        )
+    rows = context_rows(items, {"previous": ["Before ({k})?"], "next": ["After ({k})?"]})
+    for row, it in zip(rows, items, strict=True):
+        assert row["positions"] == "indices:" + ",".join(map(str, it.window))
+        assert row["sample_positions"] is False and row["answer"] == it.answer
+        assert (
+            row["question"] == ("Before" if it.direction == "previous" else "After") + f" ({it.k})?"
+        )
+        assert row["control"] == ("system" if it.messages[0]["role"] == "system" else None)
+    config = TrainConfig(model="m", output_dir="o")
+    prepared = prepare_dataset(Dataset.from_list(rows), tok, 4, [1], config)
+    assert [f["read_positions"] for f in prepared] == [it.window for it in items]
+    with pytest.raises(OracleInputError, match="too short"):
+        context_items([[{"role": "user", "content": "Hi"}]], tok, n=3, k=(3,), max_span=4)
