@@ -115,3 +115,48 @@ def test_gradient_checkpointing_recomputes_with_the_injection(tmp_path):
     assert all("lora_" in n for n in plain)
     for name in plain:
         torch.testing.assert_close(plain[name], recomputed[name], rtol=1e-4, atol=1e-6)
+
+
+def test_loss_on_kept_logits_equals_the_full_causal_lm_loss(tmp_path):
+    """compute_loss unembeds only the positions that predict answer tokens: same loss and LoRA
+    gradients as the model's own loss over full logits."""
+    _, peft_model, tok = lora_model()
+    rows = [
+        make_row("What persona?", "A pirate.", messages=MESSAGES[:2], control="system", layer=1),
+        make_row("Who?", "A chef, surely.", messages=MESSAGES[:2], control="system", layer=1),
+    ]
+    config = TrainConfig(model="m", output_dir="o", position_mix={"span": 1.0})
+    data = prepare_dataset(Dataset.from_list(rows), tok, 4, [1], config)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), remove_unused_columns=False, report_to=[], use_cpu=True
+    )
+    trainer = OracleTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=data,
+        data_collator=OracleCollator(pad_id_of(tok)),
+        injection=InjectionSpec("layer:1", "add", 1.0),
+    )
+    assert trainer._keeps_logits(peft_model)  # the kept-logits path runs, not the fallback
+    batch = trainer.data_collator([data[0], data[1]])
+    grads = []
+    for use_trainer in (False, True):
+        peft_model.zero_grad()
+        model_inputs, ctx = trainer._oracle_context(peft_model, batch)
+        with ctx:
+            if use_trainer:
+                loss = trainer.compute_loss(peft_model, model_inputs)
+            else:
+                loss = peft_model(**model_inputs).loss
+        loss.backward()
+        grads.append(
+            (
+                loss.detach(),
+                {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None},
+            )
+        )
+    (full, full_grads), (kept, kept_grads) = grads
+    torch.testing.assert_close(kept, full)
+    assert full_grads.keys() == kept_grads.keys() and full_grads
+    for name in full_grads:
+        torch.testing.assert_close(kept_grads[name], full_grads[name], rtol=1e-4, atol=1e-6)

@@ -8,7 +8,10 @@ Each step (train or eval):
 2. inject: those vectors are written at the oracle prompt's placeholders (``oracle.inject``),
    and the ordinary Trainer step runs inside that context, so the backward pass (and any
    gradient-checkpointing recomputation) sees the same injection;
-3. the loss is the causal-LM loss on the answer tokens only (labels are -100 elsewhere).
+3. the loss is the causal-LM loss on the answer tokens only (labels are -100 elsewhere). Where
+   the model's forward takes ``logits_to_keep`` (transformers' causal LMs do), logits are
+   computed only at the positions that predict an answer token: the same loss and gradients,
+   without the unembedding of every placeholder.
 
 Gradient accumulation, schedules, bf16, gradient checkpointing, length-grouped batches,
 checkpoints, resume and DDP (torchrun/accelerate) are the Trainer's own.
@@ -17,6 +20,7 @@ checkpoints, resume and DDP (torchrun/accelerate) are the Trainer's own.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from typing import Any
 
@@ -26,6 +30,7 @@ from transformers import Trainer, TrainerCallback
 
 from oracle.capture import hidden_at_layers
 from oracle.inject import InjectionSpec, inject
+from training.collate import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,46 @@ class OracleTrainer(Trainer):
         seq_len = inputs["input_ids"].shape[1]
         ctx = inject(base, self.injection, extra["placeholder_positions"], vectors, seq_len)
         return inputs, ctx
+
+    def _keeps_logits(self, model: nn.Module) -> bool:
+        if not hasattr(self, "_logits_to_keep_ok"):
+            base = self.accelerator.unwrap_model(model)
+            inner = base.get_base_model() if hasattr(base, "get_base_model") else base
+            params = inspect.signature(inner.forward).parameters
+            self._logits_to_keep_ok = "logits_to_keep" in params
+        return self._logits_to_keep_ok
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """The causal-LM loss on the answer tokens, with logits only where they are needed."""
+        if "labels" not in inputs or not self._keeps_logits(model) or self.label_smoother:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels_BT = inputs.pop("labels")
+        next_BT = labels_BT[:, 1:]  # position t predicts token t + 1
+        keep_U = (next_BT != IGNORE_INDEX).any(0).nonzero().squeeze(-1)
+        outputs = model(**inputs, logits_to_keep=keep_U)
+        logits_BUV = outputs.logits.float()
+        target_BU = next_BT[:, keep_U].to(logits_BUV.device)
+        loss_sum = nn.functional.cross_entropy(
+            logits_BUV.flatten(0, 1),
+            target_BU.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+        if scaled:
+            loss = loss_sum / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+        else:
+            loss = loss_sum / (target_BU != IGNORE_INDEX).sum().clamp_min(1)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(
         self,
