@@ -1,8 +1,8 @@
 """Baselines that need the models: black-box (ask the target) and the training-free readout.
 
-Both reach the transformers model through :class:`~oracle.engines.hf.HFEngine` (its
-``ActivationOracle``), because both need the oracle adapter switched off, which only the HF
-engine exposes. The linear probe, which needs activations only, is in :mod:`evals.probe`.
+Both reach the transformers model through ``Engine.transformers_oracle()`` (the
+``ActivationOracle`` of the hf engine, and of the vllm engine beside vLLM), because both need
+the oracle adapter switched off. The linear probe, which needs activations only, is in :mod:`evals.probe`.
 """
 
 from __future__ import annotations
@@ -11,21 +11,16 @@ from collections.abc import Sequence
 
 import torch
 
-from oracle.capture import pad_id_of
 from oracle.engines.base import Engine
 from oracle.errors import OracleInputError
-from oracle.layers import model_device
-from oracle.oracle import ActivationOracle, pad_left
+from oracle.generation import generate_texts
+from oracle.oracle import ActivationOracle
 
 
 def hf_oracle_of(engine: Engine) -> ActivationOracle:
-    """The :class:`ActivationOracle` behind an HF engine; other engines fail clearly."""
-    ao = getattr(engine, "oracle", None)
-    if not isinstance(ao, ActivationOracle):
-        raise OracleInputError(
-            f"the black-box and training-free baselines need the 'hf' engine, not {engine.name!r}"
-        )
-    return ao
+    """The transformers :class:`ActivationOracle` an engine keeps (``Engine.transformers_oracle``);
+    other engines fail clearly."""
+    return engine.transformers_oracle()
 
 
 @torch.no_grad()
@@ -51,22 +46,8 @@ def black_box(
             add_generation_prompt=True,
         )
         rows.append(tok.encode(text, add_special_tokens=False))
-    replies: list[str] = []
-    device = model_device(ao.target)
     with ao.adapter_disabled():
-        for start in range(0, len(rows), batch_size):
-            ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
-            out_BT = ao.target.generate(
-                input_ids=ids_BT.to(device),
-                attention_mask=mask_BT.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad_id_of(tok),
-                eos_token_id=tok.eos_token_id,
-            )
-            for row in out_BT[:, ids_BT.shape[1] :]:
-                replies.append(tok.decode(row, skip_special_tokens=True).strip())
-    return replies
+        return generate_texts(ao.target, tok, rows, max_new_tokens, batch_size=batch_size)
 
 
 def training_free(

@@ -20,35 +20,16 @@ from oracle.capture import Capture, capture, pad_id_of
 from oracle.config import OracleConfig
 from oracle.errors import FingerprintMismatchError, OracleConfigError, OracleInputError
 from oracle.fingerprint import fingerprint
+from oracle.generation import generate_texts, pad_left
 from oracle.inject import check_vectors, inject
 from oracle.inputs import TargetInput
 from oracle.layers import check_layer, hidden_size, model_device, num_layers
 from oracle.models import load_model
+from oracle.positions import read_spec
 from oracle.prompts import OraclePrompt, answer_ids_of, build_oracle_prompt
 
 log = logging.getLogger(__name__)
 ADAPTER_NAME = "oracle"
-
-
-def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Left-pad token rows for generation; returns ids (B, T), mask (B, T) and each row's shift."""
-    width = max(len(r) for r in rows)
-    ids_BT = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask_BT = torch.zeros((len(rows), width), dtype=torch.long)
-    shifts = []
-    for b, row in enumerate(rows):
-        shift = width - len(row)
-        ids_BT[b, shift:] = torch.tensor(row, dtype=torch.long)
-        mask_BT[b, shift:] = 1
-        shifts.append(shift)
-    return ids_BT, mask_BT, shifts
-
-
-def sampling_kwargs(temperature: float, top_p: float) -> dict:
-    """``generate`` arguments: sampling at ``temperature`` and ``top_p``; greedy at 0."""
-    if temperature > 0:
-        return dict(do_sample=True, temperature=temperature, top_p=top_p)
-    return dict(do_sample=False)
 
 
 def resolve_base_path(base: str, oracle_dir: Path) -> str:
@@ -63,8 +44,12 @@ class ActivationOracle:
     """Capture from a target and answer questions about activations.
 
     >>> ao = ActivationOracle.load(target="path/to/model", oracle="path/to/oracle_dir")
-    >>> ao.ask([{"role": "system", "content": "You are a pirate."},
-    ...         {"role": "user", "content": "Hi"}], ["What persona is the assistant playing?"])
+    >>> caps = ao.capture([[{"role": "system", "content": "You are a pirate."},
+    ...                     {"role": "user", "content": "Hi"}]])
+    >>> ao.answer([caps[0].activations[0]], ["What persona is the assistant playing?"])
+
+    To capture once and answer several questions, use an engine's ``query``
+    (``oracle.engines.hf.HFEngine(ao).query(messages, questions)``).
     """
 
     def __init__(
@@ -176,13 +161,30 @@ class ActivationOracle:
         batch_size: int = 8,
         max_tokens: int | None = None,
     ) -> list[Capture]:
-        """Target activations (adapter off): one :class:`Capture` per input."""
+        """Target activations (adapter off): one :class:`Capture` per input.
+
+        Without ``positions``, each input is read at the oracle's positions, a plain prompt
+        under a ``non_system`` default at all of them (:func:`oracle.positions.read_spec`).
+        """
         layers = list(layers) if layers else [self.config.default_layer]
-        positions = positions or self.config.positions
+        targets = [TargetInput.coerce(x) for x in inputs]
+        specs = [read_spec(positions, self.config.positions, t.prompt is not None) for t in targets]
+        out: list[Capture | None] = [None] * len(targets)
         with self.adapter_disabled():
-            return capture(
-                self.target, self.tokenizer, inputs, layers, positions, batch_size, max_tokens
-            )
+            for spec in dict.fromkeys(specs):
+                idx = [i for i, s in enumerate(specs) if s == spec]
+                caps = capture(
+                    self.target,
+                    self.tokenizer,
+                    [targets[i] for i in idx],
+                    layers,
+                    spec,
+                    batch_size,
+                    max_tokens,
+                )
+                for i, cap in zip(idx, caps, strict=True):
+                    out[i] = cap
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ answering
     def _prompts(
@@ -206,17 +208,21 @@ class ActivationOracle:
             )
         return prompts
 
+    def _injection(
+        self, prompts: list[OraclePrompt], activations: Sequence[torch.Tensor], shifts, width: int
+    ):
+        """The injection of ``activations`` at the placeholders of left-padded ``prompts``."""
+        positions = [
+            [q + s for q in p.placeholder_positions] for p, s in zip(prompts, shifts, strict=True)
+        ]
+        return inject(self.oracle_model, self.config.injection, positions, list(activations), width)
+
     def _batch(self, prompts: list[OraclePrompt], activations: Sequence[torch.Tensor]):
         ids_BT, mask_BT, shifts = pad_left(
             [p.input_ids for p in prompts], pad_id_of(self.oracle_tokenizer)
         )
-        positions = [
-            [q + s for q in p.placeholder_positions] for p, s in zip(prompts, shifts, strict=True)
-        ]
         device = model_device(self.oracle_model)
-        ctx = inject(
-            self.oracle_model, self.config.injection, positions, list(activations), ids_BT.shape[1]
-        )
+        ctx = self._injection(prompts, activations, shifts, ids_BT.shape[1])
         return ids_BT.to(device), mask_BT.to(device), ctx
 
     @torch.no_grad()
@@ -237,27 +243,23 @@ class ActivationOracle:
         if temperature < 0 or not 0 < top_p <= 1:
             raise OracleInputError("temperature must be >= 0 and top_p in (0, 1]")
         prompts = self._prompts(activations, questions, layer)
-        if seed is not None:
-            torch.manual_seed(seed)
-        tok = self.oracle_tokenizer
-        answers: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start : start + batch_size]
-            acts = activations[start : start + batch_size]
-            ids_BT, mask_BT, ctx = self._batch(chunk, acts)
-            sampling = sampling_kwargs(temperature, top_p)
-            with ctx:
-                out_BT = self.oracle_model.generate(
-                    input_ids=ids_BT,
-                    attention_mask=mask_BT,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=pad_id_of(tok),
-                    eos_token_id=tok.eos_token_id,
-                    **sampling,
-                )
-            for row in out_BT[:, ids_BT.shape[1] :]:
-                answers.append(tok.decode(row, skip_special_tokens=True).strip())
-        return answers
+
+        def injection(start: int, ids_BT: torch.Tensor, shifts: list[int]):
+            chunk = prompts[start : start + len(shifts)]
+            acts = activations[start : start + len(shifts)]
+            return self._injection(chunk, acts, shifts, ids_BT.shape[1])
+
+        return generate_texts(
+            self.oracle_model,
+            self.oracle_tokenizer,
+            [p.input_ids for p in prompts],
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            batch_size,
+            context=injection,
+        )
 
     def yes_no_ids(self) -> tuple[int, int]:
         yes = answer_ids_of(self.oracle_tokenizer, self.config.yes_answer)
@@ -288,19 +290,3 @@ class ActivationOracle:
             pair_B2 = logits_BTV[:, -1, [yes_id, no_id]].float().softmax(dim=-1)
             scores += pair_B2[:, 0].tolist()
         return scores
-
-    def ask(
-        self,
-        target_input: TargetInput | str | list[dict[str, str]],
-        questions: Sequence[str],
-        layer: int | None = None,
-        positions: str | None = None,
-        **generation,
-    ) -> list[str]:
-        """Capture ``target_input`` once and answer each question about it."""
-        if not questions:
-            raise OracleInputError("give at least one question")
-        layer = self.config.default_layer if layer is None else layer
-        cap = self.capture([target_input], [layer], positions)[0]
-        acts = cap.activations[0]
-        return self.answer([acts] * len(questions), list(questions), layer, **generation)

@@ -45,6 +45,15 @@ def parse_positions(spec: str) -> tuple[str, object]:
     raise OracleInputError(f"positions must be one of {POSITION_MODES}, got {spec!r}")
 
 
+def read_spec(spec: str | None, default: str, plain_prompt: bool) -> str:
+    """The positions an input is read at: ``spec`` when given; else ``default``, except that a
+    plain prompt read by a ``non_system`` default reads ``all`` (it has no system prompt to
+    leave out, and no roles to find one by). An explicit ``non_system`` is left as asked."""
+    if spec is not None:
+        return spec
+    return "all" if plain_prompt and default == "non_system" else default
+
+
 def _overlaps(offset: tuple[int, int], start: int, end: int) -> bool:
     return offset[0] < end and offset[1] > start
 

@@ -49,7 +49,6 @@ def ask_cmd(
     ] = False,
 ) -> None:
     """Ask the oracle about a conversation; prints each answer alone on a line (logs on stderr)."""
-    from oracle.engines import AnswerRequest, CaptureRequest
     from oracle.engines.hf import HFEngine
 
     target_input = read_target_input(prompt, messages_file)
@@ -60,16 +59,16 @@ def ask_cmd(
     engine = HFEngine.load(
         target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
     )
-    read_layer = engine.config.default_layer if layer is None else layer
-    cap = engine.capture([CaptureRequest(target_input, [read_layer], positions)])[0]
-    answers = engine.answer(
-        [
-            AnswerRequest(
-                cap.activations[0], q, read_layer, max_new_tokens, temperature, yes_no=yes_no
-            )
-            for q in question
-        ]
+    cap, answers = engine.query(
+        target_input,
+        question,
+        layer,
+        positions,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        yes_no=yes_no,
     )
+    read_layer = cap.layers[0]
     if as_json:
         payload = {
             "answers": [

@@ -2,9 +2,9 @@
 
 Routers call this, never the engine directly, so that every request goes through the same
 admission control, batching and timeout. ``engine.capture`` / ``engine.answer`` run on one worker
-thread, where concurrent HTTP requests are grouped into batches (hf). An engine with a ``submit``
-method (vllm) takes answers straight from the event loop instead: they join vLLM's running batch
-at its next step, while the worker thread captures the next requests.
+thread, where concurrent HTTP requests are grouped into batches (hf). An engine with continuous
+batching (vllm) takes answers straight from the event loop instead (``engine.submit``): they
+join vLLM's running batch at its next step, while the worker thread captures the next requests.
 """
 
 from __future__ import annotations
@@ -167,13 +167,6 @@ class OracleService:
     async def capture(self, request: CaptureRequest) -> Capture:
         """Capture one target input (batched with concurrent captures)."""
         request.layers = [self.check_layer(x) for x in (request.layers or [None])]
-        default = self.engine.config.positions
-        if (
-            request.positions is None
-            and request.input.prompt is not None
-            and default == "non_system"
-        ):
-            request.positions = "all"  # a plain prompt has no system prompt to leave out
         cap = await self.batcher.submit("capture", request)
         if len(cap.token_ids) > self.settings.max_tokens:  # engines given a looser limit
             raise OracleInputError(
@@ -187,9 +180,9 @@ class OracleService:
         for r in requests:
             r.layer = self.check_layer(r.layer)
             self.check_answer_request(r)
-        submit = getattr(self.engine, "submit", None)
-        if submit is not None:  # continuous batching inside the engine (vllm)
-            answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in submit(requests)))
+        if self.engine.continuous_batching:  # the engine batches them itself (vllm)
+            futures = self.engine.submit(requests)
+            answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         else:
             answers = await asyncio.gather(*(self.batcher.submit("answer", r) for r in requests))
         for a in answers:
@@ -214,9 +207,8 @@ class OracleService:
                 f"{self.settings.max_questions}"
             )
         cap = await self.capture(capture_request)
-        layer = cap.layers[0]
-        acts_PD = cap.activations[0]
-        requests = [AnswerRequest(acts_PD, q, layer, **options) for q in questions]
+        layer, acts_PD = cap.layers[0], cap.activations[0]
+        requests = self.engine.answer_requests(cap, questions, **options)
         if not per_token:
             return QueryResult(cap, layer, await self.answer(requests))
         # Both go to the batcher at once, so the per-token scores share batches with the answers.

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from oracle import ActivationOracle, OracleConfig
+from oracle.engines.hf import HFEngine
 from oracle.errors import (
     FingerprintMismatchError,
     OracleConfigError,
@@ -86,7 +87,7 @@ def test_answer_input_errors(ao):
     with pytest.raises(OracleInputError, match="out of range"):
         ao.answer([acts], ["q?"], layer=9)
     with pytest.raises(OracleInputError, match="at least one question"):
-        ao.ask(MESSAGES, [])
+        HFEngine(ao).query(MESSAGES, [])
 
 
 def test_oracle_dir_without_config(tmp_path):
@@ -135,8 +136,14 @@ def test_separate_oracle_model(tmp_path):
     target = save_tiny(tmp_path / "target", "llama")  # another family, same d_model
     ao = ActivationOracle.load(target=str(target), oracle=str(oracle_dir), oracle_model=str(base))
     assert ao.oracle_model is not ao.target
-    answers = ao.ask(MESSAGES, ["What persona?"], max_new_tokens=4)
-    assert len(answers) == 1
+    _, answers = HFEngine(ao).query(MESSAGES, ["What persona?"], max_new_tokens=4)
+    assert (
+        len(answers) == 1
+        and answers[0].text
+        == ao.answer(
+            [ao.capture([MESSAGES])[0].activations[0]], ["What persona?"], max_new_tokens=4
+        )[0]
+    )
     wide = save_tiny(tmp_path / "wide", "qwen2", hidden_size=128)
     with pytest.raises(OracleConfigError, match="hidden size"):
         ActivationOracle.load(target=str(target), oracle=str(oracle_dir), oracle_model=str(wide))

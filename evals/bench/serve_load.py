@@ -207,69 +207,6 @@ def batch_stats(url: str) -> dict[str, dict[str, float]]:
     }
 
 
-def _vllm_generate(
-    engine, prompts: list[list[int]], news: list[int], batch_size: int, concurrency: int | None
-) -> None:
-    """Plain vLLM generation. ``concurrency``: that many requests in flight at once, each
-    replaced as it finishes (as ``concurrency`` clients load a server), fed to vLLM between its
-    steps as the vllm engine feeds answers; None: all at once, one ``LLM.generate`` (offline
-    batch inference, which no server with fewer clients than queries can see)."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    from vllm import SamplingParams
-
-    from oracle.engines.vllm_feed import feeder_for
-
-    params = [
-        SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0) for m in news
-    ]
-    inputs = [{"prompt_token_ids": p} for p in prompts]
-    if concurrency is None:
-        engine.llm.generate(inputs, params, use_tqdm=False)
-        return
-    feeder = feeder_for(engine.llm)
-    todo = iter(zip(inputs, params, strict=True))
-
-    def more(n: int) -> set:
-        batch = [job for _, job in zip(range(n), todo, strict=False)]
-        return set(feeder.submit([i for i, _ in batch], [p for _, p in batch]))
-
-    running = more(concurrency)
-    while running:
-        done, running = wait(running, return_when=FIRST_COMPLETED)
-        for future in done:
-            future.result()  # raises what vLLM raised
-        running |= more(len(done))
-
-
-def _hf_generate(
-    engine, prompts: list[list[int]], news: list[int], batch_size: int, concurrency: int | None
-) -> None:
-    import torch
-
-    from oracle.capture import pad_id_of
-    from oracle.oracle import pad_left
-
-    model, tok = engine.oracle.oracle_model, engine.oracle.oracle_tokenizer
-    device = next(model.parameters()).device
-    # Arrival order, as the server batches them: a server cannot group answers by a length it
-    # does not know yet.
-    order = list(range(len(prompts)))
-    with torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            ids_BT, mask_BT, _ = pad_left([prompts[i] for i in idx], pad_id_of(tok))
-            m = max(news[i] for i in idx)
-            model.generate(
-                input_ids=ids_BT.to(device),
-                attention_mask=mask_BT.to(device),
-                max_new_tokens=m,
-                min_new_tokens=m,
-                do_sample=False,
-                pad_token_id=pad_id_of(tok),
-            )
-
-
 def plain_generation(args, target: str | None, oracle: str | None, shapes) -> dict[str, dict]:
     """The same engine's oracle model generating the same token counts with no capture or
     injection: random prompt tokens, EOS ignored, as many tokens out as each served answer took
@@ -286,7 +223,6 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
     import torch
 
     from oracle.engines import create_engine
-    from oracle.prompts import build_oracle_prompt
 
     torch.set_num_threads(args.threads)
     if target is None and oracle is None:
@@ -299,35 +235,25 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
     engine = create_engine(args.engine, target, oracle, **kwargs)
     results = {}
     try:
-        ao = engine.oracle  # the ActivationOracle both engines keep (hf: the model itself)
-        tok, cfg = ao.oracle_tokenizer, engine.config
-        oracle_lengths = [
-            len(
-                build_oracle_prompt(
-                    tok, QUESTIONS[0], n, cfg.default_layer, cfg.placeholder, cfg.prompt_template
-                ).input_ids
-            )
-            for n, _, _ in shapes
-        ]
+        oracle_lengths = [engine.oracle_prompt_length(QUESTIONS[0], n) for n, _, _ in shapes]
         same_lengths = [n + t for n, (_, _, t) in zip(oracle_lengths, shapes, strict=True)]
         # The tokens the model generated: the answer's, plus the EOS that ended it (a decode
         # step like any other) when it stopped before the limit.
         news = [m + 1 if m < args.max_tokens else m for _, m, _ in shapes]
         rng = random.Random(args.seed)
-        vocab = len(tok)
+        vocab = engine.vocab_size()
         variants = [
             ("oracle_prompt_only", oracle_lengths, args.clients),
             ("same_tokens_in", same_lengths, args.clients),
         ]
         if args.engine == "vllm":
             variants.append(("same_tokens_in_all_at_once", same_lengths, None))
-        generate = _vllm_generate if args.engine == "vllm" else _hf_generate
         for name, lengths, concurrency in variants:
             prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
             # warm-up, like the server's
-            generate(engine, prompts[:1], news[:1], args.batch_size, concurrency)
+            engine.generate_tokens(prompts[:1], news[:1], args.batch_size, concurrency)
             start = time.perf_counter()
-            generate(engine, prompts, news, args.batch_size, concurrency)
+            engine.generate_tokens(prompts, news, args.batch_size, concurrency)
             wall = time.perf_counter() - start
             results[name] = {
                 "wall_s": wall,

@@ -1,21 +1,32 @@
 """The engine interface: what serving, audit and evals call, never transformers or vLLM directly.
 
 An engine owns a target and an oracle and does two things in batches: capture activations from
-target inputs, and answer questions about activation sets.
+target inputs, and answer questions about activation sets. :meth:`Engine.query` is the one
+capture-then-answer path (the CLI, the library and the service build on it). Engines that hold
+the target in transformers (``hf``, and ``vllm`` beside vLLM) also generate the target's
+replies, steered or not, run steering optimisations and the baselines that need the target
+itself; others refuse those with a clear error.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from oracle.capture import Capture
+from oracle.capture import Capture, pad_id_of
 from oracle.config import OracleConfig
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
+
+if TYPE_CHECKING:
+    from oracle.oracle import ActivationOracle
+    from oracle.steering.config import SteerConfig
+    from oracle.steering.run import SteeringRun
 
 
 @dataclass
@@ -67,21 +78,145 @@ class Engine(ABC):
     def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
         """One :class:`Answer` per request, in order."""
 
+    # ------------------------------------------------------------------ answering
+    continuous_batching: bool = False  # answers join a running batch from any thread (vllm)
+
+    def submit(self, requests: Sequence[AnswerRequest]) -> list[Future]:
+        """Start answering: one future per request, resolving to its :class:`Answer`.
+
+        An engine with continuous batching returns at once; this default answers the whole
+        list first (an invalid request raises here, before any future exists).
+        """
+        futures = []
+        for answer in self.answer(requests):
+            future: Future = Future()
+            future.set_result(answer)
+            futures.append(future)
+        return futures
+
+    # ------------------------------------------------------------------ capture, then answer
+    def capture_request(
+        self, target_input: TargetInput, layer: int | None = None, positions: str | None = None
+    ) -> CaptureRequest:
+        """What :meth:`query` captures: ``layer`` (default: the oracle's) at ``positions``
+        (default: the oracle's; a plain prompt then reads all, see
+        :func:`oracle.positions.read_spec`)."""
+        layer = self.config.default_layer if layer is None else layer
+        return CaptureRequest(target_input, [layer], positions)
+
+    @staticmethod
+    def answer_requests(
+        capture: Capture, questions: Sequence[str], **options: Any
+    ) -> list[AnswerRequest]:
+        """One request per question about the first layer of ``capture``; ``options`` are
+        :class:`AnswerRequest` fields (max_new_tokens, temperature, yes_no, ...)."""
+        if not questions:
+            raise OracleInputError("give at least one question")
+        acts_PD = capture.activations[0]
+        return [AnswerRequest(acts_PD, q, capture.layers[0], **options) for q in questions]
+
     def query(
         self,
-        target_input: TargetInput,
+        target_input: TargetInput | str | list[dict[str, str]],
         questions: Sequence[str],
         layer: int | None = None,
         positions: str | None = None,
-        **options,
+        **options: Any,
     ) -> tuple[Capture, list[Answer]]:
         """Capture once, then answer every question about that capture."""
         if not questions:
             raise OracleInputError("give at least one question")
-        layer = self.config.default_layer if layer is None else layer
-        cap = self.capture([CaptureRequest(target_input, [layer], positions)])[0]
-        requests = [AnswerRequest(cap.activations[0], q, layer, **options) for q in questions]
-        return cap, self.answer(requests)
+        request = self.capture_request(TargetInput.coerce(target_input), layer, positions)
+        cap = self.capture([request])[0]
+        return cap, self.answer(self.answer_requests(cap, questions, **options))
+
+    # ------------------------------------------------------------------ the target itself
+    def transformers_oracle(self) -> ActivationOracle:
+        """The :class:`~oracle.oracle.ActivationOracle` an engine keeps in transformers, for
+        the methods below; engines without one refuse them."""
+        raise OracleInputError(
+            f"this needs an engine that holds the target in transformers ('hf' or 'vllm'); "
+            f"this one is {self.name!r}"
+        )
+
+    def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
+        """Tokens of each prompt as the target reads it (one user turn awaiting the reply)."""
+        from oracle.steering.generate import prompt_ids
+
+        return [len(ids) for ids in prompt_ids(self.transformers_oracle().tokenizer, prompts)]
+
+    def generate(self, prompts: Sequence[str], **options: Any) -> list[str]:
+        """The target's reply to each prompt (the oracle adapter off), optionally steered;
+        ``options`` as :func:`oracle.steering.generate.generate` takes them."""
+        from oracle.steering.generate import generate
+
+        return generate(self.transformers_oracle(), prompts, **options)
+
+    def steering_layers(self, layer: int | None, read_layer: int | None) -> tuple[int, int]:
+        """(steering layer, read layer) as a steering run would use them, checked."""
+        from oracle.steering.run import resolve_layers
+
+        return resolve_layers(self.transformers_oracle(), layer, read_layer)
+
+    def start_steering(
+        self,
+        prompts: Sequence[str],
+        config: SteerConfig,
+        kl_prompts: Sequence[str] | None = None,
+    ) -> SteeringRun:
+        """A steering optimisation on this engine's target, ready to :meth:`~SteeringRun.step`."""
+        from oracle.steering.run import SteeringRun
+
+        return SteeringRun(self.transformers_oracle(), prompts, config, kl_prompts=kl_prompts)
+
+    def oracle_prompt_length(
+        self, question: str, n_positions: int, layer: int | None = None
+    ) -> int:
+        """Tokens of the oracle's prompt for ``question`` about ``n_positions`` activations."""
+        from oracle.prompts import build_oracle_prompt
+
+        cfg = self.config
+        layer = cfg.default_layer if layer is None else layer
+        tokenizer = self.transformers_oracle().oracle_tokenizer
+        prompt = build_oracle_prompt(
+            tokenizer, question, n_positions, layer, cfg.placeholder, cfg.prompt_template
+        )
+        return len(prompt.input_ids)
+
+    def vocab_size(self) -> int:
+        """Tokens in the oracle's vocabulary."""
+        return len(self.transformers_oracle().oracle_tokenizer)
+
+    def generate_tokens(
+        self,
+        rows: Sequence[list[int]],
+        new_tokens: Sequence[int],
+        batch_size: int = 8,
+        in_flight: int | None = None,
+    ) -> None:
+        """The oracle model generating exactly ``new_tokens[i]`` tokens after token row ``i``,
+        greedy, with no capture or injection: the plain-generation baseline that the serving
+        benchmark measures the engine against. Here in transformers, ``batch_size`` rows at a
+        time in the given order (a server batches in arrival order); ``in_flight`` is for
+        engines that batch continuously."""
+        from oracle.generation import pad_left
+
+        ao = self.transformers_oracle()
+        model, tok = ao.oracle_model, ao.oracle_tokenizer
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            for s in range(0, len(rows), batch_size):
+                idx = range(s, min(s + batch_size, len(rows)))
+                ids_BT, mask_BT, _ = pad_left([rows[i] for i in idx], pad_id_of(tok))
+                m = max(new_tokens[i] for i in idx)
+                model.generate(
+                    input_ids=ids_BT.to(device),
+                    attention_mask=mask_BT.to(device),
+                    max_new_tokens=m,
+                    min_new_tokens=m,
+                    do_sample=False,
+                    pad_token_id=pad_id_of(tok),
+                )
 
     def close(self) -> None:  # noqa: B027 - optional hook for engines that own processes
         """Release processes and memory held by the engine."""

@@ -32,6 +32,9 @@ class HFEngine(Engine):
         max_tokens = kwargs.pop("max_tokens", None)
         return cls(ActivationOracle.load(target, oracle, **kwargs), batch_size, max_tokens)
 
+    def transformers_oracle(self) -> ActivationOracle:
+        return self.oracle
+
     def capture(self, requests: Sequence[CaptureRequest]) -> list[Capture]:
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):

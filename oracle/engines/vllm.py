@@ -33,7 +33,7 @@ from oracle.capture import Capture
 from oracle.config import OracleConfig
 from oracle.engines.base import Answer, AnswerRequest, CaptureRequest, Engine
 from oracle.engines.hf import HFEngine
-from oracle.engines.vllm_feed import feeder_for
+from oracle.engines.vllm_feed import feeder_for, generate_plain
 from oracle.engines.vllm_merge import merged_oracle_dir
 from oracle.engines.vllm_worker import FLAG_NORM
 from oracle.errors import OracleConfigError, OracleInputError
@@ -53,22 +53,11 @@ CPU_ENV_DEFAULTS = {
     "OMP_WAIT_POLICY": "PASSIVE",
 }
 # LLM(...) options the engine sets itself; vllm_kwargs may not override them.
-RESERVED_VLLM_OPTIONS = {
-    "model",
-    "tokenizer",
-    "dtype",
-    "enable_prompt_embeds",
-    "enforce_eager",
-    "enable_prefix_caching",
-    "worker_extension_cls",
-    "tensor_parallel_size",
-    "gpu_memory_utilization",
-    "max_model_len",
-    "max_num_seqs",
-    "seed",
-    "pipeline_parallel_size",
-    "enable_lora",
-}
+RESERVED_VLLM_OPTIONS = set(
+    "model tokenizer dtype enable_prompt_embeds enforce_eager enable_prefix_caching "
+    "worker_extension_cls tensor_parallel_size gpu_memory_utilization max_model_len "
+    "max_num_seqs seed pipeline_parallel_size enable_lora".split()
+)
 # Log-probability agreement (nats) between a prompt sent as token ids and as embeddings.
 PROMPT_EMBEDS_TOLERANCE = 0.05
 
@@ -97,6 +86,7 @@ class VLLMEngine(Engine):
     """An oracle served by vLLM (``answer``) with transformers capture beside it."""
 
     name = "vllm"
+    continuous_batching = True
 
     def __init__(
         self,
@@ -381,6 +371,13 @@ class VLLMEngine(Engine):
             dtype=torch.float64,
         )
         return float(pair_2.softmax(dim=-1)[0])
+
+    def transformers_oracle(self) -> ActivationOracle:
+        return self.oracle
+
+    def generate_tokens(self, rows, new_tokens, batch_size: int = 8, in_flight=None) -> None:
+        """Plain vLLM generation of the oracle model (see :meth:`Engine.generate_tokens`)."""
+        generate_plain(self.llm, rows, new_tokens, in_flight)
 
     def capture(self, requests: Sequence[CaptureRequest]) -> list[Capture]:
         """Target activations from transformers (adapter off): the hf engine's capture."""

@@ -148,3 +148,37 @@ def feeder_for(llm: Any) -> VLLMFeeder:
         if feeder is None:
             feeder = _FEEDERS[llm] = VLLMFeeder(llm)
         return feeder
+
+
+def generate_plain(
+    llm, rows: list[list[int]], new_tokens: list[int], in_flight: int | None = None
+) -> None:
+    """Plain generation in vLLM: each row's exact ``new_tokens`` (EOS ignored), greedy.
+    ``in_flight``: that many requests at once, each replaced as it finishes (as that many
+    clients load a server), fed between vLLM's steps as the engine feeds answers; None: all at
+    once, one ``LLM.generate`` (offline batch inference)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from vllm import SamplingParams
+
+    params = [
+        SamplingParams(max_tokens=m, min_tokens=m, ignore_eos=True, temperature=0.0)
+        for m in new_tokens
+    ]
+    inputs = [{"prompt_token_ids": row} for row in rows]
+    if in_flight is None:
+        llm.generate(inputs, params, use_tqdm=False)
+        return
+    feeder = feeder_for(llm)
+    todo = iter(zip(inputs, params, strict=True))
+
+    def more(n: int) -> set:
+        batch = [job for _, job in zip(range(n), todo, strict=False)]
+        return set(feeder.submit([i for i, _ in batch], [p for _, p in batch]))
+
+    running = more(in_flight)
+    while running:
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()  # raises what vLLM raised
+        running |= more(len(done))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from oracle.engines import CaptureRequest
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 from serving.routers import get_service
@@ -42,7 +41,7 @@ async def query(body: QueryRequest, service: OracleService = Depends(get_service
     if body.per_token and not body.yes_no:
         raise OracleInputError("per_token needs yes_no: it scores P(yes) per token")
     async with service.admit():
-        request = CaptureRequest(target_input_of(body), [body.layer], body.positions)
+        request = service.engine.capture_request(target_input_of(body), body.layer, body.positions)
         result = await service.query(
             request,
             body.questions,
