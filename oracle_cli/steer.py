@@ -7,11 +7,12 @@ import json
 import logging
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from oracle.errors import OracleInputError
+from oracle_cli.options import build_command, config_kwargs, field_options, option
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,30 @@ def _load(target: str | None, oracle: Path | None, dtype: str, device: str, forc
     )
 
 
+MODEL_OPTIONS = [
+    option(
+        "target",
+        Optional[str],  # noqa: UP045 - typer reads it at runtime
+        typer.Option(
+            None, help="Target model: hub id or local directory (default: the oracle's base)."
+        ),
+    ),
+    option(
+        "oracle",
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            None, help="Oracle directory (default, with no --target: the toy world's oracle)."
+        ),
+    ),
+    option("dtype", str, typer.Option("auto", help="auto | float32 | bfloat16 | float16")),
+    option("device", str, typer.Option("auto", help="auto | cpu | cuda | cuda:N")),
+    option(
+        "force",
+        bool,
+        typer.Option(False, help="Use the oracle even if its base-model fingerprint differs."),
+    ),
+]
+
 TargetOpt = Annotated[
     str | None,
     typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
@@ -57,102 +82,26 @@ ForceOpt = Annotated[
 ]
 
 
-def steer_cmd(
-    prompts: Annotated[Path, typer.Option(help="Text file of target prompts, one per line.")],
-    question: Annotated[str, typer.Option(help="The question put to the oracle.")],
-    answer: Annotated[str, typer.Option(help="The answer the oracle should come to give.")],
-    out: Annotated[
-        Path,
-        typer.Option(
-            help="Output: VEC.safetensors (+ VEC.json) for a vector; a directory for --method lora."
-        ),
-    ],
-    target: TargetOpt = None,
-    oracle: OracleOpt = None,
-    method: Annotated[
-        str, typer.Option(help="'vector' (a steering vector) or 'lora' (a target LoRA).")
-    ] = "vector",
-    layer: Annotated[
-        int | None,
-        typer.Option(help="Block whose output the vector is added to (default: read layer - 1)."),
-    ] = None,
-    read_layer: Annotated[
-        int | None, typer.Option(help="Block the oracle reads (default: the oracle's).")
-    ] = None,
-    positions: Annotated[
-        str | None, typer.Option(help="Target positions the oracle reads (default: the oracle's).")
-    ] = None,
-    read: Annotated[
-        str,
-        typer.Option(
-            help="What the oracle reads: 'reply' (each prompt is followed by the target's own "
-            "unsteered greedy reply and the oracle reads the reply, where the features that "
-            "drive generation live; positions default to role:assistant) or 'prompt' (the "
-            "prompt's tokens)."
-        ),
-    ] = "reply",
-    reply_tokens: Annotated[
-        int, typer.Option(help="Longest reply generated for --read reply, in tokens.")
-    ] = 32,
-    apply: Annotated[
-        str,
-        typer.Option(
-            help="Where the vector is added: 'all' positions, 'reply' (the reply only, from "
-            "the prompt's last position on) or 'first' (that position alone, where the reply "
-            "starts; the reply reads it through attention); 'reply' and 'first' need --read "
-            "reply. Saved with the vector: `oracle generate` adds it the same way."
-        ),
-    ] = "all",
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 60,
-    lr: Annotated[
-        float,
-        typer.Option(help="Adam learning rate (vector: in units of the residual norm per step)."),
-    ] = 0.05,
-    batch_size: Annotated[int, typer.Option(help="Prompts per step.")] = 8,
-    kl_weight: Annotated[
-        float, typer.Option(help="Weight of KL(steered || unsteered) on neutral prompts; 0: off.")
-    ] = 0.1,
-    kl_prompts: Annotated[
-        Path | None,
-        typer.Option(help="Neutral prompts for the KL term, one per line (default: --prompts)."),
-    ] = None,
-    max_norm: Annotated[
-        float | None,
-        typer.Option(help="Bound on the vector's norm, in units of the residual norm at --layer."),
-    ] = None,
-    lora_r: Annotated[int, typer.Option(help="Rank of the steering LoRA (--method lora).")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the batch order and LoRA init.")] = 0,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    force: ForceOpt = False,
+def _steer(
+    prompts: Path,
+    out: Path,
+    kl_prompts: Path | None,
+    target: str | None,
+    oracle: Path | None,
+    dtype: str,
+    device: str,
+    force: bool,
+    **settings,
 ) -> None:
     """Optimise a steering vector (or LoRA) so that the frozen oracle answers ANSWER to QUESTION
     about the target's activations; saves it with its loss curve and prints the output path."""
     from tqdm import tqdm
 
     from oracle.steering import SteerConfig, steer
-    from oracle.steering_lora import save_steering_lora
+    from oracle.steering.lora import save_steering_lora
 
-    cfg = SteerConfig(
-        question=question,
-        answer=answer,
-        method=method,
-        layer=layer,
-        read_layer=read_layer,
-        positions=positions,
-        read=read,
-        reply_tokens=reply_tokens,
-        apply=apply,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        kl_weight=kl_weight,
-        max_norm=max_norm,
-        lora_r=lora_r,
-        lora_alpha=2 * lora_r,
-        seed=seed,
-    )
-    if method == "vector" and out.suffix != ".safetensors":
+    cfg = SteerConfig(**config_kwargs(SteerConfig, settings))
+    if cfg.method == "vector" and out.suffix != ".safetensors":
         raise OracleInputError(f"--out must end in .safetensors for a vector, got {str(out)!r}")
     texts = read_prompts(prompts)
     neutral = read_prompts(kl_prompts, "--kl-prompts") if kl_prompts else None
@@ -182,6 +131,42 @@ def steer_cmd(
         err=True,
     )
     typer.echo(str(path))
+
+
+def _steer_command():
+    # The options of SteerConfig come from its fields (oracle.steering.config): one definition
+    # of each setting for the library, this command and POST /v1/steer.
+    from oracle.steering.config import SteerConfig
+
+    params = [
+        option(
+            "prompts",
+            Path,
+            typer.Option(..., help="Text file of target prompts, one per line."),
+        ),
+        option(
+            "out",
+            Path,
+            typer.Option(
+                ...,
+                help="Output: VEC.safetensors (+ VEC.json) for a vector; a directory for "
+                "--method lora.",
+            ),
+        ),
+        *field_options(SteerConfig),
+        option(
+            "kl_prompts",
+            Optional[Path],  # noqa: UP045 - typer reads it at runtime
+            typer.Option(
+                None, help="Neutral prompts for the KL term, one per line (default: --prompts)."
+            ),
+        ),
+        *MODEL_OPTIONS,
+    ]
+    return build_command(_steer, params, _steer.__doc__ or "")
+
+
+steer_cmd = _steer_command()
 
 
 def generate_cmd(
@@ -225,9 +210,9 @@ def generate_cmd(
 ) -> None:
     """Generate the target's reply (its base model, the oracle adapter off), optionally steered;
     prints the reply alone on stdout."""
-    from oracle.steering_generate import generate
-    from oracle.steering_io import SteeringVector
-    from oracle.steering_lora import STEER_ADAPTER, load_steering_lora, scaled_adapter
+    from oracle.steering.generate import generate
+    from oracle.steering.io import SteeringVector
+    from oracle.steering.lora import STEER_ADAPTER, load_steering_lora, scaled_adapter
 
     if steer is not None and steer_adapter is not None:
         raise OracleInputError("give at most one of --steer and --steer-adapter")

@@ -10,38 +10,15 @@ command line overrides the file. List and mapping fields take YAML (``--read-lay
 
 from __future__ import annotations
 
-import inspect
 import logging
-import types
-import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from oracle_cli.options import build_command, config_kwargs, field_options, option
+
 log = logging.getLogger(__name__)
-_SIMPLE = (str, int, float, bool)
-
-
-def _flag_type(annotation: Any) -> type:
-    """The flag's Python type: a simple type, or str (parsed as YAML) for lists/maps/unions."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if annotation in _SIMPLE:
-        return annotation
-    if isinstance(annotation, types.UnionType | typing._UnionGenericAlias) and len(args) == 1:  # type: ignore[attr-defined]
-        if args[0] in _SIMPLE:
-            return args[0]
-    return str
-
-
-def _parse_yaml(value: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise typer.BadParameter(f"not valid YAML: {value!r} ({exc})") from None
 
 
 def _train(config_file: Path | None, overrides: dict[str, Any]) -> None:
@@ -63,16 +40,23 @@ def _train(config_file: Path | None, overrides: dict[str, Any]) -> None:
     typer.echo(f"oracle saved to {path}")
 
 
+def _run(config: Path | None, **flags: Any) -> None:
+    """Train an oracle (LoRA on the target's own weights) and save the oracle directory.
+    Multi-process: torchrun --nproc_per_node N -m oracle_cli.train --config FILE."""
+    from training.config import TrainConfig
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    _train(config, config_kwargs(TrainConfig, given))
+
+
 def _build_command():
     from training.config import TrainConfig
 
-    hints = typing.get_type_hints(TrainConfig)
-    yaml_fields: set[str] = set()
     params = [
-        inspect.Parameter(
+        option(
             "config",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
+            Optional[Path],  # noqa: UP045 - typer reads it at runtime
+            typer.Option(
                 None,
                 "--config",
                 "-c",
@@ -80,36 +64,11 @@ def _build_command():
                 exists=True,
                 dir_okay=False,
             ),
-            annotation=Optional[Path],  # noqa: UP045  (typer reads the annotation at runtime)
-        )
+        ),
+        # every field, unset by default, so that a flag given overrides the file
+        *field_options(TrainConfig, overrides_only=True),
     ]
-    for f in fields(TrainConfig):
-        kind = _flag_type(hints[f.name])
-        if kind is str and hints[f.name] is not str:
-            yaml_fields.add(f.name)
-        suffix = " (YAML)" if f.name in yaml_fields else ""
-        params.append(
-            inspect.Parameter(
-                f.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, help=f.metadata["help"] + suffix, show_default=False),
-                annotation=Optional[kind],  # noqa: UP045
-            )
-        )
-
-    def train(**kwargs: Any) -> None:
-        config_file = kwargs.pop("config")
-        overrides = {
-            k: _parse_yaml(v) if k in yaml_fields else v for k, v in kwargs.items() if v is not None
-        }
-        _train(config_file, overrides)
-
-    train.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    train.__doc__ = (
-        "Train an oracle (LoRA on the target's own weights) and save the oracle directory. "
-        "Multi-process: torchrun --nproc_per_node N -m oracle_cli.train --config FILE."
-    )
-    return train
+    return build_command(_run, params, _run.__doc__ or "")
 
 
 train_cmd = _build_command()

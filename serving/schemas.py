@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 Role = Literal["system", "user", "assistant"]
@@ -17,6 +17,32 @@ def effective_temperature(temperature: float) -> float:
     """The temperature a request samples at: below ``MIN_TEMPERATURE`` sampling overflows, so
     such a temperature means greedy (0)."""
     return temperature if temperature >= MIN_TEMPERATURE else 0.0
+
+
+def texts(what: str, max_items: int, max_chars: int, description: str) -> object:
+    """The type of a list field of non-blank strings (at least one, at most ``max_items``),
+    each at most ``max_chars`` long; an error names the item (``question 2 is empty``)."""
+
+    def check(value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            if not text.strip():
+                raise ValueError(f"{what} {i} is empty")
+            if len(text) > max_chars:
+                raise ValueError(f"{what} {i} is longer than {max_chars} characters")
+        return value
+
+    item_schema = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S"}
+    return Annotated[
+        list[str],
+        AfterValidator(check),
+        Field(
+            min_length=1,
+            max_length=max_items,
+            description=description,
+            # stated in the schema too; the validator's message names the item
+            json_schema_extra={"items": item_schema},
+        ),
+    ]
 
 
 # Exactly one of messages / prompt, stated in the schema too so that clients and fuzzers see it.
@@ -72,13 +98,9 @@ class TargetInputModel(BaseModel):
         return self
 
 
-class SamplingOptions(BaseModel):
-    """How the oracle decodes its answers."""
+class Sampling(BaseModel):
+    """How a model samples: the fields of every request that generates text."""
 
-    max_tokens: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
-        default=None,
-        description="longest answer, in tokens (default 32, or the server's limit if lower)",
-    )
     temperature: float = Field(
         default=0.0,
         ge=0.0,
@@ -87,6 +109,15 @@ class SamplingOptions(BaseModel):
     )
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="nucleus sampling mass")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="sampling seed")
+
+
+class SamplingOptions(Sampling):
+    """How the oracle decodes its answers."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="longest answer, in tokens (default 32, or the server's limit if lower)",
+    )
     yes_no: bool = Field(default=False, description="also return P(yes) for each question")
 
     def answer_options(self, limit: int) -> dict:
@@ -101,26 +132,11 @@ class SamplingOptions(BaseModel):
         )
 
 
-class Questions(BaseModel):
-    questions: list[str] = Field(
-        min_length=1,
-        max_length=64,
-        description="questions for the oracle, answered in order",
-        # stated in the schema; checked by the validator below with a message naming the item
-        json_schema_extra={
-            "items": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION, "pattern": r"\S"}
-        },
-    )
+QuestionList = texts("question", 64, MAX_QUESTION, "questions for the oracle, answered in order")
 
-    @field_validator("questions")
-    @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
-        for i, q in enumerate(value):
-            if not q.strip():
-                raise ValueError(f"question {i} is empty")
-            if len(q) > MAX_QUESTION:
-                raise ValueError(f"question {i} is longer than {MAX_QUESTION} characters")
-        return value
+
+class Questions(BaseModel):
+    questions: QuestionList  # type: ignore[valid-type]
 
 
 class QueryRequest(TargetInputModel, Questions, SamplingOptions):

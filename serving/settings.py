@@ -1,54 +1,56 @@
-"""Server settings: one dataclass that ``oracle serve`` fills option for option."""
+"""Server settings: one dataclass, the one definition of every option of ``oracle serve``
+(the command's options are generated from its fields, :mod:`oracle.fields`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from oracle.fields import check_fields, setting
+
+# Limits that must be at least 1, checked with the field's bounds.
+POSITIVE = dict(ge=1)
 
 
 @dataclass
 class ServeSettings:
     """How the service loads its engine and which limits it enforces."""
 
-    target: str | None = field(
-        default=None, metadata={"help": "target model: hub id or path (default: the oracle's)"}
+    target: str | None = setting(
+        None, "target model: hub id or local directory (default: the oracle's base)"
     )
-    oracle: str | None = field(
-        default=None, metadata={"help": "oracle directory (default: the toy world's)"}
+    oracle: str | None = setting(
+        None, "oracle directory (default with no model given: the toy world's)"
     )
-    engine: str = field(default="hf", metadata={"help": "'hf' (transformers) or 'vllm'"})
-    host: str = field(default="127.0.0.1", metadata={"help": "interface to listen on"})
-    port: int = field(default=8000, metadata={"help": "TCP port"})
-    api_key: str | None = field(
-        default=None, metadata={"help": "if set, every endpoint but /health requires it"}
+    engine: str = setting("hf", "engine: hf (transformers) or vllm")
+    host: str = setting("127.0.0.1", "interface to listen on")
+    port: int = setting(8000, "TCP port", ge=0, le=65535)
+    api_key: str | None = setting(
+        None,
+        "require this key (Bearer or X-API-Key) on every endpoint but /health",
+        envvar="ORACLE_API_KEY",
     )
-    max_tokens: int = field(
-        default=512, metadata={"help": "most target tokens (or activation positions) a request"}
+    max_tokens: int = setting(
+        512, "most target tokens (or activation positions) per request", **POSITIVE
     )
-    max_new_tokens: int = field(default=128, metadata={"help": "longest answer a request may ask"})
-    max_questions: int = field(default=16, metadata={"help": "most questions in one request"})
-    max_heat_tokens: int = field(
-        default=64, metadata={"help": "most tokens scored one by one for per-token P(yes)"}
+    max_new_tokens: int = setting(128, "longest answer a request may ask", **POSITIVE)
+    max_questions: int = setting(16, "most questions per request", **POSITIVE)
+    max_heat_tokens: int = setting(
+        64, "most tokens scored one by one for per-token P(yes)", **POSITIVE
     )
-    max_body_bytes: int = field(default=4_000_000, metadata={"help": "largest request body"})
-    queue_depth: int = field(
-        default=64, metadata={"help": "requests admitted at once; beyond it 503 + Retry-After"}
+    max_body_bytes: int = setting(4_000_000, "largest request body (413 beyond)", **POSITIVE)
+    queue_depth: int = setting(
+        64, "requests admitted at once; beyond it 503 with Retry-After", **POSITIVE
     )
-    timeout: float = field(default=60.0, metadata={"help": "seconds a request may take (504)"})
-    batch_size: int = field(default=16, metadata={"help": "most engine requests in one batch"})
-    batch_wait_ms: float = field(
-        default=5.0, metadata={"help": "how long the batcher waits to fill a batch"}
+    timeout: float = setting(60.0, "seconds a request may take (504 beyond)", gt=0)
+    batch_size: int = setting(16, "most engine requests in one batch", **POSITIVE)
+    batch_wait_ms: float = setting(5.0, "milliseconds the batcher waits to fill a batch", ge=0)
+    tensor_parallel_size: int = setting(
+        1, "vLLM tensor parallelism (passed through to vLLM)", **POSITIVE
     )
-    tensor_parallel_size: int = field(
-        default=1, metadata={"help": "vLLM tensor parallelism (passed through to vLLM)"}
-    )
-    dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    force: bool = field(
-        default=False, metadata={"help": "use an oracle whose base fingerprint differs"}
-    )
-    audit_root: str | None = field(
-        default=None, metadata={"help": "directory where the audit router keeps its jobs"}
-    )
+    dtype: str = setting("auto", "auto | float32 | bfloat16 | float16")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N (hf engine)")
+    audit_root: str | None = setting(None, "directory where audit jobs are kept (audit router)")
+    force: bool = setting(False, "use the oracle even if its base-model fingerprint differs")
 
     def validate(self) -> None:
         """Refuse settings that cannot work, naming the option."""
@@ -59,36 +61,21 @@ class ServeSettings:
             raise OracleInputError(
                 f"--engine must be one of {sorted(ENGINES)}, got {self.engine!r}"
             )
-        for name in (
-            "max_tokens",
-            "max_new_tokens",
-            "max_questions",
-            "max_heat_tokens",
-            "max_body_bytes",
-            "queue_depth",
-            "batch_size",
-            "tensor_parallel_size",
-        ):
-            if getattr(self, name) < 1:
-                raise OracleInputError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.timeout <= 0 or self.batch_wait_ms < 0:
-            raise OracleInputError("--timeout must be > 0 and --batch-wait-ms >= 0")
+        try:
+            check_fields(self)
+        except OracleInputError as exc:  # name the option as the command line spells it
+            name = str(exc).split(" ", 1)
+            raise OracleInputError(f"--{name[0].replace('_', '-')} {name[1]}") from None
 
     def engine_kwargs(self) -> dict:
         """Keyword arguments for ``create_engine`` that this engine understands."""
-        if self.engine == "vllm":
-            return dict(
-                tensor_parallel_size=self.tensor_parallel_size,
-                batch_size=self.batch_size,
-                max_tokens=self.max_tokens,
-                dtype=self.dtype,
-                device=self.device,
-                force=self.force,
-            )
-        return dict(
+        kwargs = dict(
             batch_size=self.batch_size,
             max_tokens=self.max_tokens,
             dtype=self.dtype,
             device=self.device,
             force=self.force,
         )
+        if self.engine == "vllm":
+            kwargs["tensor_parallel_size"] = self.tensor_parallel_size
+        return kwargs

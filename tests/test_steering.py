@@ -10,7 +10,7 @@ from oracle.errors import OracleInputError
 from oracle.hooks import count_hooks
 from oracle.oracle import ActivationOracle
 from oracle.steering import STEER_ADAPTER, SteerConfig, resolve_layers, steer
-from oracle.steering_hooks import active_adapter, read_block
+from oracle.steering.hooks import active_adapter, read_block
 from tests.helpers import make_oracle_dir
 
 PROMPTS = ["Hello there", "How are you today?", "Tell me about the stars.", "What is the weather?"]
@@ -48,7 +48,7 @@ def test_vector_steering_trains_only_the_vector(dirs):
     ao = load(dirs[1])
     before = snapshot(ao.target)
     callback, seen = check_frozen(ao.target, allowed=set())
-    cfg = SteerConfig(question=Q, answer=A, steps=4, batch_size=2, kl_weight=0.1)
+    cfg = SteerConfig(question=Q, answer=A, read="prompt", steps=4, batch_size=2, kl_weight=0.1)
     result = steer(ao, PROMPTS, cfg, callback=callback)
     assert seen == [0, 1, 2, 3]
     assert result.vector is not None and result.vector.shape == (ao.d_model,)
@@ -62,7 +62,9 @@ def test_vector_steering_trains_only_the_vector(dirs):
 
 def test_vector_loss_decreases_and_norm_bound_holds(dirs):
     ao = load(dirs[1])
-    cfg = SteerConfig(question=Q, answer=A, steps=25, lr=0.2, kl_weight=0.0, max_norm=0.5)
+    cfg = SteerConfig(
+        question=Q, answer=A, read="prompt", steps=25, lr=0.2, kl_weight=0.0, max_norm=0.5
+    )
     norms: list[float] = []
     result = steer(ao, PROMPTS, cfg, callback=lambda _s, m: norms.append(m["norm"]))
     assert sum(result.answer_nll[-3:]) / 3 < sum(result.answer_nll[:3]) / 3 - 0.01
@@ -76,7 +78,7 @@ def test_apply_reply_adds_the_vector_from_the_last_prompt_position_on(dirs, tmp_
     before its first read token) and no earlier one; apply='first': that position alone. The
     saved vector says which."""
     from oracle.steering import SteeringRun
-    from oracle.steering_io import SteeringVector
+    from oracle.steering.io import SteeringVector
 
     ao = load(dirs[1])
     cfg = SteerConfig(
@@ -116,7 +118,7 @@ def test_reading_the_reply_reads_only_the_targets_own_reply(dirs):
     from oracle.inputs import TargetInput, tokenize_input
     from oracle.positions import select_positions
     from oracle.steering import SteeringRun
-    from oracle.steering_generate import generate, with_replies
+    from oracle.steering.generate import generate, with_replies
 
     ao = load(dirs[1])
     before = snapshot(ao.target)
@@ -165,7 +167,9 @@ def test_lora_steering_trains_only_the_steering_adapter(dirs):
                 continue
             assert param.grad is None, f"{name} got a gradient"
 
-    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=6, lr=0.02, kl_weight=0.0)
+    cfg = SteerConfig(
+        question=Q, answer=A, read="prompt", method="lora", steps=6, lr=0.02, kl_weight=0.0
+    )
     result = steer(ao, PROMPTS, cfg, callback=callback)
     assert result.adapter == STEER_ADAPTER and result.vector is None
     assert sum(result.answer_nll[-2:]) < sum(result.answer_nll[:2])
@@ -193,7 +197,9 @@ def test_untrained_steering_lora_captures_the_base_model(dirs):
     with torch.no_grad():
         oracle_read = read_block(ao.target, ids_BT, None, 2)
     assert not torch.allclose(oracle_read, base_read, atol=1e-4)  # the oracle adapter matters
-    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=1, lr=0.0, kl_weight=0.0)
+    cfg = SteerConfig(
+        question=Q, answer=A, read="prompt", method="lora", steps=1, lr=0.0, kl_weight=0.0
+    )
     steer(ao, PROMPTS[:2], cfg)
     with torch.no_grad(), active_adapter(ao.target, STEER_ADAPTER):
         steered_read = read_block(ao.target, ids_BT, None, 2)
@@ -202,10 +208,12 @@ def test_untrained_steering_lora_captures_the_base_model(dirs):
 
 def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
     """The steering adapter alone on the base model gives the same capture as on the oracle."""
-    from oracle.steering_lora import load_steering_lora, save_steering_lora
+    from oracle.steering.lora import load_steering_lora, save_steering_lora
 
     ao = load(dirs[1])
-    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)
+    cfg = SteerConfig(
+        question=Q, answer=A, read="prompt", method="lora", steps=3, lr=0.05, kl_weight=0.0
+    )
     result = steer(ao, PROMPTS[:2], cfg)
     save_steering_lora(ao, result, tmp_path / "lora")
     # the saved adapter names no path of this machine (peft records the base's load path)
@@ -226,10 +234,12 @@ def test_lora_capture_runs_without_the_oracle_adapter(dirs, tmp_path):
 def test_scaled_steering_lora_scales_its_update_and_restores(dirs):
     """Scale 0 is the base model, scale 1 the trained LoRA, scale 2 twice its update at the
     first block it touches; the scaling is restored on exit, even after an exception."""
-    from oracle.steering_lora import scaled_adapter
+    from oracle.steering.lora import scaled_adapter
 
     ao = load(dirs[1])
-    cfg = SteerConfig(question=Q, answer=A, method="lora", steps=3, lr=0.05, kl_weight=0.0)
+    cfg = SteerConfig(
+        question=Q, answer=A, read="prompt", method="lora", steps=3, lr=0.05, kl_weight=0.0
+    )
     steer(ao, PROMPTS[:2], cfg)
     ids_BT = torch.tensor([ao.tokenizer.encode("Hello there")])
 
@@ -267,7 +277,9 @@ def test_vector_steering_other_families(tmp_path, family):
     _, oracle_dir = make_oracle_dir(tmp_path, family, read_layers=(2,))
     ao = load(oracle_dir)
     before = snapshot(ao.target)
-    result = steer(ao, PROMPTS[:2], SteerConfig(question=Q, answer=A, steps=2, kl_weight=0.1))
+    result = steer(
+        ao, PROMPTS[:2], SteerConfig(question=Q, answer=A, read="prompt", steps=2, kl_weight=0.1)
+    )
     assert result.vector.norm() > 0
     assert all(torch.equal(p, before[n]) for n, p in ao.target.named_parameters())
 
@@ -297,7 +309,7 @@ def test_vector_steering_other_families(tmp_path, family):
 )
 def test_bad_inputs_fail_clearly(dirs, prompts, kwargs, match):
     ao = load(dirs[1])
-    fields = {"question": Q, "answer": A, "steps": 1, **kwargs}
+    fields = {"question": Q, "answer": A, "steps": 1, "read": "prompt", **kwargs}
     with pytest.raises(OracleInputError, match=match):
         steer(ao, prompts, SteerConfig(**fields))
     assert count_hooks(ao.target) == 0

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from oracle.errors import OracleInputError
 from oracle.hooks import count_hooks
 from oracle.oracle import ActivationOracle
-from oracle.steering_generate import generate, prompt_ids, reply_nll
-from oracle.steering_hooks import add_vector
-from oracle.steering_io import SteeringVector
+from oracle.steering.generate import generate, prompt_ids, reply_nll
+from oracle.steering.hooks import add_vector
+from oracle.steering.io import SteeringVector
 from tests.helpers import make_oracle_dir
 
 
@@ -89,7 +89,7 @@ def test_apply_first_steers_the_reply_start_alone(ao):
 
 
 def test_add_vector_skips_decode_steps_when_told(ao):
-    from oracle.steering_hooks import add_vector, read_block
+    from oracle.steering.hooks import add_vector, read_block
 
     vec = big_vector(ao, seed=4)
     ids_BT = torch.tensor(
@@ -190,7 +190,10 @@ def test_cli_steer_then_generate(dirs, ao, tmp_path):
     )
     assert result.exit_code == 0, result.output
     vec = SteeringVector.load(out)
-    expected = generate(ao, ["Hello there"], vec.vector, 1, 40.0, max_new_tokens=5)[0]
+    assert vec.apply == "reply"  # the default recipe; generation adds it where it was optimised
+    expected = generate(ao, ["Hello there"], vec.vector, 1, 40.0, max_new_tokens=5, apply="reply")[
+        0
+    ]
     assert result.stdout == expected + "\n"
     bad = runner.invoke(
         app,
@@ -222,12 +225,14 @@ def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
     """--scale multiplies a steering LoRA's update: 0 gives the unsteered reply, and any scale
     gives what the library gives inside scaled_adapter."""
     from oracle.steering import SteerConfig, steer
-    from oracle.steering_lora import STEER_ADAPTER, save_steering_lora, scaled_adapter
+    from oracle.steering.lora import STEER_ADAPTER, save_steering_lora, scaled_adapter
     from oracle_cli import app, load_commands
 
     load_commands()
     lora_ao = ActivationOracle.load(oracle=str(dirs[1]), device="cpu", dtype="float32")
-    cfg = SteerConfig(question="Q?", answer="A pirate.", method="lora", steps=3, lr=0.2)
+    cfg = SteerConfig(
+        question="Q?", answer="A pirate.", read="prompt", method="lora", steps=3, lr=0.2
+    )
     result = steer(lora_ao, ["Hello there", "How are you today?"], cfg)
     save_steering_lora(lora_ao, result, tmp_path / "lora")
     runner = CliRunner()

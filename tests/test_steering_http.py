@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from oracle.engines.hf import HFEngine
 from oracle.oracle import ActivationOracle
-from oracle.steering_generate import generate
+from oracle.steering.generate import generate
 from serving.app import create_app
 from serving.settings import ServeSettings
 from serving.tensors import encode_tensor
@@ -106,11 +106,15 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     prompt_read = client.post("/v1/steer", json={**body, "read": "prompt"})
     assert prompt_read.status_code == 200, prompt_read.text
     assert prompt_read.json()["vector"]["data"] != out["vector"]["data"]
-    assert out["apply"] == "all"
+    assert out["apply"] == "reply"  # the default recipe: the vector on the reply alone
     reply_only = client.post("/v1/steer", json={**body, "apply": "reply"})
     assert reply_only.status_code == 200, reply_only.text
     assert reply_only.json()["apply"] == "reply"
-    assert reply_only.json()["vector"]["data"] != out["vector"]["data"]
+    assert reply_only.json()["vector"]["data"] == out["vector"]["data"]  # the default, spelt out
+    everywhere = client.post("/v1/steer", json={**body, "apply": "all"})
+    assert everywhere.status_code == 200, everywhere.text
+    assert everywhere.json()["apply"] == "all"
+    assert everywhere.json()["vector"]["data"] != out["vector"]["data"]
     first_only = client.post("/v1/steer", json={**body, "apply": "first"})
     assert first_only.status_code == 200, first_only.text
     assert first_only.json()["apply"] == "first"
@@ -147,7 +151,7 @@ def test_steer_as_a_job(served):
         ({"layer": 2}, 400, "below the read layer"),
         ({"read_layer": 0}, 400, "no block comes before"),
         ({"steps": 100000}, 422, "steps"),
-        ({"prompts": [" "]}, 400, "prompt 0 is empty"),
+        ({"prompts": [" "]}, 422, "prompt 0 is empty"),
         ({"read": "both"}, 422, "read"),
         ({"reply_tokens": 0}, 422, "reply_tokens"),
         ({"apply": "reply", "read": "prompt"}, 422, "apply 'reply' needs read 'reply'"),

@@ -141,8 +141,8 @@ def main(
     from oracle.defaults import default_oracle
     from oracle.oracle import ActivationOracle
     from oracle.steering import METHODS, READS, SteerConfig, steer
-    from oracle.steering_generate import capture_steered, conversations, generate, reply_nll
-    from oracle.steering_lora import STEER_ADAPTER, save_steering_lora
+    from oracle.steering.generate import capture_steered, conversations, generate, reply_nll
+    from oracle.steering.lora import STEER_ADAPTER, save_steering_lora
     from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
     from training.toy_world.world import World
 
@@ -158,7 +158,7 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
     scale_list = [float(s) for s in scales.split(",")]
-    from oracle.steering_io import APPLIES
+    from oracle.steering.apply import APPLIES
 
     if generate_apply is not None and generate_apply not in APPLIES:
         raise typer.BadParameter(f"unknown --generate-apply {generate_apply!r}; one of {APPLIES}")
@@ -345,7 +345,7 @@ def vector_steering(layer: int, vectors: dict[str, torch.Tensor], apply: str = "
 def lora_steering(ao, adapter: str, gen: torch.Generator):
     """``applied(kind, scale)`` for a steering LoRA: its update times ``scale``; for the kind
     "random", with random weights of the same norm as each trained matrix (drawn once)."""
-    from oracle.steering_lora import scaled_adapter
+    from oracle.steering.lora import scaled_adapter
 
     params = {n: p for n, p in ao.target.named_parameters() if f".{adapter}." in n}
     random_weights = {}
@@ -375,7 +375,7 @@ def choose_scale(
 ) -> tuple[dict, float]:
     """Measure each scale on validation prompts and choose one by ``rule`` (see
     :func:`pick_scale`). Returns (the validation rows by scale, the chosen scale)."""
-    from oracle.steering_generate import generate, reply_nll
+    from oracle.steering.generate import generate, reply_nll
 
     rows = {}
     for scale in scales:

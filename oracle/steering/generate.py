@@ -14,11 +14,13 @@ import torch
 
 from oracle.capture import pad_id_of, pad_right
 from oracle.errors import OracleInputError
+from oracle.generation import generate_texts
 from oracle.inputs import TargetInput, has_chat_template, tokenize_input
 from oracle.layers import model_device
-from oracle.oracle import ActivationOracle, pad_left, sampling_kwargs
-from oracle.steering_hooks import active_adapter, add_vector, steer_mask
-from oracle.steering_io import check_apply
+from oracle.oracle import ActivationOracle
+from oracle.positions import read_spec, select_positions
+from oracle.steering.apply import apply_mode, check_apply, steer_mask
+from oracle.steering.hooks import active_adapter, add_vector, read_block
 
 
 def as_target_input(
@@ -121,28 +123,24 @@ def generate(
         raise OracleInputError("a steering vector needs the layer it is added at")
     check_apply(apply)
     rows = prompt_ids(ao.tokenizer, prompts, system)
-    if seed is not None:
-        torch.manual_seed(seed)
-    tok = ao.tokenizer
-    device = model_device(ao.target)
-    sampling = sampling_kwargs(temperature, top_p)
-    replies: list[str] = []
-    for start in range(0, len(rows), batch_size):
-        ids_BT, mask_BT, _ = pad_left(rows[start : start + batch_size], pad_id_of(tok))
+    mode = apply_mode(apply)
+
+    def steered(_start: int, ids_BT: torch.Tensor, _shifts: list[int]) -> ExitStack:
         width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
-        steer_BT = steer_mask(apply, width, [(width - 1, width)] * len(ids_BT))
-        with _steered(ao, adapter, vector, layer, scale, steer_BT, decode=apply != "first"):
-            out_BT = ao.target.generate(
-                input_ids=ids_BT.to(device),
-                attention_mask=mask_BT.to(device),
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id_of(tok),
-                eos_token_id=tok.eos_token_id,
-                **sampling,
-            )
-        for row in out_BT[:, ids_BT.shape[1] :]:
-            replies.append(tok.decode(row, skip_special_tokens=True).strip())
-    return replies
+        steer_BT = mode.mask(width, [(width - 1, width)] * len(ids_BT))
+        return _steered(ao, adapter, vector, layer, scale, steer_BT, decode=mode.decode)
+
+    return generate_texts(
+        ao.target,
+        ao.tokenizer,
+        rows,
+        max_new_tokens,
+        temperature,
+        top_p,
+        seed,
+        batch_size,
+        context=steered,
+    )
 
 
 @torch.no_grad()
@@ -223,9 +221,6 @@ def capture_steered(
     ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`).
     ``apply="reply"``: the vector is added from the position before the first read token on;
     ``apply="first"``: at that position alone (as :func:`oracle.steering.steer` adds it)."""
-    from oracle.positions import select_positions
-    from oracle.steering_hooks import read_block
-
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
     check_apply(apply)
@@ -235,9 +230,7 @@ def capture_steered(
     for prompt in prompts:
         target = as_target_input(ao.tokenizer, prompt)
         tok = tokenize_input(ao.tokenizer, target)
-        chosen = select_positions(
-            tok, "all" if target.prompt is not None and spec == "non_system" else spec
-        )
+        chosen = select_positions(tok, read_spec(None, spec, target.prompt is not None))
         ids_BT = torch.tensor([tok.input_ids], device=device)
         width = ids_BT.shape[1]
         steer_BT = steer_mask(apply, width, [(max(0, min(chosen, default=0) - 1), width)])

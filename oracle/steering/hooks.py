@@ -9,7 +9,7 @@ output, cutting the pass after that block.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -39,18 +39,6 @@ def check_steering_vector(model: nn.Module, vector: torch.Tensor, scale: float =
         finite = False
     if not finite:
         raise OracleInputError(f"scale must be a finite number, got {scale!r}")
-
-
-def steer_mask(apply: str, width: int, spans: Sequence[tuple[int, int]]) -> torch.Tensor | None:
-    """The (B, width) 0/1 ``mask_BT`` of :func:`add_vector` for ``apply``: per row, the span
-    ``[start, end)`` from the position that predicts the reply's first token ("reply"), or
-    ``start`` alone ("first"); None for "all" (every position)."""
-    if apply == "all":
-        return None
-    mask_BT = torch.zeros(len(spans), width)
-    for b, (start, end) in enumerate(spans):
-        mask_BT[b, start : end if apply == "reply" else start + 1] = 1.0
-    return mask_BT
 
 
 @contextmanager

@@ -16,20 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from oracle.errors import OracleInputError
+from oracle.jsonio import read_json
+from oracle.steering.apply import check_apply
 
 TENSOR_KEY = "steering_vector"
-# where a vector is added: every position; the reply only (from the position that predicts its
-# first token on); or that one position alone ("first", the reply's start, read on through
-# attention)
-APPLIES = ("all", "reply", "first")
 FORMAT_VERSION = 1
-
-
-def check_apply(apply: str, where: str = "") -> None:
-    """Raise :class:`OracleInputError` unless ``apply`` is one of :data:`APPLIES`."""
-    if apply not in APPLIES:
-        prefix = f"{where}: " if where else ""
-        raise OracleInputError(f"{prefix}apply must be one of {APPLIES}, got {apply!r}")
 
 
 @dataclass
@@ -44,7 +35,7 @@ class SteeringVector:
     read_layer: int | None = None
     base_model: str | None = None
     losses: list[float] = field(default_factory=list)
-    apply: str = "all"  # one of APPLIES
+    apply: str = "all"  # a mode of oracle.steering.apply
     settings: dict = field(default_factory=dict)
 
     def metadata(self) -> dict:
@@ -84,12 +75,7 @@ class SteeringVector:
                 f"{str(path)!r}: a steering vector must be 1-D, got shape {tuple(vector.shape)}"
             )
         sidecar = path.with_suffix(".json")
-        if not sidecar.is_file():
-            raise OracleInputError(f"{str(sidecar)!r} (the vector's metadata) does not exist")
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise OracleInputError(f"{sidecar} is not valid JSON: {exc}") from None
+        meta = read_json(sidecar, "the vector's metadata")
         if not isinstance(meta.get("layer"), int):
             raise OracleInputError(f"{sidecar} lacks an integer 'layer'")
         scale = float(meta.get("scale", 1.0))

@@ -2,7 +2,7 @@
 
 Capture runs with ``steer`` active and ``oracle`` off; the oracle answers with ``oracle`` active
 and ``steer`` off (peft's ``set_adapter``, through
-:func:`oracle.steering_hooks.active_adapter`). Saved as a flat peft adapter directory plus
+:func:`oracle.steering.hooks.active_adapter`). Saved as a flat peft adapter directory plus
 ``steering.json``.
 """
 
@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from oracle.errors import OracleInputError
-from oracle.oracle import ActivationOracle
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from oracle.oracle import ActivationOracle
+
+# The peft adapter the lora method trains on the target. This module loads torch and peft
+# when called, not when imported: the method registry (read for the CLI's options) names it.
 STEER_ADAPTER = "steer"
 
 
@@ -41,6 +44,8 @@ def add_steering_lora(
         )
     if STEER_ADAPTER in ao.target.peft_config:
         ao.target.delete_adapter(STEER_ADAPTER)
+    import torch
+
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0)
     ao.target.add_adapter(STEER_ADAPTER, config)
@@ -108,6 +113,8 @@ def load_steering_lora(ao: ActivationOracle, directory: str | Path) -> Activatio
         return ao
     peft_model = PeftModel.from_pretrained(ao.target, str(path), adapter_name=STEER_ADAPTER)
     peft_model.eval()
+    from oracle.oracle import ActivationOracle
+
     return ActivationOracle(peft_model, ao.tokenizer, ao.config)
 
 

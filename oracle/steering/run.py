@@ -17,10 +17,7 @@ or the steering LoRA is trained.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,140 +29,15 @@ from oracle.inject import inject
 from oracle.inputs import has_chat_template, tokenize_input
 from oracle.layers import check_layer, model_device
 from oracle.oracle import ActivationOracle
-from oracle.positions import select_positions
+from oracle.positions import read_spec, select_positions
 from oracle.prompts import build_oracle_prompt
-from oracle.steering_generate import as_target_input, with_replies
-from oracle.steering_hooks import active_adapter, add_vector, read_block, steer_mask
-from oracle.steering_io import SteeringVector, check_apply
-from oracle.steering_lora import STEER_ADAPTER, add_steering_lora
+from oracle.steering.apply import steer_mask
+from oracle.steering.config import SteerConfig, SteeringResult
+from oracle.steering.generate import as_target_input, with_replies
+from oracle.steering.hooks import read_block
+from oracle.steering.methods import METHODS, SteeringMethod
 
 log = logging.getLogger(__name__)
-METHODS = ("vector", "lora")
-READS = ("prompt", "reply")
-
-
-@dataclass
-class SteerConfig:
-    """What to steer toward and how hard; see each field's help."""
-
-    question: str = field(metadata={"help": "question put to the oracle"})
-    answer: str = field(metadata={"help": "the answer the oracle should give"})
-    method: str = field(default="vector", metadata={"help": "'vector' or 'lora'"})
-    layer: int | None = field(
-        default=None, metadata={"help": "steering block (default: read_layer - 1)"}
-    )
-    read_layer: int | None = field(
-        default=None, metadata={"help": "block the oracle reads (default: the oracle's)"}
-    )
-    positions: str | None = field(
-        default=None,
-        metadata={
-            "help": "target positions read (default: the oracle's; 'role:assistant' when "
-            "read is 'reply')"
-        },
-    )
-    read: str = field(
-        default="prompt",
-        metadata={
-            "help": "'prompt': the oracle reads the prompts; 'reply': each prompt is followed "
-            "by the unsteered target's own greedy reply and the oracle reads the reply, where "
-            "the features that drive generation live"
-        },
-    )
-    apply: str = field(
-        default="all",
-        metadata={
-            "help": "where the vector is added: 'all' positions, 'reply' (the reply only, "
-            "from the prompt's last position on; prompt and system prompt read unsteered) or "
-            "'first' (the prompt's last position alone, where the reply starts; the reply "
-            "reads it through attention); 'reply' and 'first' need read 'reply' and the "
-            "vector method"
-        },
-    )
-    reply_tokens: int = field(
-        default=32, metadata={"help": "longest reply generated for read='reply', in tokens"}
-    )
-    steps: int = field(default=60, metadata={"help": "optimisation steps"})
-    lr: float = field(
-        default=0.05,
-        metadata={"help": "Adam learning rate (vector: in units of the residual norm per step)"},
-    )
-    batch_size: int = field(default=8, metadata={"help": "prompts per step"})
-    kl_weight: float = field(
-        default=0.1, metadata={"help": "weight of KL(steered || unsteered) on neutral prompts"}
-    )
-    max_norm: float | None = field(
-        default=None,
-        metadata={"help": "vector norm bound, in units of the mean residual norm at `layer`"},
-    )
-    lora_r: int = field(default=4, metadata={"help": "rank of the steering LoRA"})
-    lora_alpha: int = field(default=8, metadata={"help": "alpha of the steering LoRA"})
-    seed: int = field(default=0, metadata={"help": "seed of the batch order and LoRA init"})
-
-    def __post_init__(self) -> None:
-        for name in ("question", "answer"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise OracleInputError(f"the {name} is missing or empty")
-        if self.read not in READS:
-            raise OracleInputError(f"read must be one of {READS}, got {self.read!r}")
-        check_apply(self.apply)
-        if self.apply != "all" and (self.read != "reply" or self.method != "vector"):
-            raise OracleInputError(f"apply {self.apply!r} needs read 'reply' and the vector method")
-        if not isinstance(self.reply_tokens, int) or self.reply_tokens < 1:
-            raise OracleInputError(
-                f"reply_tokens must be an integer >= 1, got {self.reply_tokens!r}"
-            )
-        if self.method not in METHODS:
-            raise OracleInputError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise OracleInputError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise OracleInputError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        for name in ("lr", "kl_weight"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise OracleInputError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.max_norm is not None and (not math.isfinite(self.max_norm) or self.max_norm <= 0):
-            raise OracleInputError(f"max_norm must be a finite number > 0, got {self.max_norm!r}")
-
-
-@dataclass
-class SteeringResult:
-    """What :func:`steer` found. ``vector`` (D,) for the vector method; the LoRA stays on the
-    target as the adapter ``adapter`` for the lora method."""
-
-    config: SteerConfig
-    layer: int
-    read_layer: int
-    losses: list[float]
-    answer_nll: list[float]
-    kl: list[float]
-    vector: torch.Tensor | None = None
-    adapter: str | None = None
-    reference_norm: float = 0.0
-
-    def steering_vector(self, base_model: str | None = None) -> SteeringVector:
-        """The vector with its metadata (layer, question, answer, loss curves), ready to save."""
-        if self.vector is None:
-            raise OracleInputError("this result is a steering LoRA, not a vector")
-        return SteeringVector(
-            vector=self.vector.detach().cpu(),
-            layer=self.layer,
-            scale=1.0,
-            question=self.config.question,
-            answer=self.config.answer,
-            read_layer=self.read_layer,
-            base_model=base_model,
-            losses=self.losses,
-            apply=self.config.apply,
-            settings={
-                **asdict(self.config),
-                "answer_nll": self.answer_nll,
-                "kl": self.kl,
-                "reference_norm": self.reference_norm,
-            },
-        )
 
 
 def resolve_layers(
@@ -209,6 +81,7 @@ class _Steerer:
         self.items = [self._tokenise(p) for p in prompts]
         self.models = [ao.target] if ao.oracle_model is ao.target else [ao.target, ao.oracle_model]
         self.trainable: list[nn.Parameter] = []
+        self.method: SteeringMethod  # set by SteeringRun once the reference norm is known
 
     def _tokenise(
         self, prompt: str | list[dict[str, str]], read: bool = True
@@ -220,9 +93,7 @@ class _Steerer:
         tok = tokenize_input(self.ao.tokenizer, target)
         if not read:
             return tok.input_ids, []
-        spec = self.positions_spec
-        if target.prompt is not None and spec == "non_system":
-            spec = "all"  # a plain prompt has no system part
+        spec = read_spec(None, self.positions_spec, target.prompt is not None)
         return tok.input_ids, select_positions(tok, spec)
 
     def batch(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,20 +107,9 @@ class _Steerer:
         spans = [(max(0, min(read) - 1), len(ids)) for ids, read in (self.items[i] for i in idx)]
         return steer_mask(self.cfg.apply, width, spans)
 
-    @contextmanager
-    def steered(
-        self, vector: torch.Tensor | None, mask_BT: torch.Tensor | None = None
-    ) -> Iterator[None]:
-        """The target, steered: oracle adapter off, then the vector or the steering LoRA on."""
-        if vector is not None:
-            with (
-                self.ao.adapter_disabled(),
-                add_vector(self.ao.target, self.layer, vector, mask_BT=mask_BT),
-            ):
-                yield
-        else:
-            with active_adapter(self.ao.target, STEER_ADAPTER):
-                yield
+    def steered(self, vector: torch.Tensor | None, mask_BT: torch.Tensor | None = None):
+        """The target, steered by the run's method (oracle adapter off)."""
+        return self.method.steered(self.layer, vector, mask_BT)
 
     @torch.no_grad()
     def reference_norm(self) -> float:
@@ -349,15 +209,9 @@ class SteeringRun:
         self.core = _Steerer(ao, prompts, cfg)
         kl_items = [self.core._tokenise(p, read=False) for p in neutral[: cfg.batch_size]]
         self.reference_norm = self.core.reference_norm()
-        self.raw_D: torch.Tensor | None = None
-        if cfg.method == "vector":
-            # Adam moves each coordinate ~lr units per step: lr is in residual norms per step
-            self.unit = self.reference_norm / math.sqrt(ao.d_model)
-            self.raw_D = torch.zeros(ao.d_model, device=self.core.device, requires_grad=True)
-            self.params = [self.raw_D]
-        else:
-            self.unit = 1.0
-            self.params = add_steering_lora(ao, cfg.lora_r, cfg.lora_alpha, cfg.seed)
+        self.method = METHODS[cfg.method](ao, cfg, self.reference_norm, self.core.device)
+        self.core.method = self.method
+        self.params = self.method.params
         self.core.trainable = self.params
         ids_BT, mask_BT = pad_right([i[0] for i in kl_items], pad_id_of(ao.tokenizer))
         self.kl_ids_BT, self.kl_mask_BT = ids_BT.to(self.core.device), mask_BT.to(self.core.device)
@@ -383,7 +237,7 @@ class SteeringRun:
 
     def vector(self) -> torch.Tensor | None:
         """The current steering vector (d_model,), or None for the lora method."""
-        return None if self.raw_D is None else self.raw_D * self.unit
+        return self.method.vector()
 
     def step(self) -> dict[str, float]:
         """One optimiser step; returns ``{"loss", "answer_nll", "kl", "norm"}``."""
@@ -406,14 +260,7 @@ class SteeringRun:
             _enforce_trainable(core.models, [])
             for param in self.params:
                 param.grad = None
-        norm = 0.0
-        if self.raw_D is not None:
-            with torch.no_grad():
-                if cfg.max_norm is not None:
-                    bound = cfg.max_norm * self.reference_norm / self.unit
-                    shrink = torch.clamp(bound / self.raw_D.norm().clamp_min(1e-12), max=1.0)
-                    self.raw_D.mul_(shrink)
-                norm = float(self.raw_D.norm() * self.unit)
+        norm = self.method.after_step()
         self.losses.append(loss.item())
         self.answer_nll.append(nll.item())
         self.kl.append(kl_value.item())
@@ -435,7 +282,7 @@ class SteeringRun:
             answer_nll=list(self.answer_nll),
             kl=list(self.kl),
             vector=None if vector is None else vector.detach().clone(),
-            adapter=STEER_ADAPTER if self.cfg.method == "lora" else None,
+            adapter=self.method.adapter,
             reference_norm=self.reference_norm,
         )
 

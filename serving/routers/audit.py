@@ -17,7 +17,7 @@ from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from audit.jobs import JobRunner, JobStore, PathOutsideRoot
 from audit.questions import make_questions
@@ -25,6 +25,7 @@ from audit.results import ResultsFile
 from audit.runner import RESULTS, answer_pairs, parse_shard
 from oracle.errors import OracleInputError
 from serving.errors import NotFound, ServiceError
+from serving.schemas import MAX_QUESTION, texts
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class AuditsDisabled(ServiceError):
     error_type = "not_found"
 
 
+AuditQuestions = texts("question", 64, MAX_QUESTION, "questions asked of every record")
+
+
 class AuditRequest(BaseModel):
     """Start an audit of a log under the server's audit root."""
 
@@ -46,9 +50,7 @@ class AuditRequest(BaseModel):
     logs: str = Field(
         min_length=1, max_length=4096, description="log directory, relative to the audit root"
     )
-    questions: list[str] = Field(
-        min_length=1, max_length=64, description="questions asked of every record"
-    )
+    questions: AuditQuestions  # type: ignore[valid-type]
     yes_no: Literal["auto", "all", "none"] = Field(
         default="auto", description="which questions get P(yes): auto (Is/Does/...), all, none"
     )
@@ -58,14 +60,6 @@ class AuditRequest(BaseModel):
     threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="P(yes) at which the report flags a record"
     )
-
-    @field_validator("questions")
-    @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
-        for i, q in enumerate(value):
-            if not q.strip():
-                raise ValueError(f"question {i} is empty")
-        return value
 
 
 class AuditJobOut(BaseModel):

@@ -1,0 +1,44 @@
+"""Steering through the oracle: optimise a vector (or a LoRA) on the target so that the frozen
+oracle gives a chosen answer about the target's activations, then generate with it.
+
+- :mod:`~oracle.steering.config`: :class:`SteerConfig` (every setting, defined once) and
+  :class:`SteeringResult`;
+- :mod:`~oracle.steering.methods`: the methods (``vector``, ``lora``), one registered class each;
+- :mod:`~oracle.steering.apply`: where a vector is added (``all``, ``reply``, ``first``), one
+  registered mode each;
+- :mod:`~oracle.steering.run`: the optimisation (:class:`SteeringRun`, :func:`steer`);
+- :mod:`~oracle.steering.generate`: steered generation, capture and reply perplexity;
+- :mod:`~oracle.steering.hooks`, :mod:`~oracle.steering.io`, :mod:`~oracle.steering.lora`:
+  the hooks, the vector on disk, the LoRA on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# Imported lazily, so that reading a config (the CLI's options) does not load torch.
+_EXPORTS = {
+    "APPLIES": "oracle.steering.apply",
+    "APPLY_MODES": "oracle.steering.apply",
+    "check_apply": "oracle.steering.apply",
+    "steer_mask": "oracle.steering.apply",
+    "READS": "oracle.steering.config",
+    "SteerConfig": "oracle.steering.config",
+    "SteeringResult": "oracle.steering.config",
+    "capture_steered": "oracle.steering.generate",
+    "generate": "oracle.steering.generate",
+    "reply_nll": "oracle.steering.generate",
+    "SteeringVector": "oracle.steering.io",
+    "METHODS": "oracle.steering.methods",
+    "STEER_ADAPTER": "oracle.steering.lora",
+    "SteeringRun": "oracle.steering.run",
+    "resolve_layers": "oracle.steering.run",
+    "steer": "oracle.steering.run",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'oracle.steering' has no attribute {name!r}")
