@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 import torch
 
 from oracle.errors import OracleInputError
+from oracle.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,7 @@ class LogManifest:
         path = directory / MANIFEST
         if not path.is_file():
             raise OracleInputError(f"{directory} is not an activation log: no {MANIFEST}")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise OracleInputError(f"{path} is not valid JSON: {exc}") from None
+        data = read_json(path, MANIFEST)
         known = set(cls.__dataclass_fields__)
         missing = [k for k in ("model", "layers", "d_model") if k not in data]
         if missing:

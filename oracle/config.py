@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oracle.errors import OracleConfigError
+from oracle.jsonio import read_json
 from oracle.positions import parse_positions
 from oracle.prompts import DEFAULT_TEMPLATE
 
@@ -113,8 +114,4 @@ class OracleConfig:
                 f"{str(path)!r} has no {CONFIG_NAME}; an oracle directory holds the peft "
                 f"adapter and {CONFIG_NAME}"
             )
-        try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise OracleConfigError(f"{config_path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(config_path, CONFIG_NAME, OracleConfigError))

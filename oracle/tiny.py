@@ -93,103 +93,23 @@ def build_tokenizer(style: str = "chatml", vocab_size: int = 400) -> PreTrainedT
     return train_byte_level_bpe(_CORPUS, vocab_size, specials, bos, eos, template)
 
 
+# The shape every decoder family shares: hidden 64, 4 blocks of 4 heads.
+BASE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4)
+GQA = dict(BASE, num_key_value_heads=2)  # grouped-query attention, 2 key/value heads
+MQA = dict(BASE, num_key_value_heads=1, head_dim=16)  # Gemma: one key/value head
+
 # family -> (model_type, tokenizer style, config kwargs)
 FAMILIES: dict[str, tuple[str, str, dict]] = {
-    "llama": (
-        "llama",
-        "llama3",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
-    ),
-    "mistral": (
-        "mistral",
-        "chatml",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            sliding_window=None,
-        ),
-    ),
-    "qwen2": (
-        "qwen2",
-        "chatml",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        ),
-    ),
-    "qwen3": (
-        "qwen3",
-        "chatml",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        ),
-    ),
-    "gemma": (
-        "gemma",
-        "gemma",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-        ),
-    ),
-    "gemma2": (
-        "gemma2",
-        "gemma",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-            sliding_window=32,
-        ),
-    ),
-    "gemma3": (
-        "gemma3_text",
-        "gemma",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=1,
-            head_dim=16,
-            sliding_window=32,
-        ),
-    ),
-    "phi": (
-        "phi",
-        "chatml",
-        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4),
-    ),
+    "llama": ("llama", "llama3", GQA),
+    "mistral": ("mistral", "chatml", dict(GQA, sliding_window=None)),
+    "qwen2": ("qwen2", "chatml", GQA),
+    "qwen3": ("qwen3", "chatml", dict(GQA, head_dim=16)),
+    "gemma": ("gemma", "gemma", MQA),
+    "gemma2": ("gemma2", "gemma", dict(MQA, sliding_window=32)),
+    "gemma3": ("gemma3_text", "gemma", dict(MQA, sliding_window=32)),
+    "phi": ("phi", "chatml", BASE),
     "gpt2": ("gpt2", "gpt2", dict(n_embd=64, n_layer=4, n_head=4, n_positions=512)),
-    "gpt_neox": (
-        "gpt_neox",
-        "chatml",
-        dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4),
-    ),
+    "gpt_neox": ("gpt_neox", "chatml", BASE),
 }
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
+from oracle.jsonio import read_json
 
 
 def parse_layers(text: str | None) -> list[int] | None:
@@ -25,12 +25,7 @@ def read_target_input(
         raise OracleInputError("give exactly one of --prompt or --messages-file")
     if prompt is not None:
         return TargetInput(prompt=prompt)
-    try:
-        messages = json.loads(Path(messages_file).read_text())
-    except FileNotFoundError:
-        raise OracleInputError(f"messages file {str(messages_file)!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise OracleInputError(f"{messages_file} is not valid JSON: {exc}") from None
+    messages = read_json(messages_file, "messages file")
     if isinstance(messages, dict) and "messages" in messages:
         messages = messages["messages"]
     return TargetInput(messages=messages, add_generation_prompt=add_generation_prompt)
