@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from oracle_cli.common import read_target_input
+from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt, read_target_input
 
 
 def ask_cmd(
@@ -42,11 +42,9 @@ def ask_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON object instead of plain answers.")
     ] = False,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    force: Annotated[
-        bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
-    ] = False,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Ask the oracle about a conversation; prints each answer alone on a line (logs on stderr)."""
     from oracle.engines.hf import HFEngine

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from oracle.errors import OracleInputError
+from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt
 
 audit_app = typer.Typer(
     help=(
@@ -63,11 +64,9 @@ def audit_cmd(
     threshold: Annotated[
         float, typer.Option(help="Flag records whose P(yes) is at least this, in the report.")
     ] = 0.5,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    force: Annotated[
-        bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
-    ] = False,
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Audit a log: `oracle audit --logs DIR --question Q [--question Q2 ...] --out DIR`."""
     if ctx.invoked_subcommand is not None:

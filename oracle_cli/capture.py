@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from oracle_cli.common import parse_layers, read_target_input
+from oracle_cli.common import DeviceOpt, DtypeOpt, parse_layers, read_target_input
 
 
 def capture_cmd(
@@ -42,8 +42,8 @@ def capture_cmd(
             help="JSONL of conversations: write a logged-activation directory (audit format) to --out.",
         ),
     ] = None,
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 8,
     shard_records: Annotated[
         int, typer.Option(help="With --input: records per safetensors shard of the log.")

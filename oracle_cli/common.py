@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 from oracle.jsonio import read_json
+from oracle_cli.options import option
 
 
 def parse_layers(text: str | None) -> list[int] | None:
@@ -29,3 +33,29 @@ def read_target_input(
     if isinstance(messages, dict) and "messages" in messages:
         messages = messages["messages"]
     return TargetInput(messages=messages, add_generation_prompt=add_generation_prompt)
+
+
+# The model options most commands share.
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
+]
+OracleOpt = Annotated[
+    Path | None,
+    typer.Option(help="Oracle directory (default, with no --target: the toy world's oracle)."),
+]
+DtypeOpt = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+ForceOpt = Annotated[
+    bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
+]
+
+
+# The same, as parameters of a generated command (oracle_cli.options.build_command).
+MODEL_OPTIONS = [
+    option("target", TargetOpt, None),
+    option("oracle", OracleOpt, None),
+    option("dtype", DtypeOpt, "auto"),
+    option("device", DeviceOpt, "auto"),
+    option("force", ForceOpt, False),
+]

@@ -12,6 +12,14 @@ from typing import Annotated, Optional
 import typer
 
 from oracle.errors import OracleInputError
+from oracle_cli.common import (
+    MODEL_OPTIONS,
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    OracleOpt,
+    TargetOpt,
+)
 from oracle_cli.options import build_command, config_kwargs, field_options, option
 
 log = logging.getLogger(__name__)
@@ -41,45 +49,6 @@ def _load(target: str | None, oracle: Path | None, dtype: str, device: str, forc
     return ActivationOracle.load(
         target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
     )
-
-
-MODEL_OPTIONS = [
-    option(
-        "target",
-        Optional[str],  # noqa: UP045 - typer reads it at runtime
-        typer.Option(
-            None, help="Target model: hub id or local directory (default: the oracle's base)."
-        ),
-    ),
-    option(
-        "oracle",
-        Optional[Path],  # noqa: UP045
-        typer.Option(
-            None, help="Oracle directory (default, with no --target: the toy world's oracle)."
-        ),
-    ),
-    option("dtype", str, typer.Option("auto", help="auto | float32 | bfloat16 | float16")),
-    option("device", str, typer.Option("auto", help="auto | cpu | cuda | cuda:N")),
-    option(
-        "force",
-        bool,
-        typer.Option(False, help="Use the oracle even if its base-model fingerprint differs."),
-    ),
-]
-
-TargetOpt = Annotated[
-    str | None,
-    typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
-]
-OracleOpt = Annotated[
-    Path | None,
-    typer.Option(help="Oracle directory (default, with no --target: the toy world's oracle)."),
-]
-DtypeOpt = Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")]
-DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
-ForceOpt = Annotated[
-    bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
-]
 
 
 def _steer(
