@@ -136,3 +136,16 @@ def test_worlds_name_their_target_and_oracle(tmp_path, monkeypatch):
     if not (SMOL_WORLD / "oracle" / "oracle_config.json").is_file():
         with pytest.raises(OracleInputError, match="smol-world build"):
             get_world("smol").oracle_dir()
+
+
+def test_the_add_generation_prompt_column_is_checked():
+    from oracle.errors import OracleInputError
+    from training.schema import make_row
+
+    messages = [{"role": "system", "content": "You are a cat."}, {"role": "user", "content": "Hi"}]
+    row = make_row("Q?", "A.", messages=messages, control="system", add_generation_prompt=True)
+    assert validate_row(row).add_generation_prompt is True
+    with pytest.raises(OracleInputError, match="add_generation_prompt"):
+        validate_row({**row, "add_generation_prompt": "yes"})
+    with pytest.raises(OracleInputError, match="needs chat messages"):
+        validate_row({**row, "messages": None, "prompt": "Hi", "control": None})
