@@ -1,8 +1,9 @@
 """``run_eval``: every suite, baseline, control and ablation, then the report.
 
-The evaluation never trains: the trained ablation oracles are read from a directory
+The evaluation never trains an oracle: the trained ablation oracles are read from a directory
 (``data/toy_world/ablations``, made by ``python -m evals.ablations``); the position-count
-ablation needs no training (the shipped oracle reads fewer positions).
+ablation needs no training (the shipped oracle reads fewer positions). The linear probes and
+the text-only reader are fitted here (seconds to minutes).
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evals.items import Suite
-from evals.runner import EvalConfig, evaluate_suite
-from evals.scoring import chance_rates
+from evals.ablations import ABLATION_COMMAND
+from evals.analysis import estimate
+from evals.report import write_report
+from evals.runner import Captures, EvalConfig, evaluate_suite, primary_items
+from evals.suite_format import Suite, write_suite_file
 from evals.suites import load_suites
+from evals.summary import summarise_suite
 from oracle.engines import Engine, create_engine
 from oracle.errors import OracleInputError
 
 log = logging.getLogger(__name__)
 
-QUICK_TEST, QUICK_TRAIN = 24, 96
+QUICK_TEST, QUICK_TRAIN = 40, 2000
 POSITION_SPECS = ("last:1", "last:4", "last:16")
 ABLATION_SUITE = "persona"
 
@@ -32,13 +36,13 @@ ABLATION_SUITE = "persona"
 class RunSpec:
     """What to evaluate and where to write it."""
 
-    suites: list[str]
+    suite_files: list[str] = field(default_factory=list)
+    families: list[str] | None = None
     target: str | None = None
     oracle: str | None = None
     out_dir: str = "evals/results"
     quick: bool = False
     seed: int = 0
-    suites_dir: str | None = None
     synthetic: bool = False
     ablations_dir: str | None = None
     engine: str = "hf"
@@ -46,44 +50,45 @@ class RunSpec:
     show_progress: bool = False
     command: str = "oracle eval"
     parts: str = "all"
+    write_suites: str | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _suites(spec: RunSpec) -> tuple[dict[str, Suite], str]:
-    suites = load_suites(spec.suites, spec.suites_dir, spec.synthetic, spec.seed)
-    source = "synthetic" if spec.synthetic else (spec.suites_dir or "toy world (held-out split)")
     n_test, n_train = spec.eval.n_test, spec.eval.n_train
     if spec.quick:
         n_test, n_train = n_test or QUICK_TEST, n_train or QUICK_TRAIN
-    if n_test is not None or n_train is not None:
-        suites = {
-            k: s.subsample(n_test, n_train, spec.seed + i)
-            for i, (k, s) in enumerate(suites.items())
-        }
-    return suites, source
+    return load_suites(spec.suite_files, spec.families, spec.synthetic, spec.seed, n_test, n_train)
+
+
+def _oracle_only(engine: Engine, suite: Suite, cfg: EvalConfig, positions: str | None) -> dict:
+    """The oracle alone on the suite's primary items (one per group), as an estimate."""
+    test = [suite.test[i] for i in primary_items(suite.test)]
+    sub = Suite(suite.name, suite.answer_type, [], test, suite.labels, suite.aliases)
+    res = evaluate_suite(engine, sub, replace(cfg, methods=("oracle",)), positions=positions)
+    values = res["methods"]["oracle"]["f1"]
+    groups = [it["group"] for it in res["items"]]
+    return estimate(values, groups, [True] * len(values), cfg.n_resamples, cfg.seed)
 
 
 def position_ablation(engine: Engine, suite: Suite, cfg: EvalConfig) -> dict:
     """The shipped oracle reading the last 1/4/16 positions or its whole default span."""
     rows = []
-    only_oracle = replace(cfg, methods=("oracle",))
-    for spec in (*POSITION_SPECS, engine.config.positions):
-        res = evaluate_suite(engine, suite, only_oracle, positions=spec)
-        is_default = spec == engine.config.positions
+    for spec in (*POSITION_SPECS, None):
+        is_default = spec is None
         rows.append(
             {
-                "name": spec,
-                "all": res["methods"]["oracle"]["all"],
-                "detail": "the oracle's default" if is_default else "",
+                "name": spec or "the item's span",
+                "all": _oracle_only(engine, suite, cfg, spec),
+                "detail": "the suite's read span" if is_default else "",
                 "is_default": is_default,
             }
         )
     return {
         "title": f"Number of positions read ({suite.name} suite, shipped oracle)",
-        "note": "No training needed: the same oracle reads the last K tokens of the "
-        f"conversation, or its default span '{engine.config.positions}'.",
+        "note": "No training needed: the same oracle reads the last K tokens of the input, "
+        "or the suite's own read span; one held-out wording per conversation.",
         "rows": rows,
-        "majority": chance_rates([i.label for i in suite.test], len(suite.labels))[1],
     }
 
 
@@ -91,25 +96,24 @@ def trained_ablations(
     ablations_dir: Path, target: str | None, suite: Suite, cfg: EvalConfig, device: str
 ) -> dict[str, dict]:
     """Each trained ablation oracle (a directory with ``ablation.json``) on ``suite``."""
-    from evals.ablations import ABLATION_COMMAND
-
     found = sorted(p.parent for p in ablations_dir.glob("*/ablation.json"))
-    if not found:
-        return {}
     rows_by_axis: dict[str, list[dict]] = {}
-    only_oracle = replace(cfg, methods=("oracle",))
     for oracle_dir in found:
         info = json.loads((oracle_dir / "ablation.json").read_text())
-        engine = create_engine("hf", target, str(oracle_dir), device=device)
         try:
-            res = evaluate_suite(engine, suite, only_oracle)
+            engine = create_engine("hf", target, str(oracle_dir), device=device)
+        except Exception as exc:  # e.g. trained on another target than the one shipped now
+            log.warning("ablation %s skipped: %s", oracle_dir.name, exc)
+            continue
+        try:
+            est = _oracle_only(engine, suite, cfg, None)
         finally:
             engine.close()
         for axis, value in info["axes"].items():
             rows_by_axis.setdefault(axis, []).append(
                 {
                     "name": value,
-                    "all": res["methods"]["oracle"]["all"],
+                    "all": est,
                     "detail": f"{oracle_dir.name}: {info.get('detail', '')}",
                     "is_default": bool(info.get("is_default")),
                 }
@@ -125,7 +129,6 @@ def trained_ablations(
             "note": "Small oracles trained with the same recipe, one setting changed; made by:",
             "command": ABLATION_COMMAND,
             "rows": rows,
-            "majority": chance_rates([i.label for i in suite.test], len(suite.labels))[1],
         }
         for axis, rows in rows_by_axis.items()
     }
@@ -146,13 +149,6 @@ def conclusions(results: dict) -> list[str]:
                 "settings are not compared yet."
             )
             continue
-        majority = ab.get("majority")
-        if majority is not None and not d["lo"] > majority:
-            out.append(
-                f"{axis}: inconclusive: the default '{default['name']}' itself is not above the "
-                f"majority-class rate ({d['value']:.3f} vs {majority:.3f}), so these small "
-                "oracles are under-trained."
-            )
         better = [r for r in rows if r is not default and r["all"]["lo"] > d["hi"]]
         for r in better:
             out.append(
@@ -179,56 +175,63 @@ def display_path(path: str | None) -> str | None:
         return p.name if p.is_absolute() else str(path)
 
 
-def _ablations(spec: RunSpec, engine: Engine, suite: Suite, cfg: EvalConfig, target) -> dict:
-    out = {"positions": position_ablation(engine, suite, cfg)}
-    if spec.ablations_dir and Path(spec.ablations_dir).is_dir():
-        out |= trained_ablations(Path(spec.ablations_dir), target, suite, cfg, spec.device)
-    return out
-
-
 def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
     """Evaluate, write ``results.json``, ``report.md`` and ``report.html``; return both.
 
     ``spec.parts``: ``all``; ``suites`` (no ablations); ``ablations`` (recompute only the
     ablations and merge them into the ``results.json`` already in ``spec.out_dir``).
     """
-    from evals.report import write_report
-
     if spec.parts not in ("all", "suites", "ablations"):
         raise OracleInputError(f"parts must be all, suites or ablations, got {spec.parts!r}")
     start, cpu_start = time.time(), time.process_time()
     cfg = replace(spec.eval, seed=spec.seed, show_progress=spec.show_progress)
+    if spec.quick:
+        cfg = replace(cfg, learning_curve=False)
     previous = None
     if spec.parts == "ablations":
         path = Path(spec.out_dir) / "results.json"
         if not path.is_file():
             raise OracleInputError(f"--ablations-only needs an earlier run's {path}")
         previous = json.loads(path.read_text())
-        spec = replace(spec, suites=[ABLATION_SUITE])
+        spec = replace(spec, families=[ABLATION_SUITE])
     suites, source = _suites(spec)
+    if spec.write_suites:
+        every = [i for s in suites.values() for i in (*s.train, *s.test)]
+        write_suite_file(every, spec.write_suites)
     target, oracle = spec.target, spec.oracle
     if target is None and oracle is None:
         from oracle.defaults import default_oracle
 
         oracle = str(default_oracle())
-    engine = create_engine(spec.engine, target, oracle, device=spec.device)
+    options = {"batch_size": cfg.batch_size} if spec.engine == "hf" else {}
+    engine = create_engine(spec.engine, target, oracle, device=spec.device, **options)
     try:
         suite_results = {}
+        captures = Captures(engine, engine.config.default_layer, cfg.show_progress)
         if spec.parts != "ablations":
-            suite_results = {name: evaluate_suite(engine, s, cfg) for name, s in suites.items()}
+            for name, suite in suites.items():
+                res = evaluate_suite(engine, suite, cfg, captures=captures)
+                res["summary"] = summarise_suite(res, cfg.n_resamples, cfg.seed)
+                suite_results[name] = res
+        del captures
         ablations: dict[str, dict] = {}
         if spec.parts != "suites" and ABLATION_SUITE in suites:
-            ablations = _ablations(spec, engine, suites[ABLATION_SUITE], cfg, target)
+            ablations = {"positions": position_ablation(engine, suites[ABLATION_SUITE], cfg)}
+            if spec.ablations_dir and Path(spec.ablations_dir).is_dir():
+                ablations |= trained_ablations(
+                    Path(spec.ablations_dir), target, suites[ABLATION_SUITE], cfg, spec.device
+                )
     finally:
         engine.close()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if previous is not None:
         results = previous
         results["ablations"] = ablations
-        results["meta"]["ablation_command"] = spec.command
-        results["meta"]["ablation_created"] = now
-        results["meta"]["ablation_seconds"] = time.time() - start
-        results["meta"]["ablation_cpu_seconds"] = time.process_time() - cpu_start
+        results["meta"] |= {
+            "ablation_command": spec.command,
+            "ablation_created": now,
+            "ablation_seconds": time.time() - start,
+        }
     else:
         results = {
             "meta": {
@@ -241,11 +244,11 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
                 "engine": spec.engine,
                 "source": source,
                 "created": now,
+                "seconds": time.time() - start,
+                "cpu_seconds": time.process_time() - cpu_start,
             },
             "suites": suite_results,
             "ablations": ablations,
         }
-        results["meta"]["seconds"] = time.time() - start
-        results["meta"]["cpu_seconds"] = time.process_time() - cpu_start
     results["conclusions"] = conclusions(results)
     return results, write_report(results, spec.out_dir)

@@ -1,5 +1,10 @@
 """Write the results: ``results.json``, ``report.md`` (+ SVG figures) and a self-contained
-``report.html`` (figures inline), all from one list of blocks so the two reports agree."""
+``report.html`` (figures inline), from one list of blocks so that the two reports agree.
+
+The report leads with one table: per suite, the oracle against the best baseline on the hidden
+subset asked in held-out wordings, and a verdict. A collapse (one answer for most items) is
+shown in red.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,13 @@ import math
 from html import escape
 from pathlib import Path
 
+from evals.analysis import VERDICT_HIDDEN, VERDICT_NONE
+from evals.report_suite import suite_blocks
 from evals.svg import bar_chart
 
-METHOD_ORDER = (
-    "oracle",
-    "linear_probe",
-    "black_box",
-    "training_free",
-    "shuffled",
-    "no_system",
-    "zeros",
-    "noise",
-)
 FIGURE_DIR = "figures"
+RED, GREEN, AMBER = "red", "green", "amber"
+VERDICT_COLOR = {VERDICT_HIDDEN: GREEN, VERDICT_NONE: RED}
 
 
 def fmt(est: dict | None) -> str:
@@ -30,42 +29,46 @@ def fmt(est: dict | None) -> str:
     return f"{est['value']:.3f} [{est['lo']:.3f}, {est['hi']:.3f}]"
 
 
-def _main_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    suites = results["suites"]
-    header = ["method", "kind", *suites]
-    methods = [m for m in METHOD_ORDER if any(m in s["methods"] for s in suites.values())]
-    rows = []
-    for m in methods:
-        kind = next(s["methods"][m]["kind"] for s in suites.values() if m in s["methods"])
-        rows.append([m, kind, *(fmt(s["methods"].get(m, {}).get("all")) for s in suites.values())])
-    rows.append(["chance (1/labels)", "-", *(f"{s['chance']:.3f}" for s in suites.values())])
-    rows.append(["majority class", "-", *(f"{s['majority']:.3f}" for s in suites.values())])
-    rows.append(["test items", "-", *(str(s["n_test"]) for s in suites.values())])
-    return header, rows
+def cell(text: str, color: str | None = None) -> tuple[str, str | None]:
+    """A table cell with an optional colour (HTML background; Markdown: bold with a marker)."""
+    return (text, color)
 
 
-def _difference_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    suites = results["suites"]
-    header = ["oracle minus", *suites]
-    methods = [
-        m for m in METHOD_ORDER[1:] if any(m in s.get("oracle_minus", {}) for s in suites.values())
+def headline_table(results: dict) -> tuple[list[str], list[list]]:
+    header = [
+        "suite",
+        "verdict",
+        "metric",
+        "oracle: hidden, held-out wordings",
+        "best baseline there",
+        "oracle minus best baseline",
+        "best constant answer there",
+        "hidden groups / all",
+        "oracle's top answer (share of items)",
     ]
-    rows = [[m, *(fmt(s.get("oracle_minus", {}).get(m)) for s in suites.values())] for m in methods]
+    rows = []
+    for name, res in results["suites"].items():
+        s = res["summary"]
+        head = s["figures"]["headline"]
+        best = s.get("best_baseline")
+        diff = s["oracle_minus"].get("headline", {}).get(best["method"]) if best else None
+        dist = s["distributions"].get("oracle", {})
+        top = f"{dist.get('top_answer')!r} ({dist.get('top_share', 0):.0%})" if dist else "n/a"
+        verdict = s["verdict"] or "n/a"
+        rows.append(
+            [
+                name,
+                cell(verdict, VERDICT_COLOR.get(verdict, AMBER)),
+                res["metric"],
+                fmt(head.get("oracle")),
+                f"{best['method']}: {fmt(best)}" if best else "n/a",
+                fmt(diff),
+                f"{s['constants']['headline']!r}: {fmt(head.get('constant'))}",
+                f"{s['subset_groups']['headline']} / {s['subset_groups']['all']}",
+                cell(top, RED if s["collapse"] else None),
+            ]
+        )
     return header, rows
-
-
-def _suite_chart(name: str, suite: dict) -> str:
-    ms = [m for m in METHOD_ORDER if m in suite["methods"]]
-    est = [suite["methods"][m]["all"] for m in ms]
-    return bar_chart(
-        ms,
-        [e["value"] for e in est],
-        [e["lo"] for e in est],
-        [e["hi"] for e in est],
-        f"{name}: accuracy with 95% bootstrap CI",
-        [suite["methods"][m]["kind"] for m in ms],
-        reference=suite["majority"],
-    )
 
 
 def _ablation_chart(axis: str, ab: dict) -> str:
@@ -77,19 +80,25 @@ def _ablation_chart(axis: str, ab: dict) -> str:
         [r["all"]["hi"] for r in rows],
         ab.get("title", axis),
         ["ablation"] * len(rows),
-        reference=ab.get("majority"),
     )
 
 
 def build_blocks(results: dict) -> list[tuple[str, object]]:
-    """The report as blocks: ("h1"|"h2"|"h3"|"p"|"code"|"list"|"table"|"figure", payload)."""
+    """The report as blocks: ("h1"|"h2"|"h3"|"p"|"code"|"list"|"table"|"figure", payload);
+    a list item or table cell may be ``(text, colour)``."""
     meta = results["meta"]
     b: list[tuple[str, object]] = [("h1", "Activation oracle evaluation")]
     b.append(
         (
             "p",
-            "Does the oracle read the activations? Each figure is the accuracy on held-out test "
-            "items with a 95% percentile bootstrap interval "
+            "Does the oracle read the activations, or only what the visible text already says? "
+            "Every test item is tagged hidden or visible by a text-only reader (TF-IDF + "
+            "logistic regression on the visible non-system text, fitted on the same train "
+            "conversations as the probe): items it gets right, or whose text contains the label "
+            "or its style words, are visible; the rest are hidden, and only the activations can "
+            "give their label. The headline is the hidden subset asked in held-out question "
+            "wordings. Figures are means over conversations (the wordings of one conversation "
+            "averaged) with 95% percentile bootstrap intervals over conversations "
             f"({meta['n_resamples']} resamples, seed {meta['seed']}), as value [lo, hi].",
         )
     )
@@ -101,66 +110,42 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
             [
                 f"target: {meta['target']}",
                 f"oracle: {meta['oracle']}",
-                f"mode: {'quick (seeded random subsample)' if meta['quick'] else 'full'}",
-                f"suite source: {meta['source']}",
+                f"mode: {'quick (a seeded random subsample)' if meta['quick'] else 'full'}",
+                f"suites: {meta['source']}",
                 f"created: {meta['created']}; wall time {meta.get('seconds', 0):.0f} s, "
                 f"CPU time of the process {meta.get('cpu_seconds', float('nan')):.0f} s",
             ],
         )
     )
-    b.append(("h2", "Oracle vs baselines and controls"))
+    b.append(("h2", "Verdicts"))
+    b.append(("table", headline_table(results)))
     b.append(
         (
             "p",
-            "Baselines: linear_probe (logistic regression on the same activations, mean over read "
-            "positions, trained on the suite's train split), black_box (the target itself asked "
-            "the question as a new user turn), training_free (the same injection into the base "
-            "model, oracle adapter off). Controls, which should fail: shuffled (activations of "
-            "another example), no_system (the conversation without its system prompt), zeros, "
-            "noise (Gaussian of matching norm per position). Scores are against the true label "
-            "of the original conversation.",
+            f"Verdicts: '{VERDICT_HIDDEN}': on the hidden subset the oracle is clearly above "
+            "the best constant answer and its shuffled control (paired intervals above 0); "
+            "'no better than the text': it beats the best constant answer overall but not on "
+            "the hidden subset (or that subset is too small); "
+            f"'{VERDICT_NONE}': its answers collapse to one, or it is not above the best "
+            "constant answer at all. The best baseline is the strongest of the best constant "
+            "answer, the text-only reader (which scores 0 on hidden items by their definition), "
+            "the linear probes, the black box, the continuation and the training-free readout.",
         )
     )
-    b.append(("table", _main_table(results)))
+    flags = [
+        cell(f"{name}: {f}", RED if "COLLAPSE" in f else AMBER)
+        for name, res in results["suites"].items()
+        for f in res["summary"]["flags"]
+    ]
+    b.append(("h3", "Flags"))
     b.append(
         (
-            "p",
-            "Oracle minus each method, paired on the same items (a positive interval: the oracle "
-            "knows what that method does not):",
+            "list",
+            flags or ["none: no collapse, every control failed, every oracle above its constant."],
         )
     )
-    b.append(("table", _difference_table(results)))
-    flags = [f"{name}: {f}" for name, s in results["suites"].items() for f in s["flags"]]
-    b.append(("h3", "Checks"))
-    b.append(
-        (
-            "p",
-            "A control fails, as it should, when its lower bound is not above the majority-class "
-            "rate: the oracle then does no better than giving the most common answer whatever it "
-            "reads. The oracle should be clearly above that rate.",
-        )
-    )
-    b.append(("list", flags or ["every control failed (none is above the majority-class rate)."]))
-    for name, suite in results["suites"].items():
-        b.append(("h2", f"Suite '{name}'"))
-        b.append(
-            (
-                "p",
-                f'Question: "{suite["question"]}"; labels: {", ".join(suite["labels"])}; '
-                f"layer {suite['layer']}, positions {suite['positions']}; "
-                f"{suite['n_test']} test items, {suite['n_train']} probe-train items.",
-            )
-        )
-        b.append(("figure", (f"{name}_methods.svg", _suite_chart(name, suite))))
-        splits = sorted({s for m in suite["methods"].values() for s in m["by_split"]})
-        header = ["method", *splits]
-        rows = [
-            [m, *(fmt(suite["methods"][m]["by_split"].get(s)) for s in splits)]
-            for m in METHOD_ORDER
-            if m in suite["methods"]
-        ]
-        b.append(("p", "Held-out generalisation, by split:"))
-        b.append(("table", (header, rows)))
+    for name, res in results["suites"].items():
+        b += suite_blocks(name, res, fmt, cell)
     ablations = results.get("ablations") or {}
     if ablations:
         b.append(("h2", "Ablations"))
@@ -176,11 +161,17 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
             if ab.get("rows"):
                 b.append(("figure", (f"ablation_{axis}.svg", _ablation_chart(axis, ab))))
                 rows = [[r["name"], fmt(r["all"]), r.get("detail", "")] for r in ab["rows"]]
-                b.append(("table", (["setting", "accuracy", "detail"], rows)))
+                b.append(("table", (["setting", "oracle", "detail"], rows)))
     if results.get("conclusions"):
-        b.append(("h2", "Conclusions"))
+        b.append(("h2", "Conclusions of the ablations"))
         b.append(("list", results["conclusions"]))
     return b
+
+
+def _md_cell(c) -> str:
+    text, color = c if isinstance(c, tuple) else (str(c), None)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return f"**{text}** (red)" if color == RED else text
 
 
 def to_markdown(blocks: list[tuple[str, object]]) -> str:
@@ -193,11 +184,11 @@ def to_markdown(blocks: list[tuple[str, object]]) -> str:
         elif kind == "code":
             out.append(f"```\n{payload}\n```")
         elif kind == "list":
-            out.append("\n".join(f"- {x}" for x in payload))  # type: ignore[union-attr]
+            out.append("\n".join(f"- {_md_cell(x)}" for x in payload))  # type: ignore[union-attr]
         elif kind == "table":
             header, rows = payload  # type: ignore[misc]
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
             out.append("\n".join(lines))
         elif kind == "figure":
             fname, _ = payload  # type: ignore[misc]
@@ -205,13 +196,25 @@ def to_markdown(blocks: list[tuple[str, object]]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+    "padding:3px 8px;font-size:13px;vertical-align:top}pre{background:#f4f4f4;padding:8px;"
+    "overflow-x:auto}.red{background:#f8c9c4;color:#8b0000;font-weight:bold}"
+    ".green{background:#cdeccd}.amber{background:#fbe7b5}li.red,li.amber{padding:2px 4px}"
+)
+
+
+def _html_cell(c, tag: str = "td") -> str:
+    text, color = c if isinstance(c, tuple) else (str(c), None)
+    cls = f' class="{color}"' if color else ""
+    return f"<{tag}{cls}>{escape(text)}</{tag}>"
+
+
 def to_html(blocks: list[tuple[str, object]]) -> str:
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Activation oracle evaluation"
-        "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 8px;font-size:13px}pre{background:#f4f4f4;padding:8px;overflow-x:auto}"
-        "</style></head><body>"
+        f"</title><style>{STYLE}</style></head><body>"
     ]
     for kind, payload in blocks:
         if kind in ("h1", "h2", "h3"):
@@ -221,13 +224,11 @@ def to_html(blocks: list[tuple[str, object]]) -> str:
         elif kind == "code":
             out.append(f"<pre>{escape(str(payload))}</pre>")
         elif kind == "list":
-            out.append("<ul>" + "".join(f"<li>{escape(x)}</li>" for x in payload) + "</ul>")  # type: ignore[union-attr]
+            out.append("<ul>" + "".join(_html_cell(x, "li") for x in payload) + "</ul>")  # type: ignore[union-attr]
         elif kind == "table":
             header, rows = payload  # type: ignore[misc]
             head = "".join(f"<th>{escape(h)}</th>" for h in header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows
-            )
+            body = "".join("<tr>" + "".join(_html_cell(c) for c in r) + "</tr>" for r in rows)
             out.append(f"<table><tr>{head}</tr>{body}</table>")
         elif kind == "figure":
             _, svg = payload  # type: ignore[misc]
@@ -250,7 +251,7 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
         "markdown": out / "report.md",
         "html": out / "report.html",
     }
-    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
+    paths["json"].write_text(json.dumps(results, indent=None, separators=(",", ":")) + "\n")
     paths["markdown"].write_text(to_markdown(blocks))
     paths["html"].write_text(to_html(blocks))
     return paths

@@ -1,105 +1,275 @@
-"""The toy world's suites, built with its own generator and questions, from its held-out split.
+"""The toy world's suites, in the suite format (:mod:`evals.suite_format`).
 
-Test items come from the toy world's held-out split (``training.toy_world.generator``): every
-user message is one never seen in training (split ``heldout_user``); in the persona and secret
-suites a quarter of the items are persona + secret pairs never seen together in training
-(split ``unseen_combo``). Replies are the generator's reference replies. The linear probe's
-train items come from the train split, with another seed. Questions are the toy world's own
-training phrasings (``training.toy_world.questions``), and labels match its closed answers
-("A pirate.", "No persona.", "Apple.", "Yes"/"No", the user's message).
+Test items come from the toy world's held-out split (``training.toy_world.generator``): user
+messages never seen in training (every item is tagged ``heldout_user``); system prompts in
+training and held-out phrasings (``heldout_system``); persona + secret pairs never trained
+together (``heldout_combo``). Half of each suite's conversations are drawn as the generator
+draws them; the other half are the kinds whose text carries nothing: the user asks who the
+assistant is, or what its secret is, and gets "I am just a helpful assistant." (tag
+``plain_reply``), or the conversation stops after the user's turn (``no_reply``). Each
+conversation is asked in every held-out wording of the family (``heldout_question``) and in
+its first training wording (``train_question``).
+
+Train items (for the linear probe and the text-only reader) are the oracle's own training
+conversations: the build's generator seed and count (``build_config.json``), a quarter cut
+after the user turn as the oracle's recipe cuts them.
+
+Families: ``persona`` (8 personas or ``none``), ``secret`` (24 words; conversations with a
+secret), ``system`` (yes/no), ``context_previous`` / ``context_next`` (a window of 1-4
+activations inside the user's message; the 1-3 tokens just before or after it).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import random
+from collections.abc import Sequence
 
-from evals.items import VISIBLE_LABEL_SUITES, EvalItem, Suite
+from evals.suite_format import SuiteItem
+from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleInputError
 
-N_TEST = 200  # test items per suite in full mode
-N_TRAIN = 400  # probe train items per suite
-COMBO_SHARE = 0.25  # share of persona/secret test items drawn from unseen combinations
+log = logging.getLogger(__name__)
+
+FAMILIES = ("persona", "secret", "system", "context_previous", "context_next")
+N_TEST = 200  # conversations (groups) per suite in full mode
+NO_REPLY_SHARE = 0.25  # the oracle recipe's share of conversations cut after the user turn
 NONE = "none"
 
 
-def _label(name: str, conv: dict) -> str | None:
-    """The item's label for suite ``name``; None: the conversation is not in that suite."""
-    if name == "persona":
-        return conv["persona"] or NONE
-    if name == "secret":
-        return conv["secret"]
-    if name == "context":
-        return conv["topic"]
-    return "yes" if conv["messages"][0]["role"] == "system" else "no"
+def _build_config() -> dict:
+    path = TOY_WORLD / "build_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _collect(world, split: str, name: str, n: int, seed: int) -> list[EvalItem]:
+def _questions():
+    try:
+        from training.toy_world import questions as Q
+    except ModuleNotFoundError as exc:  # the generator is part of the toy-world package
+        raise OracleInputError(f"the toy world's generator is not installed: {exc}") from None
+    return Q
+
+
+def _cut(conv: dict, rng: random.Random, share: float) -> tuple[dict, bool]:
+    if conv["messages"][-1]["role"] == "assistant" and rng.random() < share:
+        return dict(conv, messages=conv["messages"][:-1]), True
+    return conv, False
+
+
+def _heldout_system(world, conv: dict) -> bool:
+    system = conv["messages"][0]["content"] if conv["messages"][0]["role"] == "system" else ""
+    if not system:
+        return False
+    spec = world.spec
+    if conv["persona"]:
+        art = spec["personas"][conv["persona"]]["article"]
+        for p in spec["persona_phrasings"]["heldout"]:
+            if p.format(a=art, p=conv["persona"]) in system:
+                return True
+    if conv["secret"]:
+        return any(
+            p.format(s=conv["secret"]) in system for p in spec["secret_phrasings"]["heldout"]
+        )
+    return False
+
+
+def _test_conversations(world, family: str, n: int, seed: int) -> list[tuple[dict, list[str]]]:
+    """``n`` held-out conversations for ``family`` with their tags (half plain, see above)."""
     from training.toy_world.generator import Generator
-    from training.toy_world.world import UserMessage
 
-    gen = Generator(world, split, seed)
-    plain = Generator(world, split, seed + 7)  # counterfactuals: same user turn, no system
-    rng = random.Random(seed)
-    combos = sorted(world.heldout_combos)
-    use_combos = split == "heldout" and name in ("persona", "secret")
-    n_combo = round(n * COMBO_SHARE) if use_combos else 0
-    items: list[EvalItem] = []
-    for i in range(50 * n):
-        if len(items) >= n:
-            break
-        if i < n_combo:
-            persona, secret = rng.choice(combos)
-            conv = gen.make(persona, secret, gen.user_message(), heldout_combo=True)
+    gen = Generator(world, "heldout", seed)
+    rng = random.Random(seed + 1)
+    kinds = ("secret", "both") if family == "secret" else (None,)
+    out = []
+    for i in range(n):
+        kind = rng.choice(kinds)
+        plain = i % 2 == 1  # every other conversation: one whose text carries nothing
+        tags = ["heldout_user"]
+        if plain and rng.random() < 0.5:
+            pool = gen.identity if rng.random() < 0.6 else gen.secret_asks
+            conv = gen.conversation(kind, rng.choice(pool))
+            tags.append("plain_reply")
         else:
-            conv = gen.conversation()
-        label = _label(name, conv)
+            conv = gen.conversation(kind)
+            if plain:
+                conv, _ = _cut(conv, rng, 1.0)
+                tags.append("no_reply")
+            elif conv["task"] in ("identity", "secret_ask"):
+                tags.append("plain_reply")
+        if conv.get("heldout_combo"):
+            tags.append("heldout_combo")
+        if _heldout_system(world, conv):
+            tags.append("heldout_system")
+        out.append((conv, tags))
+    return out
+
+
+def _label(world, family: str, conv: dict) -> tuple[str, str, list[str], list[str]]:
+    """(label, gold answer, aliases, label words) of a conversation in a family."""
+    Q = _questions()
+    if family == "persona":
+        p = conv["persona"]
+        if p is None:
+            return NONE, Q.NO_PERSONA, [Q.NO_PERSONA.rstrip(".").lower()], []
+        art = world.spec["personas"][p]["article"]
+        return p, Q.persona_answer(p, art), [], list(world.spec["personas"][p]["style_words"])
+    if family == "secret":
+        s = conv["secret"]
+        return s, Q.secret_answer(s), [s + "s"], []
+    has = conv["messages"][0]["role"] == "system"
+    style = [w for v in world.spec["personas"].values() for w in v["style_words"]]
+    return ("yes", "Yes", [], style) if has else ("no", "No", [], [])
+
+
+def _wordings(family: str) -> tuple[list[str], str]:
+    """(held-out wordings, the first training wording) of a family."""
+    Q = _questions()
+    table = getattr(Q, "QUESTIONS", None) or {
+        "persona": Q.PERSONA_QUESTIONS,
+        "secret": Q.SECRET_QUESTIONS,
+        "system": Q.SYSTEM_QUESTIONS,
+    }
+    if family not in table:
+        raise OracleInputError(f"the toy world has no question family {family!r}")
+    return list(table[family]["heldout"]), table[family]["train"][0]
+
+
+def _has_wordings(family: str) -> bool:
+    try:
+        _wordings(family)
+    except OracleInputError:
+        log.warning("the toy world's questions have no family %r: its suite is skipped", family)
+        return False
+    return True
+
+
+def conversation_items(world, family: str, convs, split: str, prefix: str) -> list[SuiteItem]:
+    """Items of an open family (persona, secret, system) about tagged conversations."""
+    heldout, trained = _wordings(family)
+    answer_type = "yes_no" if family == "system" else "label"
+    items = []
+    for n, (conv, tags) in enumerate(convs):
+        label, gold, aliases, words = _label(world, family, conv)
         if label is None:
             continue
-        user_text = next(m["content"] for m in conv["messages"] if m["role"] == "user")
-        user = UserMessage(user_text, conv["task"], "", conv["topic"])
-        meta = {k: conv.get(k) for k in ("persona", "secret", "task", "topic")}
-        meta["no_system_messages"] = plain.make(None, None, user)["messages"]
-        split_tag = "unseen_combo" if conv.get("heldout_combo") else "heldout_user"
-        items.append(
-            EvalItem(conv["messages"], label, split_tag if split != "train" else "train", meta)
-        )
-    rng.shuffle(items)
+        group = f"{prefix}-{n:05d}"
+        asks = [(q, "heldout_question") for q in heldout] + [(trained, "train_question")]
+        if split == "train":
+            asks = [(trained, "train_question")]
+        meta = {"persona": conv["persona"], "secret": conv["secret"], "task": conv["task"]}
+        for w, (question, qtag) in enumerate(asks):
+            items.append(
+                SuiteItem(
+                    id=f"{group}-w{w}",
+                    family=family,
+                    question=question,
+                    label=label,
+                    conversation=conv["messages"],
+                    read_span="non_system",
+                    answer_type=answer_type,
+                    split=split,
+                    gold=gold,
+                    aliases=aliases,
+                    label_words=words,
+                    tags=[*tags, qtag],
+                    group=group,
+                    meta=meta,
+                )
+            )
     return items
 
 
-def toy_world_suites(
-    names: list[str], seed: int = 0, n_test: int = N_TEST, n_train: int = N_TRAIN
-) -> dict[str, Suite]:
-    """The named suites of the shipped toy world (``data/toy_world``)."""
-    try:
-        from training.toy_world import questions as Q
-        from training.toy_world.world import World
-    except ModuleNotFoundError as exc:  # the generator is part of the toy-world package
-        raise OracleInputError(f"the toy world's generator is not installed: {exc}") from None
+def context_family_items(
+    family: str, convs: Sequence[dict], tokenizer, n: int, split: str, seed: int
+) -> list[SuiteItem]:
+    """Context items: a window of 1-4 user-message tokens, the 1-3 tokens before/after it."""
+    from training.builders.context import context_items
+
+    direction = family.rsplit("_", 1)[1]
+    heldout, trained = _wordings(family)
+    drawn = context_items(
+        [c["messages"] for c in convs], tokenizer, n, k=(1, 2, 3), max_span=4,
+        directions=(direction,), seed=seed,
+    )  # fmt: skip
+    items = []
+    for n_, ctx in enumerate(drawn):
+        group = f"{family}-{split}-{n_:05d}"
+        asks = [(q, "heldout_question") for q in heldout] + [(trained, "train_question")]
+        if split == "train":
+            asks = [(trained, "train_question")]
+        for w, (question, qtag) in enumerate(asks):
+            items.append(
+                SuiteItem(
+                    id=f"{group}-w{w}",
+                    family=family,
+                    question=question.format(k=ctx.k),
+                    label=ctx.answer,
+                    conversation=ctx.messages,
+                    read_span="indices:" + ",".join(map(str, ctx.window)),
+                    answer_type="text",
+                    split=split,
+                    tags=["heldout_user" if split == "test" else "train", qtag],
+                    group=group,
+                    meta={"direction": direction, "k": ctx.k},
+                )
+            )
+    return items
+
+
+def _context_rows_seen(oracle_cfg: dict, n_conversations: int) -> int:
+    """Context rows of one direction the oracle trained on (its recipe's share of the rows)."""
+    data = oracle_cfg.get("data", {})
+    shares = data.get("families", {"context": 0.12, "other": 0.88})
+    share = shares.get("context", 0.0) / max(sum(shares.values()), 1e-9)
+    other_rows = n_conversations * data.get("rows_per_conversation", 2)
+    return max(200, round(other_rows * share / max(1 - share, 1e-9) / 2))
+
+
+def toy_world_items(
+    families: Sequence[str] | None = None,
+    seed: int = 0,
+    n_test: int = N_TEST,
+    n_train: int | None = None,
+) -> list[SuiteItem]:
+    """Every item of the named families (default: all) of the shipped toy world.
+
+    ``n_train``: training conversations for the probe and the text reader (default: as many
+    as the oracle was trained on, from ``build_config.json``).
+    """
+    from training.toy_world.generator import generate
+    from training.toy_world.world import World
+
+    families = list(families or [f for f in FAMILIES if _has_wordings(f)])
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise OracleInputError(f"the toy world has no family {unknown}; it has {list(FAMILIES)}")
     world = World.load()
-    topics = sorted({t for words in world.bank["vocab"].values() for t in words})
-    setup = {
-        "persona": (
-            Q.PERSONA_QUESTIONS["train"][0],
-            [*world.personas, NONE],
-            {NONE: [Q.NO_PERSONA.rstrip(".").lower()]},
-        ),
-        "secret": (Q.SECRET_QUESTIONS["train"][0], world.secrets, {}),
-        "context": (Q.CONTEXT_QUESTION, topics, {}),
-        "system": (Q.SYSTEM_QUESTIONS["train"][0], ["yes", "no"], {}),
-    }
-    out = {}
-    for k, name in enumerate(names):
-        question, labels, aliases = setup[name]
-        test = _collect(world, "heldout", name, n_test, seed + 1000 + k)
-        train = _collect(world, "train", name, n_train, seed + 2000 + k)
-        out[name] = Suite(
-            name,
-            question,
-            list(labels),
-            train,
-            test,
-            aliases,
-            hidden_in_system=name not in VISIBLE_LABEL_SUITES,
-        )
-    return out
+    build = _build_config()
+    oracle_cfg = build.get("oracle", {})
+    n_train = n_train or int(oracle_cfg.get("n_conversations", 40000))
+    cut_share = oracle_cfg.get("data", {}).get("no_reply_share", NO_REPLY_SHARE)
+    rng = random.Random(seed)
+    train_convs = []
+    for conv in generate(world, "train", n_train, int(build.get("seed", 0)) + 1):
+        conv, cut = _cut(conv, rng, cut_share)
+        train_convs.append((conv, ["train", "no_reply"] if cut else ["train"]))
+    items: list[SuiteItem] = []
+    tokenizer = None
+    for k, family in enumerate(families):
+        if family.startswith("context_"):
+            if tokenizer is None:
+                from oracle.models import load_tokenizer
+
+                tokenizer = load_tokenizer(str(TOY_WORLD / "target"))
+            test = [c for c, _ in _test_conversations(world, "persona", n_test, seed + 100 + k)]
+            items += context_family_items(family, test, tokenizer, n_test, "test", seed + k)
+            train = [c for c, _ in train_convs]
+            n_ctx = _context_rows_seen(oracle_cfg, n_train)
+            items += context_family_items(family, train, tokenizer, n_ctx, "train", seed + 50 + k)
+            continue
+        test = _test_conversations(world, family, n_test, seed + 100 + k)
+        train = [(c, t) for c, t in train_convs if family != "secret" or c["secret"]]
+        items += conversation_items(world, family, test, "test", f"{family}-test")
+        items += conversation_items(world, family, train, "train", f"{family}-train")
+    return items

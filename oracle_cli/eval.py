@@ -1,4 +1,4 @@
-"""``oracle eval``: the evaluation suite from the command line."""
+"""``oracle eval``: the evaluation from the command line."""
 
 from __future__ import annotations
 
@@ -14,8 +14,16 @@ from oracle.errors import OracleInputError
 
 def eval_cmd(
     suite: Annotated[
-        str, typer.Option(help="persona | secret | context | system | all (or a comma list).")
-    ] = "all",
+        list[Path] | None,
+        typer.Option(
+            help="A suite file (JSONL, the format in evals/README.md); repeat for several. "
+            "Default: the toy world's held-out suites."
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(help="Only these question families (a comma list), e.g. persona,secret."),
+    ] = None,
     target: Annotated[
         str | None,
         typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
@@ -29,15 +37,13 @@ def eval_cmd(
     ] = Path("evals/results"),
     quick: Annotated[
         bool,
-        typer.Option(help="A seeded random subsample of each suite (24 test items): minutes."),
+        typer.Option(
+            help="A seeded random subsample: 40 test conversations per suite, 2000 train items."
+        ),
     ] = False,
     seed: Annotated[
         int, typer.Option(help="Seed of suites, subsampling, controls and bootstrap.")
     ] = 0,
-    suites_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory of <suite>.json files to use instead of the toy world's."),
-    ] = None,
     synthetic: Annotated[
         bool, typer.Option(help="Use the small synthetic world (pipeline checks, tiny models).")
     ] = False,
@@ -56,47 +62,63 @@ def eval_cmd(
         bool, typer.Option(help="Run the suites only (no ablations).")
     ] = False,
     n_test: Annotated[
-        int | None, typer.Option(help="Cap on test items per suite (seeded random sample).")
+        int | None,
+        typer.Option(help="Test conversations (groups) per suite (a seeded random sample)."),
+    ] = None,
+    n_train: Annotated[
+        int | None,
+        typer.Option(
+            help="Train items for the probe and the text-only reader (toy world default: as "
+            "many conversations as its oracle was trained on)."
+        ),
+    ] = None,
+    write_suites: Annotated[
+        Path | None,
+        typer.Option(help="Also write the items evaluated as one suite file (JSONL) here."),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer, in tokens.")] = 12,
-    batch_size: Annotated[int, typer.Option(help="Rows per forward pass.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Rows per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
 ) -> None:
-    """Oracle vs linear probe, black-box and training-free baselines, controls and ablations,
-    with bootstrap confidence intervals; writes JSON and a Markdown + HTML report."""
+    """Oracle vs the best constant answer, a text-only reader, linear probes, black-box and
+    training-free baselines and controls, on the hidden subset and held-out wordings, with a
+    verdict per suite; writes JSON and a Markdown + HTML report."""
     from evals.ablations import ABLATIONS_DIR
     from evals.evaluate import RunSpec, run_eval
     from evals.runner import EvalConfig
-    from evals.suites import parse_suite_names
 
-    names = parse_suite_names(suite)
     if ablations_only and skip_ablations:
         raise OracleInputError("give at most one of --ablations-only and --skip-ablations")
     parts = "ablations" if ablations_only else ("suites" if skip_ablations else "all")
-    toy = target is None and oracle is None and suites_dir is None and not synthetic
+    toy = target is None and oracle is None and not suite and not synthetic
     if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():
         ablations_dir = ABLATIONS_DIR
+    families = [f.strip() for f in family.split(",") if f.strip()] if family else None
     spec = RunSpec(
-        suites=names,
+        suite_files=[str(p) for p in suite or []],
+        families=families,
         target=target,
         oracle=str(oracle) if oracle else None,
         out_dir=str(out),
         quick=quick,
         seed=seed,
-        suites_dir=str(suites_dir) if suites_dir else None,
         synthetic=synthetic,
         ablations_dir=str(ablations_dir) if ablations_dir else None,
         device=device,
         parts=parts,
         show_progress=True,
         command=shlex.join(["oracle", *sys.argv[1:]]),
-        eval=EvalConfig(n_test=n_test, max_new_tokens=max_new_tokens, batch_size=batch_size),
+        write_suites=str(write_suites) if write_suites else None,
+        eval=EvalConfig(
+            n_test=n_test, n_train=n_train, max_new_tokens=max_new_tokens, batch_size=batch_size
+        ),
     )
     results, paths = run_eval(spec)
     for name, s in results["suites"].items():
-        o = s["methods"].get("oracle", {}).get("all")
-        if o:
-            typer.echo(f"{name}: oracle {o['value']:.3f} [{o['lo']:.3f}, {o['hi']:.3f}]")
-        for flag in s["flags"]:
+        summary = s["summary"]
+        o = summary["figures"]["headline"].get("oracle")
+        shown = f"{o['value']:.3f} [{o['lo']:.3f}, {o['hi']:.3f}]" if o and o["n"] else "n/a"
+        typer.echo(f"{name}: {summary['verdict']} (oracle on the hidden subset: {shown})")
+        for flag in summary["flags"]:
             typer.echo(f"  warning: {flag}")
     typer.echo(f"report: {paths['markdown']} {paths['html']} {paths['json']}")

@@ -1,4 +1,6 @@
-"""Unit tests of the evaluation suite's parts: bootstrap, scoring, controls, probe, report."""
+"""Unit tests of the evaluation's parts: bootstrap, controls, probe, text reader and hidden
+tags, group statistics, the best constant answer, collapse, the report, the synthetic and toy
+suites."""
 
 from __future__ import annotations
 
@@ -8,16 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from evals import analysis as A
 from evals.bootstrap import bootstrap_ci
 from evals.controls import derangement, noise, shuffled, zeros
-from evals.items import EvalItem, Suite
-from evals.probe import LinearProbe, mean_pool
-from evals.report import build_blocks, to_html, to_markdown, write_report
-from evals.runner import EvalConfig, flags_of, oracle_minus, summarise
-from evals.scoring import chance_rates, label_of
-from evals.suites import parse_suite_names, synthetic_suites
+from evals.probe import curve_sizes, fit_probe, trainable
+from evals.suite_format import suites_from_items
 from evals.svg import bar_chart
-from oracle.errors import OracleInputError
+from evals.synthetic import synthetic_items
+from evals.text_reader import gives_away, tag_hidden
 
 
 def test_bootstrap_interval_brackets_mean_and_is_seeded():
@@ -31,16 +31,6 @@ def test_bootstrap_interval_brackets_mean_and_is_seeded():
     assert bootstrap_ci(x, seed=1) != est
     assert bootstrap_ci([1.0] * 10).lo == 1.0
     assert math.isnan(bootstrap_ci([]).value)
-
-
-def test_label_of_picks_first_named_label_on_word_boundaries():
-    labels = ["pirate", "chef", "none", "cat"]
-    assert label_of("A pirate, not a chef.", labels) == "pirate"
-    assert label_of("The chef. Or a pirate?", labels) == "chef"
-    assert label_of("concatenate", labels) is None  # 'cat' inside a word does not count
-    assert label_of("No persona.", labels, {"none": ["no persona"]}) == "none"
-    assert label_of("", labels) is None
-    assert chance_rates(["a", "a", "b"], 4) == (0.25, pytest.approx(2 / 3))
 
 
 def test_controls_keep_shapes_and_destroy_the_signal():
@@ -61,114 +51,95 @@ def test_controls_keep_shapes_and_destroy_the_signal():
     torch.testing.assert_close(noise(acts, seed=0)[1], nz[1])
 
 
-def test_linear_probe_learns_a_planted_direction():
-    gen = torch.Generator().manual_seed(0)
+def test_the_probe_learns_a_planted_direction_with_c_chosen_by_cross_validation():
+    rng = np.random.default_rng(0)
     labels = ["a", "b", "c"]
-    centers = torch.randn(3, 16, generator=gen) * 2
-    y = [labels[i % 3] for i in range(150)]
-    x = torch.stack([centers[i % 3] for i in range(150)]) + torch.randn(150, 16, generator=gen)
-    probe = LinearProbe(labels).fit(x[:100], y[:100])
-    acc = np.mean([p == t for p, t in zip(probe.predict(x[100:]), y[100:], strict=True)])
-    assert acc > 0.9
-    shuffled_y = [y[(i * 7 + 3) % 100] for i in range(100)]
-    noisy = LinearProbe(labels).fit(torch.randn(100, 16, generator=gen), shuffled_y)
-    noise_acc = np.mean([p == t for p, t in zip(noisy.predict(x[100:]), y[100:], strict=True)])
-    assert noise_acc < 0.7
-    with pytest.raises(ValueError, match="not in the probe's label set"):
-        LinearProbe(labels).fit(x[:2], ["a", "z"])
-    assert mean_pool([torch.ones(3, 4), torch.zeros(1, 4)]).shape == (2, 4)
+    centers = rng.normal(size=(3, 16)) * 2
+    y = [labels[i % 3] for i in range(600)]
+    x = np.stack([centers[i % 3] for i in range(600)]) + rng.normal(size=(600, 16))
+    fit = fit_probe(
+        "label",
+        x[:450],
+        y[:450],
+        x[450:],
+        curve_score=lambda p: float(np.mean([a == b for a, b in zip(p, y[450:], strict=True)])),
+        curve_sizes=curve_sizes(450, 50),
+    )
+    acc = np.mean([p == t for p, t in zip(fit.predictions, y[450:], strict=True)])
+    assert acc > 0.9 and fit.C in (0.001, 0.01, 0.1, 1.0) and len(fit.cv_scores) == 4
+    assert [c["n_train"] for c in fit.curve] == [50, 200, 450]
+    noise_fit = fit_probe("label", rng.normal(size=(300, 16)), y[:300], x[450:])
+    noise_acc = np.mean([p == t for p, t in zip(noise_fit.predictions, y[450:], strict=True)])
+    assert noise_acc < 0.6
+    # open answers: only answers seen at least twice become classes
+    assert trainable("text", ["the cat", "the cat", "a dog"]) == [True, True, False]
+    assert curve_sizes(5000) == [250, 1000, 4000, 5000]
 
 
-def test_synthetic_suites_hold_out_users_and_pairs():
-    suites = synthetic_suites(0)
-    persona = suites["persona"]
-    train_users = {i.messages[-2]["content"] for i in persona.train}
-    held = [i for i in persona.test if i.split == "heldout_user"]
-    assert held and all(i.messages[-2]["content"] not in train_users for i in held)
-    train_pairs = {(i.meta["persona"], i.meta["secret"]) for i in persona.train}
-    combos = [i for i in persona.test if i.split == "unseen_combo"]
-    assert combos and all((i.meta["persona"], i.meta["secret"]) not in train_pairs for i in combos)
-    no_sys = persona.test[0].without_system()
-    assert all(m["role"] != "system" for m in no_sys)
-    sub = persona.subsample(5, 7, seed=3)
-    assert len(sub.test) == 5 and len(sub.train) == 7
-    assert [i.label for i in sub.test] == [i.label for i in persona.subsample(5, 7, 3).test]
+def test_text_reader_tags_items_whose_text_gives_the_label_away():
+    train = ["Arr matey, the sea", "Arr, ahoy", "Bon appetit, my friend", "Voila, bon appetit"] * 5
+    train_y = ["pirate", "pirate", "chef", "chef"] * 5
+    test = ["Ahoy matey!", "Bon appetit!", "I am just a helpful assistant.", "A pirate, I am."]
+    gold = ["pirate", "chef", "chef", "pirate"]
+    tags = tag_hidden(
+        "label",
+        test,
+        gold,
+        ["g0", "g1", "g2", "g3"],
+        lambda pred, i: pred == gold[i],
+        train,
+        train_y,
+        aliases={"pirate": ["buccaneer"]},
+    )
+    assert tags.predictions[:2] == ["pirate", "chef"]
+    assert tags.reasons[:2] == ["reader", "reader"]
+    # the plain reply gives nothing: hidden unless the reader happened to guess right
+    assert tags.hidden[2] == (tags.predictions[2] != "chef")
+    # the label word itself makes an item visible, whatever the reader says
+    assert not tags.hidden[3]
+    assert gives_away("Yo ho, a buccaneer!", "pirate", "label", ["buccaneer"]) == "buccaneer"
+    assert gives_away("Arr!", "pirate", "label", label_words=["arr"]) == "arr"
+    assert gives_away("no, never", "no", "yes_no") is None  # yes/no words give nothing away
+    assert gives_away("and the cat sat", "the cat", "text") == "the cat"
+    assert gives_away("concatenate", "cat", "label") is None
+    # without train items the reader is cross-fitted on the test items
+    crossed = tag_hidden("label", train, train_y, [str(i) for i in range(20)], lambda p, i: False)
+    assert "cross-fitted" in crossed.fitted_on and len(crossed.predictions) == 20
 
 
-def test_suite_validation_and_round_trip(tmp_path):
-    msgs = [{"role": "user", "content": "hi"}]
-    with pytest.raises(OracleInputError, match="not one of"):
-        Suite("s", "q?", ["a", "b"], [], [EvalItem(msgs, "c")])
-    with pytest.raises(OracleInputError, match="no test item"):
-        Suite("s", "q?", ["a", "b"], [], [])
-    s = Suite("s", "q?", ["a", "b"], [EvalItem(msgs, "a", "train")], [EvalItem(msgs, "b")])
-    loaded = Suite.load(s.save(tmp_path / "s.json"))
-    assert loaded == s
-    with pytest.raises(OracleInputError, match="does not exist"):
-        Suite.load(tmp_path / "missing.json")
-    assert parse_suite_names("all") == ["persona", "secret", "context", "system"]
-    with pytest.raises(OracleInputError, match="--suite"):
-        parse_suite_names("personas")
+def test_group_statistics_pair_on_groups_and_average_wordings():
+    groups = ["a", "a", "b", "b", "c", "c"]
+    values = [1.0, 0.0, 1.0, 1.0, 0.0, None]
+    means = A.group_means(values, groups, [True] * 6)
+    assert means == {"a": 0.5, "b": 1.0, "c": 0.0}
+    est = A.estimate(values, groups, [True] * 6, 200, 0)
+    assert est["n"] == 3 and est["value"] == pytest.approx(0.5)
+    same = A.paired(values, values, groups, [True] * 6, 200, 0)
+    assert same["lo"] == same["hi"] == 0.0  # pairing: no spread at all
+    # a method that ran on one item per group is compared on those groups
+    other = [0.0, None, 0.0, None, None, None]
+    d = A.paired(values, other, groups, [True] * 6, 200, 0)
+    assert d["n"] == 2 and d["value"] == pytest.approx(0.75)
 
 
-def _fake_results(control_scores: list[float]) -> dict:
-    cfg = EvalConfig(n_resamples=200)
-    n = len(control_scores)
-    splits = ["heldout_user"] * (n // 2) + ["unseen_combo"] * (n - n // 2)
-    methods = {
-        "oracle": {"kind": "oracle", **summarise([1.0] * n, splits, cfg)},
-        "linear_probe": {"kind": "baseline", **summarise([0.5] * n, splits, cfg)},
-        "shuffled": {"kind": "control", **summarise(control_scores, splits, cfg)},
-    }
-    suite = {
-        "question": "q?",
-        "labels": ["a", "b"],
-        "n_test": n,
-        "n_train": 4,
-        "chance": 0.5,
-        "majority": 0.5,
-        "layer": 1,
-        "positions": "non_system",
-        "methods": methods,
-        "flags": flags_of(methods, 0.5),
-    }
-    meta = {
-        "command": "oracle eval --quick",
-        "seed": 0,
-        "quick": True,
-        "n_resamples": 200,
-        "target": "t",
-        "oracle": "o",
-        "source": "synthetic",
-        "created": "now",
-        "seconds": 1.0,
-    }
-    ablations = {
-        "positions": {
-            "title": "Positions",
-            "rows": [
-                {"name": "last:1", "all": methods["linear_probe"]["all"]},
-                {"name": "all", "all": methods["oracle"]["all"]},
-            ],
-        }
-    }
-    return {"meta": meta, "suites": {"persona": suite}, "ablations": ablations}
-
-
-def test_report_flags_a_control_that_does_not_fail(tmp_path):
-    good = _fake_results([0.0, 1.0] * 20)
-    assert good["suites"]["persona"]["flags"] == []
-    bad = _fake_results([1.0] * 40)
-    flags = bad["suites"]["persona"]["flags"]
-    assert len(flags) == 1 and "control 'shuffled' did NOT fail" in flags[0]
-    md = to_markdown(build_blocks(bad))
-    assert "did NOT fail" in md and "oracle eval --quick" in md
-    assert "| oracle | oracle | 1.000 [1.000, 1.000] |" in md
-    paths = write_report(bad, tmp_path)
-    html = paths["html"].read_text()
-    assert html.count("<svg") == 2 and "did NOT fail" in html
-    assert (tmp_path / "figures" / "ablation_positions.svg").is_file()
-    assert "every control failed" in to_html(build_blocks(good))
+def test_best_constant_answer_distribution_and_collapse():
+    gold = ["apple", "apple", "moon", "sun", "apple", "moon"]
+    answer, scores = A.best_constant("label", ["apple", "moon", "sun"], gold, [True] * 6)
+    assert answer == "apple" and sum(scores) == 3
+    answer, scores = A.best_constant(
+        "label", ["apple", "moon", "sun"], gold, [False] * 3 + [True] * 3
+    )
+    assert answer in ("apple", "moon") and scores[:3] == [None] * 3
+    answer, _ = A.best_constant(
+        "text", [], ["the cat", "the dog", "a cat"], [True] * 3, ["the cat"] * 3
+    )
+    assert answer == "the cat"
+    d = A.distribution(["apple"] * 9 + ["moon"])
+    assert d["top_answer"] == "apple" and d["top_share"] == 0.9 and d["distinct"] == 2
+    assert d["entropy_bits"] == pytest.approx(0.469, abs=1e-3)
+    assert A.collapsed(d, n_test_labels=24)
+    assert not A.collapsed(d, n_test_labels=2)  # yes/no: one answer may be the majority
+    assert not A.collapsed(A.distribution(["a", "b", "c", "a"]), 3)
 
 
 def test_bar_chart_draws_one_bar_per_value():
@@ -178,33 +149,49 @@ def test_bar_chart_draws_one_bar_per_value():
         bar_chart(["a"], [0.1, 0.2], [0.0], [0.3], "t")
 
 
-def test_toy_world_suites_are_held_out_with_counterfactual_controls():
-    from evals.toy_world import toy_world_suites
-
-    suites = toy_world_suites(["persona", "context"], seed=0, n_test=40, n_train=60)
+def test_synthetic_suites_hold_out_users_pairs_and_wordings():
+    suites = suites_from_items(synthetic_items(0))
+    assert list(suites) == ["persona", "secret", "system"]
     persona = suites["persona"]
-    train_users = {i.messages[-2]["content"] for i in persona.train}
-    assert not any(i.messages[-2]["content"] in train_users for i in persona.test)
-    assert {"heldout_user", "unseen_combo"} <= set(persona.splits)
-    for item in persona.test[:10]:
-        plain = item.without_system()
-        assert all(m["role"] != "system" for m in plain)
-        user = next(m for m in item.messages if m["role"] == "user")
-        assert user in plain
-    assert suites["context"].hidden_in_system is False
-    assert all(i.label in suites["context"].labels for i in suites["context"].test)
-
-
-def test_oracle_minus_is_a_paired_difference():
-    cfg = EvalConfig(n_resamples=200)
-    oracle = [1.0, 0.0] * 20
-    methods = {
-        "oracle": {"correct": oracle},
-        "same": {"correct": list(oracle)},
-        "opposite": {"correct": [1 - c for c in oracle]},
-    }
-    diff = oracle_minus(methods, cfg)
-    assert diff["same"]["lo"] == diff["same"]["hi"] == 0.0  # pairing: no spread at all
-    assert (
-        diff["opposite"]["value"] == 0.0 and diff["opposite"]["hi"] - diff["opposite"]["lo"] > 0.3
+    train_users = {i.conversation[-2]["content"] for i in persona.train}
+    held = [i for i in persona.test if "heldout_user" in i.tags]
+    assert held and all(i.conversation[-2]["content"] not in train_users for i in held)
+    train_pairs = {(i.meta["persona"], i.meta["secret"]) for i in persona.train}
+    combos = [i for i in persona.test if "heldout_combo" in i.tags]
+    assert combos and all((i.meta["persona"], i.meta["secret"]) not in train_pairs for i in combos)
+    train_questions = {i.question for i in persona.train}
+    assert all(
+        i.question not in train_questions for i in persona.test if "heldout_question" in i.tags
     )
+    assert suites["system"].answer_type == "yes_no" and suites["system"].labels == ["yes", "no"]
+    sub = persona.subsample(5, 7, seed=3)
+    assert len({i.key for i in sub.test}) == 5 and len(sub.train) == 7
+    assert len(sub.test) == 5 * 4  # every wording of a sampled conversation is kept
+
+
+@pytest.mark.slow
+def test_toy_world_suites_are_held_out_with_five_wordings_and_same_reply_controls():
+    from evals.toy_world import toy_world_items
+
+    items = toy_world_items(["persona", "secret", "context_next"], seed=0, n_test=30, n_train=300)
+    suites = suites_from_items(items)
+    persona = suites["persona"]
+    train_users = {i.conversation[1]["content"] for i in persona.train if len(i.conversation) > 1}
+    assert not any(
+        m["content"] in train_users
+        for i in persona.test
+        for m in i.conversation
+        if m["role"] == "user"
+    )
+    held_q = {i.question for i in persona.test if "heldout_question" in i.tags}
+    assert len(held_q) >= 5 and not held_q & {i.question for i in persona.train}
+    tags = {t for i in persona.test for t in i.tags}
+    assert {"heldout_user", "plain_reply", "no_reply", "heldout_system"} <= tags
+    for item in persona.test[:20]:
+        if item.has_system:
+            plain = item.without_system()
+            assert plain == [m for m in item.conversation if m["role"] != "system"]
+    assert all(i.label != "none" for i in suites["secret"].test)
+    ctx = suites["context_next"]
+    assert ctx.answer_type == "text" and all(i.read_span.startswith("indices:") for i in ctx.test)
+    assert all(i.meta["direction"] == "next" for i in ctx.test)

@@ -1,4 +1,4 @@
-"""End-to-end runs of the evaluation suite on tiny random models (and the toy world if shipped)."""
+"""End-to-end runs of the evaluation on tiny random models (and the toy world if shipped)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from evals.baselines import black_box, training_free
+from evals.black_box import black_box, continuation, render_transcript
 from evals.evaluate import RunSpec, run_eval
-from evals.runner import BASELINE_NAMES, EvalConfig, evaluate_suite
-from evals.suites import synthetic_suites
+from evals.methods import training_free
+from evals.runner import BASELINES, CONTROLS, EvalConfig, evaluate_suite, primary_items
+from evals.suite_format import SuiteItem, suites_from_items, write_suite_file
+from evals.synthetic import synthetic_items
 from oracle.defaults import TOY_WORLD
 from oracle.engines import create_engine
-from oracle.errors import OracleInputError
 from tests.helpers import make_oracle_dir
 
-ALL_METHODS = {"oracle", *BASELINE_NAMES, "shuffled", "no_system", "zeros", "noise"}
+RAN_ON_EVERY_ITEM = {"oracle", "text_only", "probe_mean", "probe_last"}
 
 
 @pytest.fixture(scope="module")
@@ -31,116 +32,157 @@ def engine(tiny_oracle):
     return create_engine("hf", None, str(oracle_dir), device="cpu")
 
 
-def test_every_method_scores_every_test_item(engine):
-    suite = synthetic_suites(0)["persona"].subsample(6, 40, seed=0)
+def test_every_method_scores_its_items_with_one_function(engine):
+    suite = suites_from_items(synthetic_items(0))["persona"].subsample(6, 60, seed=0)
     res = evaluate_suite(engine, suite, EvalConfig(max_new_tokens=3, n_resamples=100))
-    assert set(res["methods"]) == ALL_METHODS
-    for m in res["methods"].values():
-        assert len(m["predictions"]) == len(m["answers"]) == 6
-        assert 0 <= m["all"]["lo"] <= m["all"]["value"] <= m["all"]["hi"] <= 1
-        assert sum(s["n"] for s in m["by_split"].values()) == 6
-    assert set(res["oracle_minus"]) == ALL_METHODS - {"oracle"}
+    n = len(suite.test)
+    primary = primary_items(suite.test)
+    assert len(primary) == 6 and all("heldout_question" in suite.test[i].tags for i in primary)
+    expected = {"oracle", *BASELINES, *CONTROLS} - {"constant", "continuation"}
+    assert set(res["methods"]) == expected
+    for name, m in res["methods"].items():
+        ran = [i for i in range(n) if m["answers"][i] is not None]
+        assert ran == (list(range(n)) if name in RAN_ON_EVERY_ITEM else primary), name
+        assert all(m["correct"][i] in (0.0, 1.0) for i in ran)
     answers = {k: v["answers"] for k, v in res["methods"].items()}
+    pick = [answers["oracle"][i] for i in primary]
     # the adapter matters: the base model given the same injection answers otherwise
-    assert answers["training_free"] != answers["oracle"]
+    assert [answers["training_free"][i] for i in primary] != pick
     # the input matters: noise and zero vectors change what the oracle says
-    assert answers["noise"] != answers["oracle"] or answers["zeros"] != answers["oracle"]
+    assert [answers["noise"][i] for i in primary] != pick or [
+        answers["zeros"][i] for i in primary
+    ] != pick
     # activations of a causal model carry the system prompt: a probe reads it, even untrained
-    assert res["methods"]["linear_probe"]["all"]["value"] > res["chance"]
+    probe = res["methods"]["probe_mean"]["correct"]
+    assert sum(probe) / n > 0.4
+    assert len(res["hidden"]) == n and res["text_reader"].endswith("train items")
 
 
-def test_zero_vectors_carry_no_item_information(engine):
-    ao = engine.oracle
-    gen = torch.Generator().manual_seed(0)
-    acts = [torch.randn(3, engine.d_model, generator=gen) * 5 for _ in range(2)]
-    q = "What persona is the assistant playing?"
-    zero_p = ao.p_yes([torch.zeros_like(a) for a in acts], [q, q])
-    acts_p = ao.p_yes(acts, [q, q])
-    assert zero_p[0] == pytest.approx(zero_p[1], abs=1e-6)  # two items, one answer
-    assert acts_p[0] != pytest.approx(acts_p[1], abs=1e-6)  # their activations differ
-    off = training_free(ao, [torch.zeros_like(acts[0])], q, max_new_tokens=4)
-    assert off != ao.answer([torch.zeros_like(acts[0])], [q], max_new_tokens=4)  # adapter off
+def test_the_no_system_control_changes_only_the_system_prompt(engine):
+    suite = suites_from_items(synthetic_items(0))["persona"].subsample(4, 10, seed=1)
+    item = next(i for i in suite.test if i.has_system)
+    plain = item.without_system()
+    assert plain == item.conversation[1:]  # same user turn, same reply text
+    res = evaluate_suite(
+        engine, suite, EvalConfig(max_new_tokens=3, methods=("oracle", "no_system"))
+    )
+    ran = [i for i, a in enumerate(res["methods"]["no_system"]["answers"]) if a is not None]
+    assert ran and all(suite.test[i].has_system for i in ran)
 
 
-def test_black_box_needs_a_chat_template(tmp_path):
-    _, oracle_dir = make_oracle_dir(tmp_path, "gpt2")
-    eng = create_engine("hf", None, str(oracle_dir), device="cpu")
-    with pytest.raises(OracleInputError, match="chat template"):
-        black_box(eng.oracle, [[{"role": "user", "content": "hi"}]], "Who?")
+def test_black_box_reads_the_transcript_as_plain_text(engine):
+    conv = [
+        {"role": "system", "content": "You are a pirate."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ]
+    assert render_transcript(conv, None) == "User: Hi\nAssistant: Hello."  # no system prompt
+    texts, p_yes = black_box(
+        engine,
+        ["User: Hi", "User: Hey"],
+        ["Is there a system prompt?"] * 2,
+        [True, True],
+        3,
+        yes_no=True,
+    )
+    assert len(texts) == 2 and all(0.0 <= p <= 1.0 for p in p_yes)
+    assert p_yes[0] != p_yes[1]  # the transcript matters
+    tok = engine.transformers_oracle().tokenizer
+    row = tok.encode("The cat sat on the", add_special_tokens=False)
+    out = continuation(engine, [row, row[:-1]], [2, 3])
+    assert len(out) == 2 and all(isinstance(x, str) for x in out)
+    acts = [torch.randn(3, engine.d_model)]
+    q = ["Is it a pirate?"]
+    texts, p = training_free(engine, acts, q, 1, 3, 1, yes_no=True)
+    assert 0.0 <= p[0] <= 1.0
+    assert texts != engine.transformers_oracle().answer(acts, q, 1, max_new_tokens=3)
 
 
-def test_run_eval_writes_json_markdown_and_html(tiny_oracle, tmp_path):
+def test_run_eval_on_a_suite_file_writes_json_markdown_and_html(tiny_oracle, tmp_path):
     _, oracle_dir = tiny_oracle
+    items = [
+        i
+        for i in synthetic_items(0)
+        if i.family in ("persona", "system")
+        and (i.split == "train" or i.key.endswith(("1", "2", "3")))
+    ]
+    items.append(
+        SuiteItem(
+            id="ctx-1",
+            family="context_next",
+            question="What comes next?",
+            label="on the mat",
+            text="The cat sat on the mat",
+            read_span="last:2",
+            answer_type="text",
+        )
+    )
+    path = write_suite_file(items, tmp_path / "suite.jsonl")
     spec = RunSpec(
-        suites=["persona", "secret"],
+        suite_files=[str(path)],
         oracle=str(oracle_dir),
         out_dir=str(tmp_path / "out"),
-        quick=True,
-        synthetic=True,
         device="cpu",
-        command="oracle eval --synthetic --quick",
-        eval=EvalConfig(max_new_tokens=3, n_resamples=100),
+        command="oracle eval --suite suite.jsonl",
+        eval=EvalConfig(max_new_tokens=3, n_resamples=100, learning_curve=False),
     )
     results, paths = run_eval(spec)
     saved = json.loads(paths["json"].read_text())
-    assert set(saved["suites"]) == {"persona", "secret"}
-    assert saved["suites"]["persona"]["n_test"] == 24
-    assert [r["name"] for r in saved["ablations"]["positions"]["rows"]] == [
+    assert list(saved["suites"]) == ["persona", "system", "context_next"]
+    ctx = saved["suites"]["context_next"]
+    assert ctx["metric"] == "token_f1" and "continuation" in ctx["methods"]
+    assert ctx["text_reader"].startswith("cross-fitted")  # a family with no train items
+    persona = saved["suites"]["persona"]["summary"]
+    assert persona["verdict"] in (
+        "reads hidden state",
+        "no better than the text",
+        "carries no information",
+    )
+    assert [r["name"] for r in saved["ablations"]["positions"]["rows"]][:3] == [
         "last:1",
         "last:4",
         "last:16",
-        "non_system",
     ]
     md = paths["markdown"].read_text()
-    assert "oracle eval --synthetic --quick" in md and "| linear_probe | baseline |" in md
+    assert md.index("## Verdicts") < md.index("## Suite 'persona'")
+    assert "oracle eval --suite suite.jsonl" in md and "random test items" in md
     assert "<svg" in paths["html"].read_text()
     assert str(tmp_path) not in json.dumps(saved["meta"])  # no machine paths in the report
-    # the ablations alone, merged into the same results
     from dataclasses import replace
 
     merged, _ = run_eval(replace(spec, parts="ablations", command="oracle eval --ablations-only"))
-    assert set(merged["suites"]) == {"persona", "secret"}
-    assert merged["suites"]["secret"] == saved["suites"]["secret"]
+    assert merged["suites"]["system"] == saved["suites"]["system"]
     assert merged["meta"]["ablation_command"] == "oracle eval --ablations-only"
-    assert "oracle eval --ablations-only" in paths["markdown"].read_text()
 
 
-def test_cli_eval_quick_on_tiny_oracle(tiny_oracle, tmp_path):
+def test_cli_eval_runs_a_suite_file_and_reports_bad_ones(tiny_oracle, tmp_path):
     from oracle_cli import app, load_commands
 
     load_commands()
     _, oracle_dir = tiny_oracle
+    items = [i for i in synthetic_items(0) if i.family == "secret"]
+    path = write_suite_file(items, tmp_path / "secret.jsonl")
     out = tmp_path / "cli"
+    args = ["eval", "--oracle", str(oracle_dir), "--max-new-tokens", "2", "--device", "cpu"]
     result = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "--oracle",
-            str(oracle_dir),
-            "--synthetic",
-            "--quick",
-            "--suite",
-            "context",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ],
+        app, [*args, "--suite", str(path), "--n-test", "6", "--skip-ablations", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert (out / "report.md").is_file() and (out / "report.html").is_file()
-    assert json.loads((out / "results.json").read_text())["meta"]["quick"] is True
+    assert "secret: " in result.output and (out / "report.html").is_file()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "family": "f"}\n')
+    result = CliRunner().invoke(app, [*args, "--suite", str(bad), "--out", str(out)])
+    assert result.exit_code != 0
+    assert "line 1 (id 'x'): 'question' is required" in str(result.exception)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 def test_quick_mode_on_the_toy_world(tmp_path):
-    """``oracle eval --quick`` on the shipped toy world: every suite, ablations included.
+    """``oracle eval --quick`` on the shipped toy world, every suite and the ablations.
 
-    The budget (3 minutes) is checked on this process's CPU time, which other work on a
-    shared machine does not inflate.
+    The budget, 5 minutes on 2 cores, is checked on this process's CPU time (at most 600 s
+    of CPU over 2 threads), which other work on a shared machine does not inflate.
     """
     import time
 
@@ -148,45 +190,16 @@ def test_quick_mode_on_the_toy_world(tmp_path):
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():
         pytest.skip("the toy world's oracle is not shipped in this checkout")
+    torch.set_num_threads(2)
     start = time.process_time()
     results, paths = run_eval(
-        RunSpec(
-            suites=["persona", "secret", "context", "system"],
-            out_dir=str(tmp_path),
-            quick=True,
-            ablations_dir=str(ABLATIONS_DIR),
-            device="cpu",
-        )
+        RunSpec(out_dir=str(tmp_path), quick=True, ablations_dir=str(ABLATIONS_DIR), device="cpu")
     )
-    assert time.process_time() - start < 180
+    assert time.process_time() - start < 600
     assert paths["html"].is_file()
     persona = results["suites"]["persona"]
-    assert persona["n_test"] == 24 and persona["methods"]["oracle"]["all"]["n"] == 24
+    assert len({it["group"] for it in persona["items"]}) == 40
     # the toy oracle reads the persona: far above its shuffled control
-    assert persona["oracle_minus"]["shuffled"]["lo"] > 0
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ablation_oracles_train_without_machine_paths_and_are_evaluated(tmp_path):
-    from pathlib import Path
-
-    from evals.ablations import train_ablation
-    from evals.evaluate import conclusions, trained_ablations
-    from oracle.tiny import save_tiny
-
-    base = save_tiny(tmp_path / "target", "llama")
-    root = tmp_path / "ablations"
-    for name in ("default", "site_embedding"):
-        out = train_ablation(name, 2, 8, 0, root, target=base, batch_size=4)
-        for f in Path(out).iterdir():
-            assert str(tmp_path) not in f.read_text(errors="ignore"), f.name
-    cfg = json.loads((root / "site_embedding" / "oracle_config.json").read_text())
-    assert cfg["injection_site"] == "embedding" and cfg["base_model"] == "../../target"
-    suite = synthetic_suites(0)["persona"].subsample(4, 10, seed=0)
-    ab = trained_ablations(root, None, suite, EvalConfig(max_new_tokens=2, n_resamples=50), "cpu")
-    assert set(ab) == {"site", "read_layer", "mode"}
-    assert [r["name"] for r in ab["site"]["rows"]] == ["layer:1", "embedding"]
-    assert [r["is_default"] for r in ab["site"]["rows"]] == [True, False]
-    lines = conclusions({"ablations": ab})
-    assert any(line.startswith("site:") for line in lines)
+    assert persona["summary"]["oracle_minus"]["all"]["shuffled"]["lo"] > 0
+    for name, suite in results["suites"].items():
+        assert suite["summary"]["verdict"] is not None, name
