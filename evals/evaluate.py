@@ -207,7 +207,8 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
     engine = create_engine(spec.engine, target, oracle, device=spec.device, **options)
     try:
         suite_results = {}
-        captures = Captures(engine, engine.config.default_layer, cfg.show_progress)
+        cache = Path(cfg.feature_cache) if cfg.feature_cache else None
+        captures = Captures(engine, engine.config.default_layer, cfg.show_progress, cache)
         if spec.parts != "ablations":
             for name, suite in suites.items():
                 res = evaluate_suite(engine, suite, cfg, captures=captures)

@@ -13,11 +13,14 @@ scores (``None`` where it did not run), the hidden tags and the probes' fits;
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,6 +69,9 @@ class EvalConfig:
         metadata={"help": "methods to run: oracle, baselines, controls"},
     )
     learning_curve: bool = field(default=True, metadata={"help": "the probe's learning curve"})
+    feature_cache: str | None = field(
+        default=None, metadata={"help": "directory caching train features (None: no cache)"}
+    )
     show_progress: bool = field(default=False, metadata={"help": "tqdm progress bars"})
 
 
@@ -92,21 +98,75 @@ class Captured:
     pooled: tuple[np.ndarray, np.ndarray]  # (mean, last), each (D,)
 
 
+def feature_cache_dir() -> Path:
+    """``$ORACLE_CACHE_DIR/eval-features``, else ``~/.cache/activation-oracle/eval-features``."""
+    root = os.environ.get("ORACLE_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "activation-oracle"
+    return base / "eval-features"
+
+
 class Captures:
     """Captures at one layer, each target input captured once and shared between suites.
 
     Test items keep their activation sets; train items (there may be tens of thousands) keep
-    only their pooled features and read tokens.
+    only their pooled features and the tokens of their read span. With ``cache_dir``, train
+    features are also saved there in chunks (``.npz``, keyed by the target's fingerprint,
+    the layer and the chunk's inputs), so that a long run resumes and a rerun of the report
+    captures nothing again.
     """
 
-    def __init__(self, engine: Engine, layer: int, progress: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, layer: int, progress: bool = False, cache_dir: Path | None = None
+    ) -> None:
         self.engine, self.layer, self.progress = engine, layer, progress
         self.done: dict[str, Captured] = {}
+        self.cache_dir = cache_dir
+        cfg = engine.config
+        ident = [cfg.base_model, cfg.fingerprint, engine.target_name, layer]
+        self.prefix = json.dumps(ident, sort_keys=True, default=str)
 
     def get(self, item: SuiteItem, span: str | None = None) -> Captured:
         return self.done[input_key(item, span or item.read_span)]
 
+    def _capture(self, todo: dict[str, SuiteItem], keys: list[str], span, keep: bool) -> None:
+        requests = [
+            CaptureRequest(target_input(todo[k]), [self.layer], span or todo[k].read_span)
+            for k in keys
+        ]
+        for k, cap in zip(keys, self.engine.capture(requests), strict=True):
+            a = cap.activations[0]
+            if keep:
+                self.done[k] = Captured(a, cap.token_ids, cap.positions, pooled(a))
+            else:  # only the read span's own tokens are kept
+                window = [cap.token_ids[p] for p in cap.positions]
+                self.done[k] = Captured(None, window, list(range(len(window))), pooled(a))
+
+    def _cached(self, todo: dict[str, SuiteItem], keys: list[str], span) -> None:
+        digest = hashlib.sha256("\n".join([self.prefix, *keys]).encode()).hexdigest()[:32]
+        path = self.cache_dir / f"{digest}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                mean, last, ids, ends = z["mean"], z["last"], z["window_ids"], z["window_ends"]
+            starts = np.concatenate([[0], ends[:-1]])
+            for i, k in enumerate(keys):
+                window = ids[starts[i] : ends[i]].tolist()
+                self.done[k] = Captured(None, window, list(range(len(window))), (mean[i], last[i]))
+            return
+        self._capture(todo, keys, span, keep=False)
+        got = [self.done[k] for k in keys]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            mean=np.stack([c.pooled[0] for c in got]),
+            last=np.stack([c.pooled[1] for c in got]),
+            window_ids=np.asarray([t for c in got for t in c.token_ids], dtype=np.int64),
+            window_ends=np.cumsum([len(c.token_ids) for c in got]).astype(np.int64),
+        )
+        tmp.replace(path)
+
     def run(self, items: Sequence[SuiteItem], span: str | None = None, keep: bool = True) -> None:
+        """Capture every item not captured yet (``keep``: keep the activation sets)."""
         todo: dict[str, SuiteItem] = {}
         for item in items:
             key = input_key(item, span or item.read_span)
@@ -117,15 +177,10 @@ class Captures:
         chunks = range(0, len(keys), CAPTURE_CHUNK)
         for s in tqdm(chunks, desc="capture", disable=not self.progress or len(chunks) < 2):
             chunk = keys[s : s + CAPTURE_CHUNK]
-            requests = [
-                CaptureRequest(target_input(todo[k]), [self.layer], span or todo[k].read_span)
-                for k in chunk
-            ]
-            for k, cap in zip(chunk, self.engine.capture(requests), strict=True):
-                a = cap.activations[0]
-                self.done[k] = Captured(
-                    a if keep else None, cap.token_ids, cap.positions, pooled(a)
-                )
+            if keep or self.cache_dir is None:
+                self._capture(todo, chunk, span, keep)
+            else:
+                self._cached(todo, chunk, span)
 
 
 def primary_items(items: Sequence[SuiteItem]) -> list[int]:
@@ -330,6 +385,10 @@ class _Run:
         return info
 
 
+def _cache_path(cfg: EvalConfig) -> Path | None:
+    return Path(cfg.feature_cache) if cfg.feature_cache else None
+
+
 def evaluate_suite(
     engine: Engine,
     suite: Suite,
@@ -343,7 +402,9 @@ def evaluate_suite(
     be shared between suites, so that a conversation is captured once.
     """
     start = time.time()
-    captures = captures or Captures(engine, engine.config.default_layer, cfg.show_progress)
+    captures = captures or Captures(
+        engine, engine.config.default_layer, cfg.show_progress, _cache_path(cfg)
+    )
     run = _Run(engine, suite, cfg, captures, positions)
     wanted = set(cfg.methods)
     steps = [m for m in ("oracle", *VECTOR_CONTROLS, "no_system") if m in wanted]

@@ -76,6 +76,14 @@ def eval_cmd(
         Path | None,
         typer.Option(help="Also write the items evaluated as one suite file (JSONL) here."),
     ] = None,
+    feature_cache: Annotated[
+        str,
+        typer.Option(
+            help="Directory where the probe's train features are cached, so that a long run "
+            "resumes and a rerun captures nothing again ('auto': $ORACLE_CACHE_DIR/eval-features "
+            "or ~/.cache/activation-oracle/eval-features; 'none': no cache)."
+        ),
+    ] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer, in tokens.")] = 12,
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -85,7 +93,7 @@ def eval_cmd(
     verdict per suite; writes JSON and a Markdown + HTML report."""
     from evals.ablations import ABLATIONS_DIR
     from evals.evaluate import RunSpec, run_eval
-    from evals.runner import EvalConfig
+    from evals.runner import EvalConfig, feature_cache_dir
 
     if ablations_only and skip_ablations:
         raise OracleInputError("give at most one of --ablations-only and --skip-ablations")
@@ -93,6 +101,7 @@ def eval_cmd(
     toy = target is None and oracle is None and not suite and not synthetic
     if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():
         ablations_dir = ABLATIONS_DIR
+    cache = {"auto": str(feature_cache_dir()), "none": None}.get(feature_cache, feature_cache)
     families = [f.strip() for f in family.split(",") if f.strip()] if family else None
     spec = RunSpec(
         suite_files=[str(p) for p in suite or []],
@@ -110,7 +119,11 @@ def eval_cmd(
         command=shlex.join(["oracle", *sys.argv[1:]]),
         write_suites=str(write_suites) if write_suites else None,
         eval=EvalConfig(
-            n_test=n_test, n_train=n_train, max_new_tokens=max_new_tokens, batch_size=batch_size
+            n_test=n_test,
+            n_train=n_train,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            feature_cache=cache,
         ),
     )
     results, paths = run_eval(spec)

@@ -203,3 +203,32 @@ def test_quick_mode_on_the_toy_world(tmp_path):
     assert persona["summary"]["oracle_minus"]["all"]["shuffled"]["lo"] > 0
     for name, suite in results["suites"].items():
         assert suite["summary"]["verdict"] is not None, name
+
+
+def test_train_features_are_cached_on_disk_and_reloaded(engine, tmp_path):
+    import numpy as np
+
+    from evals.runner import Captures
+
+    train = suites_from_items(synthetic_items(0))["persona"].train[:40]
+    first = Captures(engine, 1, cache_dir=tmp_path)
+    first.run(train, keep=False)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    class NoCapture:  # the cache must answer: any capture fails
+        config, target_name = engine.config, engine.target_name
+
+        def capture(self, requests):
+            raise AssertionError("captured again")
+
+    again = Captures(NoCapture(), 1, cache_dir=tmp_path)
+    again.run(train, keep=False)
+    for item in train:
+        a, b = first.get(item), again.get(item)
+        np.testing.assert_array_equal(a.pooled[0], b.pooled[0])
+        np.testing.assert_array_equal(a.pooled[1], b.pooled[1])
+        assert a.token_ids == b.token_ids
+    # another layer is another cache entry
+    other = Captures(engine, 0, cache_dir=tmp_path)
+    other.run(train, keep=False)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
