@@ -64,8 +64,8 @@ def test_it_follows_a_persona(smol):
 def test_the_shipped_oracle_loads_on_it(smol):
     if not (SMOL_ORACLE / "oracle_config.json").is_file():
         pytest.skip("data/smol_world/oracle is not shipped yet")
-    from oracle.oracle import ActivationOracle
+    from oracle.engines.hf import HFEngine
 
-    ao = ActivationOracle.load(oracle=SMOL_ORACLE, dtype="float32", device="cpu")
-    answers = ao.ask(PIRATE, ["What persona is the assistant playing?"], max_new_tokens=8)
-    assert len(answers) == 1 and isinstance(answers[0], str)
+    engine = HFEngine.load(None, str(SMOL_ORACLE), dtype="float32", device="cpu")
+    _, answers = engine.query(PIRATE, ["What persona is the assistant playing?"], max_new_tokens=8)
+    assert len(answers) == 1 and answers[0].text.strip()
