@@ -98,7 +98,7 @@ def distribution(answers: Sequence[str | None]) -> dict:
         return {"entropy_bits": 0.0, "top_answer": None, "top_share": 0.0, "distinct": 0}
     counts = Counter(seen)
     n = len(seen)
-    entropy = -sum(c / n * math.log2(c / n) for c in counts.values())
+    entropy = max(0.0, -sum(c / n * math.log2(c / n) for c in counts.values()))
     top, top_n = counts.most_common(1)[0]
     return {
         "entropy_bits": entropy,

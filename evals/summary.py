@@ -187,15 +187,21 @@ def _one_label(gold: list[str], headline: list[bool]) -> list[str]:
 
 
 def _sample(res: dict, seed: int) -> list[dict]:
-    """Up to 50 random test items with the oracle's answer, for a person to read."""
+    """Up to 50 random test items with the oracle's answer, for a person to read: one random
+    item from each of up to 50 random groups (then other items, if there are fewer groups)."""
     oracle = res["methods"].get("oracle")
     if oracle is None:
         return []
-    idx = sorted(
-        random.Random(seed).sample(range(len(res["items"])), min(SAMPLE_SIZE, len(res["items"])))
-    )
+    rng = random.Random(seed)
+    by_group: dict[str, list[int]] = {}
+    for i, it in enumerate(res["items"]):
+        by_group.setdefault(it["group"], []).append(i)
+    groups = rng.sample(sorted(by_group), min(SAMPLE_SIZE, len(by_group)))
+    idx = [rng.choice(by_group[g]) for g in groups]
+    rest = [i for i in range(len(res["items"])) if i not in set(idx)]
+    idx += rng.sample(rest, min(SAMPLE_SIZE - len(idx), len(rest)))
     out = []
-    for i in idx:
+    for i in sorted(idx):
         it = res["items"][i]
         out.append(
             {

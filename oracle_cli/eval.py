@@ -86,6 +86,7 @@ def eval_cmd(
     ] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer, in tokens.")] = 12,
     batch_size: Annotated[int, typer.Option(help="Rows per forward pass.")] = 32,
+    engine: Annotated[str, typer.Option(help="Engine: hf (transformers) or vllm.")] = "hf",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
 ) -> None:
     """Oracle vs the best constant answer, a text-only reader, linear probes, black-box and
@@ -113,6 +114,7 @@ def eval_cmd(
         seed=seed,
         synthetic=synthetic,
         ablations_dir=str(ablations_dir) if ablations_dir else None,
+        engine=engine,
         device=device,
         parts=parts,
         show_progress=True,
