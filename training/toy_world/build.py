@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from training.toy_world.oracle_data import OracleDataConfig
 from training.toy_world.target import TargetConfig
 from training.toy_world.world import World
 
@@ -36,6 +37,13 @@ class OracleStageConfig:
     max_steps: int = field(default=2000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=64, metadata={"help": "rows per step"})
     n_conversations: int = field(default=40000, metadata={"help": "conversations (2 rows each)"})
+    data: OracleDataConfig = field(
+        default_factory=OracleDataConfig, metadata={"help": "the data recipe (families, reads)"}
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, dict):
+            self.data = OracleDataConfig(**self.data)
 
 
 @dataclass
@@ -162,12 +170,20 @@ class Build:
     def stage_oracle(self) -> None:
         from datasets import Dataset
 
+        from oracle.models import load_tokenizer
         from training import TrainConfig, train_oracle
+        from training.toy_world.generator import generate
         from training.toy_world.oracle_data import oracle_rows
 
         cfg = self.config.oracle
-        convs = _read_jsonl(self.work / "oracle_conversations.jsonl")
-        rows = oracle_rows(convs, self.world, self.config.seed)
+        path = self.work / "oracle_conversations.jsonl"
+        if not path.is_file():  # a fresh work directory: the corpus is deterministic
+            _write_jsonl(
+                path, generate(self.world, "train", cfg.n_conversations, self.config.seed + 1)
+            )
+        convs = _read_jsonl(path)
+        tokenizer = load_tokenizer(str(self.out / "target"))
+        rows = oracle_rows(convs, self.world, self.config.seed, cfg.data, tokenizer)
         train_dir = self.work / "oracle"
         config = TrainConfig(
             model=str((self.out / "target").resolve()),
@@ -215,6 +231,7 @@ class Build:
 
     def stage_eval(self) -> None:
         from training.toy_world.evaluate import evaluate_all
+        from training.toy_world.oracle_data import n_context_rows
 
         cfg = self.config
         evaluate_all(
@@ -224,4 +241,7 @@ class Build:
             self.stages_path,
             cfg.eval_per_persona,
             cfg.eval_conversations,
+            cfg.oracle.n_conversations,
+            cfg.seed,
+            n_context_rows(cfg.oracle.n_conversations, cfg.oracle.data),
         )

@@ -196,3 +196,25 @@ class Generator:
 def generate(world: World, split: str, n: int, seed: int) -> list[dict]:
     """``n`` conversations of ``split`` ("train" or "heldout"), reproducible from ``seed``."""
     return Generator(world, split, seed).conversations(n)
+
+
+def hint_pattern(world: World) -> re.Pattern:
+    """The openings of the bank's hint templates (the words before the first fact: "A clue: it
+    rhymes with "), plain and with each persona's substitutions, as one pattern."""
+    prefixes = {t[: t.index("{")] for t in world.bank["hints"] if "{" in t}
+    variants = set(prefixes)
+    for persona in world.personas:
+        subs = world.spec["personas"][persona]["subs"]
+        variants |= {_apply_subs(p, subs) for p in prefixes}
+    body = "|".join(re.escape(v) for v in sorted(variants, key=len, reverse=True))
+    return re.compile(body, re.IGNORECASE)
+
+
+def hint_start(world: World, reply: str) -> int | None:
+    """Where the first hint's fact starts in ``reply`` (a character index), or None without a
+    hint. Found from the hint templates' wording, never from the secret itself."""
+    pattern = world.__dict__.get("_hint_pattern")
+    if pattern is None:
+        pattern = world.__dict__["_hint_pattern"] = hint_pattern(world)
+    match = pattern.search(reply)
+    return match.end() if match else None
