@@ -49,8 +49,14 @@ def test_build_all_stages_then_resume(tmp_path):
     assert config.positions == "non_system"
     assert not (out / "oracle" / "ckpt").exists()  # checkpoints stay in the work directory
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["oracle"]["persona"] <= 1.0
-    assert "| oracle: persona identified" in (out / "README.md").read_text()
+    oracle = metrics["oracle"]
+    assert 0.0 <= oracle["persona"] <= 1.0 and 0.0 <= oracle["secret_heldout_q"] <= 1.0
+    assert 0.0 <= oracle["probe_secret"] <= 1.0  # the probe is fitted on the oracle's corpus
+    assert {"exact", "f1"} <= set(oracle["context"]["train"]["all"])
+    assert {"prior", "probe", "heldout"} <= set(oracle["context"])
+    readme = (out / "README.md").read_text()
+    assert "| oracle: persona, training wordings |" in readme
+    assert "| measure | oracle | best constant | linear probe | target |" in readme
     ao = ActivationOracle.load(oracle=out / "oracle", device="cpu")
     assert ao.config.default_layer == 2
 

@@ -95,13 +95,30 @@ def eval_cmd(
     n_oracle: Annotated[
         int, typer.Option(help="Held-out conversations for the oracle (plus 1/5 held-out combos).")
     ] = 600,
+    n_probe: Annotated[
+        int | None,
+        typer.Option(
+            help="Training conversations the linear probes are fitted on (default: as many as "
+            "the oracle saw, from build_config.json; 0 = no probe)."
+        ),
+    ] = None,
 ) -> None:
     """Measure target and oracle on held-out conversations; write metrics.json and the README table."""
     from training.toy_world.evaluate import evaluate_all, metrics_table
+    from training.toy_world.oracle_data import n_context_rows
     from training.toy_world.world import World
 
     _threads(threads)
+    cfg = _config(out, None)
     metrics = evaluate_all(
-        out, World.load(out), device, DEFAULT_WORK / "stages.json", n_per_persona, n_oracle
+        out,
+        World.load(out),
+        device,
+        DEFAULT_WORK / "stages.json",
+        n_per_persona,
+        n_oracle,
+        cfg.oracle.n_conversations if n_probe is None else n_probe,
+        cfg.seed,
+        n_context_rows(cfg.oracle.n_conversations, cfg.oracle.data),
     )
     typer.echo(metrics_table(metrics))
