@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from audit.ray_config import RayConfig
 from oracle.errors import OracleInputError
+from oracle.fields import defaults
 from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt
+from oracle_cli.options import build_command, config_kwargs, field_options
 
 audit_app = typer.Typer(
     help=(
@@ -21,8 +25,7 @@ audit_app = typer.Typer(
 )
 
 
-@audit_app.callback()
-def audit_cmd(
+def _audit(
     ctx: typer.Context,
     logs: Annotated[
         Path | None, typer.Option(help="Log directory written by `oracle capture --input`.")
@@ -67,6 +70,14 @@ def audit_cmd(
     dtype: DtypeOpt = "auto",
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            help="Run on Ray: a pool of engine actors (--ray-actors), the log read by the "
+            "workers; a local Ray unless --ray-address. Needs the ray extra."
+        ),
+    ] = False,
+    **ray_options: Any,
 ) -> None:
     """Audit a log: `oracle audit --logs DIR --question Q [--question Q2 ...] --out DIR`."""
     if ctx.invoked_subcommand is not None:
@@ -102,35 +113,79 @@ def audit_cmd(
         max_new_tokens=max_new_tokens,
         max_positions=max_positions,
     )
-    eng = create_engine(
-        engine,
-        target,
-        str(oracle) if oracle else None,
-        batch_size=batch_size,
-        dtype=dtype,
-        device=device,
-        force=force,
-    )
+    ray_config = RayConfig(**config_kwargs(RayConfig, ray_options))
+    if ray_config.ray_address is not None:
+        ray = True
+    if not ray and ray_options != {
+        k: v for k, v in defaults(RayConfig).items() if k in ray_options
+    }:
+        raise OracleInputError("the --ray-* options need --ray")
     bar = tqdm(desc="audit", unit="pair")
 
     def start(state) -> None:
         bar.reset(total=state.total)
         bar.update(state.done_before)
 
+    engine_options = {"batch_size": batch_size, "dtype": dtype, "device": device, "force": force}
     try:
-        state = run_audit(
-            eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update, start,
-            max_positions=max_positions,
-        )  # fmt: skip
+        if ray:
+            state = _run_on_ray(
+                log_dir, qs, out, ray_config, engine, target, oracle, engine_options, part,
+                batch_size, max_new_tokens, max_positions, spec, bar.update, start,
+            )  # fmt: skip
+        else:
+            eng = create_engine(engine, target, str(oracle) if oracle else None, **engine_options)
+            try:
+                state = run_audit(
+                    eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update,
+                    start, max_positions=max_positions,
+                )  # fmt: skip
+            finally:
+                eng.close()
     finally:
         bar.close()
-        eng.close()
     summary = finish(out, log_dir, threshold, expected=state.total)
     typer.echo(
         f"{out}: {summary['pairs']}/{state.total} pairs, {summary['errors']} errors, "
         f"{summary['flagged']} flagged; report: {out / 'report.html'}",
         err=True,
     )
+
+
+def _run_on_ray(log_dir, qs, out, config, engine, target, oracle, engine_options, *args):
+    """The audit as a Ray Data pipeline (:mod:`audit.ray_runner`); model paths that exist
+    here are made absolute for the workers, unless a runtime environment ships them."""
+    try:
+        from audit.ray_runner import run_audit_ray
+    except ImportError as exc:
+        raise OracleInputError(
+            f"--ray needs Ray ({exc}): pip install -e .[ray] (or pip install 'ray[data]')"
+        ) from None
+    shipped = bool((config.ray_runtime_env or {}).get("working_dir"))
+
+    def where(path: str | Path | None) -> str | None:
+        if path is None or shipped or not Path(path).exists():
+            return None if path is None else str(path)
+        return str(Path(path).resolve())
+
+    options = dict(engine_options, target=where(target), oracle=where(oracle))
+    return run_audit_ray(log_dir, qs, out, config, engine, options, *args)
+
+
+# The command: the options above, and those of RayConfig generated from its fields.
+audit_cmd = build_command(
+    _audit,
+    [
+        *(
+            p
+            for p in inspect.signature(_audit, eval_str=True).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ),
+        *field_options(RayConfig),
+    ],
+    _audit.__doc__ or "",
+)
+audit_app.callback()(audit_cmd)
 
 
 @audit_app.command("merge")

