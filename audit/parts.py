@@ -82,3 +82,21 @@ def absorb_parts(files: Iterable[Path], results: ResultsFile) -> tuple[int, int]
             fresh.append(row)
         added += results.append(fresh)
     return added, dupes
+
+
+def move_parts(directory: str | Path, results: ResultsFile) -> int:
+    """Move the parts of ``directory`` into ``results`` (synced), then delete them and any
+    unfinished part; returns the pairs added. Both audits call it before they read the
+    finished pairs, so either resumes a run of the other."""
+    directory = Path(directory)
+    files = part_files(directory)
+    added, dupes = absorb_parts(files, results)
+    if dupes:
+        log.info(
+            "%s: %d pairs were answered twice (a retried batch); kept the first", directory, dupes
+        )
+    for path in files:
+        path.unlink(missing_ok=True)
+    for tmp in directory.glob("*.tmp") if directory.is_dir() else []:
+        tmp.unlink(missing_ok=True)  # a part whose writer was killed
+    return added

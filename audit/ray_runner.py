@@ -33,7 +33,7 @@ import ray
 import ray.data
 
 from audit.logformat import ActivationLog, ShardInfo
-from audit.parts import PARTS, absorb_parts, part_files
+from audit.parts import PARTS, move_parts
 from audit.questions import Question
 from audit.ray_config import RayConfig
 from audit.ray_worker import AuditWorker, PendingPairs, WorkerSpec
@@ -80,6 +80,20 @@ def _ray_rows(logs: ActivationLog, shard: ShardInfo) -> int | None:
     return meta.num_rows
 
 
+def audit_total(
+    logs: ActivationLog, questions: Sequence[Question], shard: tuple[int, int] = (0, 1)
+) -> int:
+    """The pairs the audit covers: from the index parts' footers (no ids read) for a whole
+    log, as the local audit counts them for a part of one (``shard``)."""
+    if shard != (0, 1):
+        return count_pairs(logs, questions, shard)
+    records = 0
+    for s in logs.shards:
+        rows = _ray_rows(logs, s)
+        records += len(logs.record_ids(s)) if rows is None else rows
+    return len(questions) * records
+
+
 def pending_dataset(
     logs: ActivationLog,
     questions: Sequence[Question],
@@ -87,27 +101,22 @@ def pending_dataset(
     shard: tuple[int, int] = (0, 1),
     batch_size: int = 16,
     materialize: bool = False,
-) -> tuple[ray.data.Dataset, int]:
-    """(the pairs still to answer, the pairs the audit covers in all).
+) -> ray.data.Dataset:
+    """The pairs still to answer: ``record_id``, ``shard``, ``question`` (an index).
 
     The log's index parts are read as one Ray dataset (``record_id`` and the part's
-    ``path``), turned into pending pairs (``record_id``, ``shard``, ``question`` index) in
-    blocks of ``batch_size`` (one actor task each, so that every actor of the pool gets
-    work). ``materialize`` computes them before returning (ids only, a few dozen bytes a
-    pair): needed when the actor pool takes every CPU, which would starve the read tasks.
+    ``path``), turned into pending pairs in blocks of ``batch_size`` (one actor task each,
+    so that every actor of the pool gets work). ``materialize`` computes them before
+    returning (ids only, a few dozen bytes a pair): needed when the actor pool takes every
+    CPU of the cluster, which would leave the read tasks waiting for ever.
     """
-    rows = {s.name: _ray_rows(logs, s) for s in logs.shards}
-    regular = [s for s in logs.shards if rows[s.name] is not None]
+    regular = [s for s in logs.shards if _ray_rows(logs, s) is not None]
     irregular = [
         {"record_id": rid, "path": s.index}
         for s in logs.shards
-        if rows[s.name] is None
+        if s not in regular
         for rid in logs.record_ids(s)
     ]
-    if shard == (0, 1):
-        total = len(questions) * (sum(rows[s.name] for s in regular) + len(irregular))
-    else:
-        total = count_pairs(logs, questions, shard)
     shard_of = {str(logs.path / s.index): s.name for s in logs.shards}
     shard_of.update({s.index: s.name for s in logs.shards})
     shard_of.update({os.path.basename(s.index): s.name for s in logs.shards})
@@ -120,12 +129,10 @@ def pending_dataset(
         )
     if irregular:
         parts.append(ray.data.from_items(irregular))
-    if not parts:
-        return ray.data.from_items([]), 0
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     pending = ds.map_batches(expand, batch_format="numpy")
     pending = pending.repartition(target_num_rows_per_block=batch_size)
-    return (pending.materialize() if materialize else pending), total
+    return pending.materialize() if materialize else pending
 
 
 def check_pool_fits(config: RayConfig) -> float:
@@ -181,7 +188,7 @@ def run_audit_ray(
     spec.check_resume(out)
     results = ResultsFile(out / RESULTS)
     parts = out / PARTS
-    recovered = _absorb(parts, results)
+    recovered = move_parts(parts, results)
     if recovered:
         log.info("%s: %d pairs recovered from the parts of an earlier run", out, recovered)
     done = results.done_pairs()
@@ -189,33 +196,13 @@ def run_audit_ray(
         str(logs.path.resolve()), list(questions), str(parts.resolve()), engine,
         dict(engine_options or {}), max_new_tokens, max_positions, config.ray_threads,
     )  # fmt: skip
-    with ray_session(config):
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        spare = check_pool_fits(config)
-        pending, total = pending_dataset(
-            logs, questions, done, shard, batch_size, materialize=spare < 1
-        )
-        state = AuditProgress(total, len(done))
-        if on_start is not None:
-            on_start(state)
-        if total > len(done):
-            answered = pending.map_batches(
-                AuditWorker,
-                fn_constructor_args=(worker,),
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=config.ray_actors),
-                num_cpus=config.ray_threads,
-                num_gpus=config.ray_gpus or None,
-            )
-            for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
-                n = int(batch["pairs"].sum())
-                state.answered += n
-                state.errors += int(batch["errors"].sum())
-                if progress is not None:
-                    progress(n)
-    _absorb(parts, results)
+    state = AuditProgress(audit_total(logs, questions, shard), len(done))
+    if on_start is not None:
+        on_start(state)
+    if state.total > len(done):  # else no Ray at all
+        with ray_session(config):
+            _answer(logs, questions, done, shard, batch_size, config, worker, state, progress)
+    move_parts(parts, results)
     log.info(
         "ray audit of %s: %d pairs this run (%d errors), %d before",
         logs.path, state.answered, state.errors, state.done_before,
@@ -223,14 +210,23 @@ def run_audit_ray(
     return state
 
 
-def _absorb(parts: Path, results: ResultsFile) -> int:
-    """Move the parts into ``results.jsonl`` (synced), then delete them."""
-    files = part_files(parts)
-    added, dupes = absorb_parts(files, results)
-    if dupes:
-        log.info("%d pairs were answered twice (a retried batch); kept the first", dupes)
-    for path in files:
-        path.unlink(missing_ok=True)
-    for tmp in parts.glob("*.tmp") if parts.is_dir() else []:
-        tmp.unlink(missing_ok=True)  # a part whose writer was killed
-    return added
+def _answer(logs, questions, done, shard, batch_size, config, worker, state, progress) -> None:
+    """Run the pipeline on the Ray of this session, counting the batches as they end."""
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the caller shows one
+    spare = check_pool_fits(config)
+    pending = pending_dataset(logs, questions, done, shard, batch_size, spare < 1)
+    answered = pending.map_batches(
+        AuditWorker,
+        fn_constructor_args=(worker,),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=config.ray_actors),
+        num_cpus=config.ray_threads,
+        num_gpus=config.ray_gpus or None,
+    )
+    for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
+        n = int(batch["pairs"].sum())
+        state.answered += n
+        state.errors += int(batch["errors"].sum())
+        if progress is not None:
+            progress(n)

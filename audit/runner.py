@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from audit.logformat import ActivationLog, Record, write_atomic
+from audit.parts import PARTS, move_parts
 from audit.questions import Question
 from audit.results import ResultsFile
 from oracle.engines import AnswerRequest, Engine
@@ -136,6 +137,8 @@ def run_audit(
     )  # fmt: skip
     spec.check_resume(out)
     results = ResultsFile(out / RESULTS)
+    if move_parts(out / PARTS, results):  # left by a killed `oracle audit --ray` of this audit
+        log.info("%s: moved the result parts of an earlier Ray run into %s", out, RESULTS)
     done = results.done_pairs()
     state = AuditProgress(count_pairs(logs, questions, shard), len(done))
     if on_start is not None:

@@ -169,3 +169,17 @@ def test_cli_ray_options_need_ray_and_are_checked(tmp_path):
     with pytest.raises(OracleInputError, match="ray_threads"):
         RayConfig(ray_threads=0)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_local_audit_resumes_from_the_parts_of_a_killed_ray_run(dirs, tmp_path):
+    engine = HFEngine.load(**engine_options(dirs), batch_size=8)
+    write_synthetic_log(tmp_path / "log", 4, d_model=engine.d_model, n_positions=2)
+    logs = ActivationLog(tmp_path / "log")
+    out = tmp_path / "out"
+    first = [row(f"s{i}@L1", QUESTIONS[0].text, "from a part") for i in range(3)]
+    write_part(out / "parts", first)
+    state = run_audit(engine, logs, QUESTIONS, out, batch_size=4, max_new_tokens=2)
+    assert (state.total, state.done_before, state.answered) == (8, 3, 5)
+    rows = keyed(ResultsFile(out / RESULTS).rows())
+    assert len(rows) == 8 and [r["answer"] for r in list(rows.values())[:3]] == ["from a part"] * 3
+    assert not part_files(out / "parts")
