@@ -8,11 +8,19 @@ from typing import Annotated
 
 import typer
 
-from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt, read_target_input
+from oracle_cli.common import (
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    WorldOpt,
+    read_target_input,
+    resolve_models,
+)
 
 
 def ask_cmd(
     question: Annotated[list[str], typer.Option(help="A question for the oracle (repeatable).")],
+    world: WorldOpt = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -22,7 +30,7 @@ def ask_cmd(
     oracle: Annotated[
         Path | None,
         typer.Option(
-            help="Oracle directory (peft adapter + oracle_config.json). Without it, and without --target, the toy world's oracle."
+            help="Oracle directory (peft adapter + oracle_config.json). Without it, the --world's (with no --target: the toy world's)."
         ),
     ] = None,
     prompt: Annotated[str | None, typer.Option(help="Plain-text input for the target.")] = None,
@@ -50,13 +58,8 @@ def ask_cmd(
     from oracle.engines.hf import HFEngine
 
     target_input = read_target_input(prompt, messages_file)
-    if target is None and oracle is None:
-        from oracle.defaults import default_oracle
-
-        oracle = default_oracle()
-    engine = HFEngine.load(
-        target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
-    )
+    target, oracle_dir = resolve_models(world, target, oracle)
+    engine = HFEngine.load(target, oracle_dir, dtype=dtype, device=device, force=force)
     cap, answers = engine.query(
         target_input,
         question,

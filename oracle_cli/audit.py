@@ -12,7 +12,7 @@ import typer
 from audit.ray_config import RayConfig
 from oracle.errors import OracleInputError
 from oracle.fields import defaults
-from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt
+from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt, WorldOpt, resolve_models
 from oracle_cli.options import build_command, config_kwargs, field_options
 
 audit_app = typer.Typer(
@@ -44,11 +44,13 @@ def _audit(
         typer.Option(help="Output directory; running again with the same options resumes."),
     ] = None,
     oracle: Annotated[
-        Path | None, typer.Option(help="Oracle directory (default: the toy world's oracle).")
+        Path | None,
+        typer.Option(help="Oracle directory (default: the --world's; with none, the toy world's)."),
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="Base model for the oracle (default: the oracle's own).")
     ] = None,
+    world: WorldOpt = None,
     engine: Annotated[str, typer.Option(help="Engine: hf | vllm.")] = "hf",
     batch_size: Annotated[int, typer.Option(help="Pairs per oracle call.")] = 16,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 16,
@@ -100,10 +102,8 @@ def _audit(
         raise OracleInputError("give at least one --question or a --questions file")
     part = parse_shard(shard)
     log_dir = ActivationLog(logs)
-    if oracle is None and target is None:
-        from oracle.defaults import default_oracle
-
-        oracle = default_oracle()
+    target, oracle_dir = resolve_models(world, target, oracle)
+    oracle = Path(oracle_dir) if oracle_dir else None
     spec = AuditSpec(
         logs=str(log_dir.path.resolve()),
         questions=[{"text": q.text, "yes_no": q.yes_no} for q in qs],

@@ -49,10 +49,29 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 ForceOpt = Annotated[
     bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
 ]
+WorldOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A named world: toy (the default with no model given) or smol (SmolLM2-135M-"
+        "Instruct; `oracle models fetch smollm2-135m` once). --target/--oracle override its parts."
+    ),
+]
+
+
+def resolve_models(
+    world: str | None, target: str | None, oracle: Path | str | None
+) -> tuple[str | None, str | None]:
+    """(target, oracle directory) for ``--world``/``--target``/``--oracle``: an explicit model
+    wins, the world fills in the oracle, and nothing given is the toy world
+    (:func:`oracle.worlds.resolve`)."""
+    from oracle.worlds import resolve
+
+    return resolve(world, target, oracle)
 
 
 # The same, as parameters of a generated command (oracle_cli.options.build_command).
 MODEL_OPTIONS = [
+    option("world", WorldOpt, None),
     option("target", TargetOpt, None),
     option("oracle", OracleOpt, None),
     option("dtype", DtypeOpt, "auto"),

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from oracle.errors import OracleInputError
+from oracle_cli.common import WorldOpt, resolve_models
 
 
 def eval_cmd(
@@ -17,13 +18,14 @@ def eval_cmd(
         list[Path] | None,
         typer.Option(
             help="A suite file (JSONL, the format in evals/README.md); repeat for several. "
-            "Default: the toy world's held-out suites."
+            "Default: the --world's held-out suite (the toy world's suites without --world)."
         ),
     ] = None,
     family: Annotated[
         str | None,
         typer.Option(help="Only these question families (a comma list), e.g. persona,secret."),
     ] = None,
+    world: WorldOpt = None,
     target: Annotated[
         str | None,
         typer.Option(help="Target model: hub id or local directory (default: the oracle's base)."),
@@ -99,6 +101,13 @@ def eval_cmd(
     if ablations_only and skip_ablations:
         raise OracleInputError("give at most one of --ablations-only and --skip-ablations")
     parts = "ablations" if ablations_only else ("suites" if skip_ablations else "all")
+    if world is not None and world != "toy":
+        from oracle.worlds import get_world
+
+        world_suite = get_world(world).suite()
+        suite = suite or ([world_suite] if world_suite else None)
+        target, oracle_dir = resolve_models(world, target, oracle)
+        oracle = Path(oracle_dir) if oracle_dir else None
     toy = target is None and oracle is None and not suite and not synthetic
     if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():
         ablations_dir = ABLATIONS_DIR

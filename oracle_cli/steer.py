@@ -19,6 +19,8 @@ from oracle_cli.common import (
     ForceOpt,
     OracleOpt,
     TargetOpt,
+    WorldOpt,
+    resolve_models,
 )
 from oracle_cli.options import build_command, config_kwargs, field_options, option
 
@@ -39,22 +41,25 @@ def read_prompts(path: Path, what: str = "--prompts") -> list[str]:
     return prompts
 
 
-def _load(target: str | None, oracle: Path | None, dtype: str, device: str, force: bool):
+def _load(
+    world: str | None,
+    target: str | None,
+    oracle: Path | None,
+    dtype: str,
+    device: str,
+    force: bool,
+):
     from oracle.oracle import ActivationOracle
 
-    if target is None and oracle is None:
-        from oracle.defaults import default_oracle
-
-        oracle = default_oracle()
-    return ActivationOracle.load(
-        target, str(oracle) if oracle else None, dtype=dtype, device=device, force=force
-    )
+    target, oracle_dir = resolve_models(world, target, oracle)
+    return ActivationOracle.load(target, oracle_dir, dtype=dtype, device=device, force=force)
 
 
 def _steer(
     prompts: Path,
     out: Path,
     kl_prompts: Path | None,
+    world: str | None,
     target: str | None,
     oracle: Path | None,
     dtype: str,
@@ -74,7 +79,7 @@ def _steer(
         raise OracleInputError(f"--out must end in .safetensors for a vector, got {str(out)!r}")
     texts = read_prompts(prompts)
     neutral = read_prompts(kl_prompts, "--kl-prompts") if kl_prompts else None
-    ao = _load(target, oracle, dtype, device, force)
+    ao = _load(world, target, oracle, dtype, device, force)
     bar = tqdm(total=cfg.steps, desc="steer", unit="step")
 
     def progress(_step: int, metrics: dict[str, float]) -> None:
@@ -168,6 +173,7 @@ def generate_cmd(
     temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (temperature > 0).")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    world: WorldOpt = None,
     target: TargetOpt = None,
     oracle: OracleOpt = None,
     as_json: Annotated[
@@ -192,7 +198,7 @@ def generate_cmd(
     if scale is not None and steer is None and steer_adapter is None:
         raise OracleInputError("--scale needs --steer or --steer-adapter")
     vec = SteeringVector.load(steer) if steer is not None else None
-    ao = _load(target, oracle, dtype, device, force)
+    ao = _load(world, target, oracle, dtype, device, force)
     adapter = None
     if steer_adapter is not None:
         ao = load_steering_lora(ao, steer_adapter)

@@ -261,6 +261,9 @@ class ModelCard(BaseModel):
 
 class ModelsResponse(BaseModel):
     engine: str
+    world: str | None = Field(
+        default=None, description="the named world served (toy, smol), null for other models"
+    )
     data: list[ModelCard]
     d_model: int
     n_layers: int

@@ -44,11 +44,9 @@ class QueryResult:
 
 def load_engine(settings: ServeSettings) -> Engine:
     """Create the engine ``settings`` name; with no model given, the toy world's oracle."""
-    target, oracle = settings.target, settings.oracle
-    if target is None and oracle is None:
-        from oracle.defaults import default_oracle
+    from oracle.worlds import resolve
 
-        oracle = str(default_oracle())
+    target, oracle = resolve(settings.world, settings.target, settings.oracle)
     return create_engine(settings.engine, target, oracle, **settings.engine_kwargs())
 
 
@@ -80,7 +78,11 @@ class OracleService:
             wait_s=settings.batch_wait_ms / 1000,
             on_batch=self.metrics.observe_batch,
         )
-        oracle_name = Path(settings.oracle).name if settings.oracle else "toy_world"
+        from oracle.worlds import world_of
+
+        self.world = world_of(settings.world, settings.target, settings.oracle)
+        named = self.world or "toy"
+        oracle_name = Path(settings.oracle).name if settings.oracle else f"{named}_world"
         self.oracle_id = oracle_name
         self.target_id = settings.target or engine.target_name
         self.model_ids = {oracle_name, self.target_id}

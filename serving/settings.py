@@ -21,6 +21,12 @@ class ServeSettings:
     oracle: str | None = setting(
         None, "oracle directory (default with no model given: the toy world's)"
     )
+    world: str | None = setting(
+        None,
+        "a named world: toy (the default with no model given) or smol (SmolLM2-135M-Instruct; "
+        "`oracle models fetch smollm2-135m` once); --target/--oracle override its parts",
+        choices=("toy", "smol"),
+    )
     engine: str = setting("hf", "engine: hf (transformers) or vllm")
     host: str = setting("127.0.0.1", "interface to listen on")
     port: int = setting(8000, "TCP port", ge=0, le=65535)

@@ -25,6 +25,7 @@ async def models(service: OracleService = Depends(get_service)) -> ModelsRespons
     s = service.settings
     return ModelsResponse(
         engine=engine.name,
+        world=service.world,
         data=[
             ModelCard(id=service.target_id, role="target"),
             ModelCard(id=service.oracle_id, role="oracle", config=engine.config.to_dict()),

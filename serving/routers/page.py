@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+
+from oracle.worlds import WORLDS
 
 router = APIRouter()
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def page() -> HTMLResponse:
-    return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+async def page(request: Request) -> HTMLResponse:
+    """The page, with the world served named under its title (no model path shown)."""
+    world = getattr(request.app.state.service, "world", None)
+    served = (
+        f"World: <b>{html.escape(world)}</b> ({html.escape(WORLDS[world].description)})"
+        if world in WORLDS
+        else "World: your own target and oracle (see /v1/models)"
+    )
+    text = PAGE.read_text(encoding="utf-8")
+    return HTMLResponse(text.replace("<!--served-->", served))
