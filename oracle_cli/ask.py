@@ -37,6 +37,13 @@ def ask_cmd(
     messages_file: Annotated[
         Path | None, typer.Option(help="JSON list of {role, content} chat messages.")
     ] = None,
+    add_generation_prompt: Annotated[
+        bool,
+        typer.Option(
+            help="Render the assistant header after a conversation that ends with the user's "
+            "turn (what the target reads just before it replies; the smol world's oracle reads it)."
+        ),
+    ] = False,
     layer: Annotated[
         int | None, typer.Option(help="Target block to read (default: the oracle's).")
     ] = None,
@@ -57,7 +64,7 @@ def ask_cmd(
     """Ask the oracle about a conversation; prints each answer alone on a line (logs on stderr)."""
     from oracle.engines.hf import HFEngine
 
-    target_input = read_target_input(prompt, messages_file)
+    target_input = read_target_input(prompt, messages_file, add_generation_prompt)
     target, oracle_dir = resolve_models(world, target, oracle)
     engine = HFEngine.load(target, oracle_dir, dtype=dtype, device=device, force=force)
     cap, answers = engine.query(

