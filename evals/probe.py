@@ -94,6 +94,13 @@ def fit_probe(
     ``curve_score(predictions) -> float`` and ``curve_sizes``: refit on the first n train
     items (a seeded shuffle) for each n, at the chosen C, and score the test predictions.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # small solves: more BLAS threads only contend
+        return _fit_probe(answer_type, train_X, train_y, test_X, seed, curve_score, curve_sizes)
+
+
+def _fit_probe(answer_type, train_X, train_y, test_X, seed, curve_score, curve_sizes) -> ProbeFit:
     keep = trainable(answer_type, train_y)
     x = train_X[np.asarray(keep, dtype=bool)]
     y = [label for label, k in zip(train_y, keep, strict=True) if k]
