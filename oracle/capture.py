@@ -23,6 +23,32 @@ from oracle.positions import select_positions
 
 
 @dataclass
+class PreparedInput:
+    """A target input tokenised, its length checked and its read positions chosen: the work
+    that :func:`capture` does before the forward pass, done ahead by :func:`prepare_input`
+    (a server does it off its engine thread)."""
+
+    tok: TokenizedInput
+    positions: list[int]
+
+
+def prepare_input(
+    tokenizer: PreTrainedTokenizerBase,
+    target: TargetInput | str | list[dict[str, str]],
+    positions: str = "all",
+    max_tokens: int | None = None,
+) -> PreparedInput:
+    """Tokenise ``target``, refuse it if longer than ``max_tokens`` and only then select its
+    ``positions`` (selection walks every token: an oversized input is refused before it)."""
+    tok = tokenize_input(tokenizer, TargetInput.coerce(target))
+    if max_tokens is not None and len(tok) > max_tokens:
+        raise OracleInputError(
+            f"the input has {len(tok)} tokens, more than the limit of {max_tokens}"
+        )
+    return PreparedInput(tok, select_positions(tok, positions))
+
+
+@dataclass
 class Capture:
     """Activations of one target input.
 
@@ -101,13 +127,14 @@ def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
 def capture(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    inputs: Sequence[TargetInput | str | list[dict[str, str]]],
+    inputs: Sequence[PreparedInput | TargetInput | str | list[dict[str, str]]],
     layers: Sequence[int],
     positions: str = "all",
     batch_size: int = 8,
     max_tokens: int | None = None,
 ) -> list[Capture]:
-    """Capture activations for each input at ``layers`` and the positions ``positions`` selects.
+    """Capture activations for each input at ``layers`` and the positions ``positions`` selects
+    (a :class:`PreparedInput` comes with its own, and was checked when prepared).
 
     Batched with right padding, so a batch gives the results of one-by-one calls.
     """
@@ -116,14 +143,17 @@ def capture(
     if batch_size < 1:
         raise OracleInputError("batch_size must be >= 1")
     layer_list = [check_layer(model, layer) for layer in layers]
-    toks: list[TokenizedInput] = [tokenize_input(tokenizer, TargetInput.coerce(x)) for x in inputs]
-    chosen = [select_positions(t, positions) for t in toks]
-    if max_tokens is not None:
-        for i, t in enumerate(toks):
-            if len(t) > max_tokens:
-                raise OracleInputError(
-                    f"input {i} has {len(t)} tokens, more than the limit of {max_tokens}"
-                )
+    prepared: list[PreparedInput] = []
+    for i, x in enumerate(inputs):
+        if isinstance(x, PreparedInput):
+            prepared.append(x)
+            continue
+        try:
+            prepared.append(prepare_input(tokenizer, x, positions, max_tokens))
+        except OracleInputError as exc:
+            raise OracleInputError(f"input {i}: {exc}") from None
+    toks = [p.tok for p in prepared]
+    chosen = [p.positions for p in prepared]
     device = model_device(model)
     pad_id = pad_id_of(tokenizer)
     # Batch inputs of similar length together (less padding); results keep the input order.

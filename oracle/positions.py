@@ -12,6 +12,8 @@ A position spec is a string, so that the CLI, configs and the HTTP API share one
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from oracle.errors import OracleInputError
 from oracle.inputs import ROLES, TokenizedInput
 
@@ -54,8 +56,26 @@ def read_spec(spec: str | None, default: str, plain_prompt: bool) -> str:
     return "all" if plain_prompt and default == "non_system" else default
 
 
-def _overlaps(offset: tuple[int, int], start: int, end: int) -> bool:
-    return offset[0] < end and offset[1] > start
+def _overlapping(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """For each token's character offsets ``(start, end)``, whether it overlaps one of
+    ``spans`` (``start < span_end and end > span_start``).
+
+    The spans are merged into sorted disjoint intervals, then one binary search per token
+    (O(n log s)): testing every span for every token took seconds on a long chat.
+    """
+    merged: list[list[int]] = []
+    for s, e in sorted(spans):
+        if merged and s < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    starts = [s for s, _ in merged]
+    out = []
+    for start, end in offsets:
+        # among the intervals starting before the token's end, the last one reaches furthest
+        k = bisect_right(starts, end - 1) - 1
+        out.append(k >= 0 and merged[k][1] > start)
+    return out
 
 
 def _need_spans(tok: TokenizedInput, spec: str) -> list[tuple[str, int, int]]:
@@ -86,10 +106,8 @@ def select_positions(tok: TokenizedInput, spec: str) -> list[int]:
             chosen.append(index % n)
         chosen = sorted(set(chosen))
     elif mode == "role":
-        spans = [s for s in _need_spans(tok, spec) if s[0] == arg]
-        chosen = [
-            i for i, off in enumerate(tok.offsets) if any(_overlaps(off, s, e) for _, s, e in spans)
-        ]
+        spans = [(s, e) for role, s, e in _need_spans(tok, spec) if role == arg]
+        chosen = [i for i, hit in enumerate(_overlapping(tok.offsets, spans)) if hit]
     else:  # non_system
         spans = _need_spans(tok, spec)
         system = [(s, e) for role, s, e in spans if role == "system"]
@@ -97,10 +115,11 @@ def select_positions(tok: TokenizedInput, spec: str) -> list[int]:
             chosen = list(range(n))
         else:
             first_end = system[0][1]
+            in_system = _overlapping(tok.offsets, system)
             chosen = [
                 i
-                for i, off in enumerate(tok.offsets)
-                if off[0] >= first_end and not any(_overlaps(off, s, e) for s, e in system)
+                for i, (off, hit) in enumerate(zip(tok.offsets, in_system, strict=True))
+                if off[0] >= first_end and not hit
             ]
     if not chosen:
         raise OracleInputError(f"positions {spec!r} select no token of this input")

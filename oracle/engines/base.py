@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from oracle.capture import Capture, pad_id_of
+from oracle.capture import Capture, PreparedInput, pad_id_of, prepare_input
 from oracle.config import OracleConfig
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
@@ -26,16 +26,22 @@ from oracle.inputs import TargetInput
 if TYPE_CHECKING:
     from oracle.oracle import ActivationOracle
     from oracle.steering.config import SteerConfig
+    from oracle.steering.generate import GenerationRun
     from oracle.steering.run import SteeringRun
 
 
 @dataclass
 class CaptureRequest:
-    """Read ``layers`` (default: the oracle's default layer) at ``positions`` of ``input``."""
+    """Read ``layers`` (default: the oracle's default layer) at ``positions`` of ``input``.
+
+    ``prepared``: the input already tokenised, checked and its positions chosen
+    (:meth:`Engine.prepare_capture`); the capture then runs only the forward pass.
+    """
 
     input: TargetInput
     layers: list[int] | None = None
     positions: str | None = None
+    prepared: PreparedInput | None = None
 
 
 @dataclass
@@ -104,6 +110,20 @@ class Engine(ABC):
         layer = self.config.default_layer if layer is None else layer
         return CaptureRequest(target_input, [layer], positions)
 
+    def prepare_capture(
+        self, request: CaptureRequest, max_tokens: int | None = None
+    ) -> CaptureRequest:
+        """Tokenise ``request``'s input, refuse it beyond ``max_tokens`` tokens, then choose its
+        positions (as :meth:`capture` would read them): the capture's work before the forward
+        pass, which a server does on a thread of its own, off the engine's. Sets
+        ``request.prepared`` and returns ``request``."""
+        from oracle.positions import read_spec
+
+        tokenizer = self.transformers_oracle().tokenizer
+        spec = read_spec(request.positions, self.config.positions, request.input.prompt is not None)
+        request.prepared = prepare_input(tokenizer, request.input, spec, max_tokens)
+        return request
+
     @staticmethod
     def answer_requests(
         capture: Capture, questions: Sequence[str], **options: Any
@@ -152,6 +172,13 @@ class Engine(ABC):
 
         return generate(self.transformers_oracle(), prompts, **options)
 
+    def start_generation(self, prompts: Sequence[str], **options: Any) -> GenerationRun:
+        """:meth:`generate` as a run of steps (one batch of prompts each), for callers that
+        interleave other work or stop between batches."""
+        from oracle.steering.generate import GenerationRun
+
+        return GenerationRun(self.transformers_oracle(), prompts, **options)
+
     def steering_layers(self, layer: int | None, read_layer: int | None) -> tuple[int, int]:
         """(steering layer, read layer) as a steering run would use them, checked."""
         from oracle.steering.run import resolve_layers
@@ -163,11 +190,16 @@ class Engine(ABC):
         prompts: Sequence[str],
         config: SteerConfig,
         kl_prompts: Sequence[str] | None = None,
+        replies: Sequence[str] | None = None,
     ) -> SteeringRun:
-        """A steering optimisation on this engine's target, ready to :meth:`~SteeringRun.step`."""
+        """A steering optimisation on this engine's target, ready to :meth:`~SteeringRun.step`.
+        ``replies``: the target's greedy replies to ``prompts`` when already generated (read
+        'reply'; e.g. by :meth:`start_generation`, in steps)."""
         from oracle.steering.run import SteeringRun
 
-        return SteeringRun(self.transformers_oracle(), prompts, config, kl_prompts=kl_prompts)
+        return SteeringRun(
+            self.transformers_oracle(), prompts, config, kl_prompts=kl_prompts, replies=replies
+        )
 
     def oracle_prompt_length(
         self, question: str, n_positions: int, layer: int | None = None

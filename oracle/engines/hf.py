@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from oracle.capture import Capture
+from oracle.capture import Capture, capture
 from oracle.engines.base import Answer, AnswerRequest, CaptureRequest, Engine
 from oracle.oracle import ActivationOracle
 
@@ -36,18 +36,31 @@ class HFEngine(Engine):
         return self.oracle
 
     def capture(self, requests: Sequence[CaptureRequest]) -> list[Capture]:
+        """Prepared requests (:meth:`prepare_capture`) run the forward pass alone, grouped by
+        layers; the others are tokenised and read here, grouped by layers and positions."""
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
-            groups[(tuple(r.layers or ()), r.positions)].append(i)
+            prepared = r.prepared is not None
+            groups[(tuple(r.layers or ()), prepared, None if prepared else r.positions)].append(i)
         out: list[Capture | None] = [None] * len(requests)
-        for (layers, positions), idx in groups.items():
-            caps = self.oracle.capture(
-                [requests[i].input for i in idx],
-                list(layers) or None,
-                positions,
-                self.batch_size,
-                self.max_tokens,
-            )
+        for (layers, prepared, positions), idx in groups.items():
+            if prepared:
+                with self.oracle.adapter_disabled():
+                    caps = capture(
+                        self.oracle.target,
+                        self.oracle.tokenizer,
+                        [requests[i].prepared for i in idx],
+                        list(layers) or [self.config.default_layer],
+                        batch_size=self.batch_size,
+                    )
+            else:
+                caps = self.oracle.capture(
+                    [requests[i].input for i in idx],
+                    list(layers) or None,
+                    positions,
+                    self.batch_size,
+                    self.max_tokens,
+                )
             for i, cap in zip(idx, caps, strict=True):
                 out[i] = cap
         return out  # type: ignore[return-value]
