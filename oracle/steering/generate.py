@@ -20,7 +20,7 @@ from oracle.layers import model_device
 from oracle.oracle import ActivationOracle
 from oracle.positions import read_spec, select_positions
 from oracle.steering.apply import apply_mode, check_apply, steer_mask
-from oracle.steering.hooks import active_adapter, add_vector, read_block
+from oracle.steering.hooks import active_adapter, add_vector, finite_logits, read_block
 
 
 def as_target_input(
@@ -93,7 +93,105 @@ def _steered(
     return stack
 
 
-@torch.no_grad()
+class GenerationRun:
+    """:func:`generate`, one batch of prompts per :meth:`step`, so that a server can run other
+    work between batches and stop between them. Seeded sampling gives the replies of one
+    :func:`generate` call: the random state is kept from one step to the next.
+
+    >>> run = GenerationRun(ao, prompts, max_new_tokens=16)
+    >>> while not run.finished:
+    ...     run.step()
+    >>> run.replies
+    """
+
+    def __init__(
+        self,
+        ao: ActivationOracle,
+        prompts: Sequence[str],
+        vector: torch.Tensor | None = None,
+        layer: int | None = None,
+        scale: float = 1.0,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 8,
+        adapter: str | None = None,
+        system: str | None = None,
+        apply: str = "all",
+    ) -> None:
+        _check_generation(max_new_tokens, temperature, top_p)
+        if vector is not None and layer is None:
+            raise OracleInputError("a steering vector needs the layer it is added at")
+        if batch_size < 1:
+            raise OracleInputError("batch_size must be >= 1")
+        check_apply(apply)
+        self.ao, self.vector, self.layer, self.scale = ao, vector, layer, scale
+        self.adapter, self.mode = adapter, apply_mode(apply)
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.seed, self.batch_size = seed, batch_size
+        self.rows = prompt_ids(ao.tokenizer, prompts, system)
+        self.replies: list[str] = []
+        self._rng: tuple | None = None  # the random state between seeded steps
+
+    @property
+    def finished(self) -> bool:
+        return len(self.replies) >= len(self.rows)
+
+    def _steered(self, _start: int, ids_BT: torch.Tensor, _shifts: list[int]) -> ExitStack:
+        width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
+        steer_BT = self.mode.mask(width, [(width - 1, width)] * len(ids_BT))
+        stack = _steered(
+            self.ao, self.adapter, self.vector, self.layer, self.scale, steer_BT, self.mode.decode
+        )
+        if self.vector is not None or self.adapter is not None:
+            try:
+                stack.enter_context(finite_logits(self.ao.target))
+            except BaseException:
+                stack.close()
+                raise
+        return stack
+
+    @torch.no_grad()
+    def step(self) -> list[str]:
+        """Generate the next batch of replies; returns them (also appended to ``replies``)."""
+        start = len(self.replies)
+        if self.finished:
+            return []
+        if self.seed is not None:
+            if self._rng is None:
+                torch.manual_seed(self.seed)
+            else:
+                _set_rng(self._rng)
+        texts = generate_texts(
+            self.ao.target,
+            self.ao.tokenizer,
+            self.rows[start : start + self.batch_size],
+            self.max_new_tokens,
+            self.temperature,
+            self.top_p,
+            None,
+            self.batch_size,
+            context=self._steered,
+        )
+        if self.seed is not None:
+            self._rng = _get_rng()
+        self.replies += texts
+        return texts
+
+
+def _get_rng() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng(state: tuple) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
 def generate(
     ao: ActivationOracle,
     prompts: Sequence[str],
@@ -117,30 +215,16 @@ def generate(
 
     ``adapter``: the name of a steering LoRA on the target to run with (instead of the base
     model with every adapter off). ``system``: an optional system prompt before each prompt.
+    Steered outputs that are not finite (a vector too large for the model's numbers) raise
+    :class:`OracleInputError`.
     """
-    _check_generation(max_new_tokens, temperature, top_p)
-    if vector is not None and layer is None:
-        raise OracleInputError("a steering vector needs the layer it is added at")
-    check_apply(apply)
-    rows = prompt_ids(ao.tokenizer, prompts, system)
-    mode = apply_mode(apply)
-
-    def steered(_start: int, ids_BT: torch.Tensor, _shifts: list[int]) -> ExitStack:
-        width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
-        steer_BT = mode.mask(width, [(width - 1, width)] * len(ids_BT))
-        return _steered(ao, adapter, vector, layer, scale, steer_BT, decode=mode.decode)
-
-    return generate_texts(
-        ao.target,
-        ao.tokenizer,
-        rows,
-        max_new_tokens,
-        temperature,
-        top_p,
-        seed,
-        batch_size,
-        context=steered,
-    )
+    run = GenerationRun(
+        ao, prompts, vector, layer, scale, max_new_tokens, temperature, top_p, seed,
+        batch_size, adapter, system, apply,
+    )  # fmt: skip
+    while not run.finished:
+        run.step()
+    return run.replies
 
 
 @torch.no_grad()

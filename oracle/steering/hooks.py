@@ -109,6 +109,26 @@ def read_block(
 
 
 @contextmanager
+def finite_logits(model: nn.Module) -> Iterator[None]:
+    """While inside, a forward pass of ``model`` whose logits are not finite raises
+    :class:`OracleInputError`: a finite but huge steering vector overflows the model's numbers,
+    and sampling from such logits would fail with an internal error."""
+    head = model.get_output_embeddings()
+    if head is None:
+        raise OracleInputError(f"{type(model).__name__} has no output embeddings (LM head)")
+
+    def hook(_module, _inputs, logits):
+        if not torch.isfinite(logits).all():
+            raise OracleInputError(
+                "the steered model's outputs are not finite: the steering vector times its "
+                "scale is too large for the model; lower the scale or the vector's norm"
+            )
+
+    with hooks([(head, "forward", hook)]):
+        yield
+
+
+@contextmanager
 def active_adapter(model: nn.Module, name: str) -> Iterator[None]:
     """Run a peft model with only the adapter ``name`` active (frozen); restore the previous."""
     from peft import PeftModel

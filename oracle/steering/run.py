@@ -33,7 +33,7 @@ from oracle.positions import read_spec, select_positions
 from oracle.prompts import build_oracle_prompt
 from oracle.steering.apply import steer_mask
 from oracle.steering.config import SteerConfig, SteeringResult
-from oracle.steering.generate import as_target_input, with_replies
+from oracle.steering.generate import as_target_input, conversations, with_replies
 from oracle.steering.hooks import read_block
 from oracle.steering.methods import METHODS, SteeringMethod
 
@@ -194,7 +194,10 @@ class SteeringRun:
         prompts: Sequence[str],
         cfg: SteerConfig,
         kl_prompts: Sequence[str] | None = None,
+        replies: Sequence[str] | None = None,
     ) -> None:
+        """``replies``: the unsteered target's greedy replies to ``prompts`` (``reply_tokens``
+        long), when already generated; read 'reply' generates them otherwise."""
         if isinstance(prompts, str) or not prompts:
             raise OracleInputError("give at least one target prompt")
         self.ao, self.cfg, self.n_prompts = ao, cfg, len(prompts)
@@ -205,7 +208,12 @@ class SteeringRun:
                     "read='reply' needs a chat template to tell the reply from the prompt, and "
                     "this target's tokenizer has none: read the prompt instead (--read prompt)"
                 )
-            prompts = with_replies(ao, prompts, cfg.reply_tokens)
+            if replies is None:
+                prompts = with_replies(ao, prompts, cfg.reply_tokens)
+            else:
+                prompts = conversations(prompts, replies)
+                if not prompts:
+                    raise OracleInputError("the target gave an empty reply to every prompt")
         self.core = _Steerer(ao, prompts, cfg)
         kl_items = [self.core._tokenise(p, read=False) for p in neutral[: cfg.batch_size]]
         self.reference_norm = self.core.reference_norm()
