@@ -165,13 +165,21 @@ class JobRunner:
 
     ``engine_info`` is the engine (or anything with ``d_model``) for the audit's checks;
     ``answer_for(job)`` returns the function that turns a batch of pairs into result rows
-    (in a server: one that queues the batch on the engine's own thread).
+    (in a server: one that queues the batch on the engine's own thread); ``on_finish(job_id)``
+    is called when a job leaves the worker (done, failed, or paused by a stop).
     """
 
-    def __init__(self, store: JobStore, engine_info, answer_for: AnswerFactory) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        engine_info,
+        answer_for: AnswerFactory,
+        on_finish: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.engine_info = engine_info
         self.answer_for = answer_for
+        self.on_finish = on_finish
         self.queue: queue.Queue[str | None] = queue.Queue()
         self.stopping = threading.Event()
         self.live: dict[str, AuditProgress] = {}
@@ -215,6 +223,9 @@ class JobRunner:
                 log.info("audit job %s paused by shutdown; it resumes at next start", job_id)
             except Exception:  # noqa: BLE001 - run() records the failure in job.json
                 log.exception("audit job %s failed", job_id)
+            finally:
+                if self.on_finish is not None:
+                    self.on_finish(job_id)
 
     def run(self, job: Job) -> None:
         """Run (or resume) one job to its end, keeping ``job.json`` current."""

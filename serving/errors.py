@@ -31,10 +31,18 @@ class ServiceError(Exception):
 
 
 class ServiceBusy(ServiceError):
-    """The queue is full: the client should retry after ``Retry-After`` seconds."""
+    """The queue of this kind of work is full: the client should slow down and retry after
+    ``Retry-After`` seconds (429)."""
+
+    status_code = 429
+    error_type = "overloaded"
+
+
+class ServiceUnavailable(ServiceError):
+    """The server is not ready or is shutting down (503)."""
 
     status_code = 503
-    error_type = "overloaded"
+    error_type = "unavailable"
 
 
 class ServiceTimeout(ServiceError):

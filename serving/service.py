@@ -1,10 +1,14 @@
 """The service layer: owns the engine, admits requests (bounded), batches them, times them out.
 
 Routers call this, never the engine directly, so that every request goes through the same
-admission control, batching and timeout. ``engine.capture`` / ``engine.answer`` run on one worker
-thread, where concurrent HTTP requests are grouped into batches (hf). An engine with continuous
-batching (vllm) takes answers straight from the event loop instead (``engine.submit``): they
-join vLLM's running batch at its next step, while the worker thread captures the next requests.
+admission control (:mod:`serving.admission`: the limits, defined once, and a lane per kind of
+work), batching and timeout. Target inputs are tokenised, checked and their positions chosen on
+a thread of their own (``prepare``), off the event loop and off the engine's thread; then
+``engine.capture`` / ``engine.answer`` run on one worker thread, where concurrent HTTP requests
+are grouped into batches (hf). An engine with continuous batching (vllm) takes answers straight
+from the event loop instead (``engine.submit``): they join vLLM's running batch at its next
+step, while the worker thread captures the next requests. Long work (steering, generation,
+audits) reaches the worker in steps on its long lane (``long_step``).
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,9 @@ from oracle.capture import Capture
 from oracle.engines import Answer, AnswerRequest, CaptureRequest, Engine, create_engine
 from oracle.errors import OracleInputError
 from oracle.inject import check_vectors
+from serving.admission import Limits, make_lanes
 from serving.batcher import MicroBatcher
-from serving.errors import NotFound, ServiceBusy, ServiceTimeout
+from serving.errors import NotFound, ServiceTimeout, ServiceUnavailable
 from serving.metrics import Metrics
 from serving.settings import ServeSettings
 
@@ -69,7 +74,9 @@ class OracleService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.owns_engine = owns_engine
-        self.active = 0
+        self.limits = Limits(settings)
+        self.lanes = make_lanes(settings)
+        self.stopping = False
         # read when /metrics is scraped, so admission does no metric bookkeeping of its own
         self.metrics.in_flight.set_function(lambda: self.active)
         self.batcher = MicroBatcher(
@@ -77,7 +84,10 @@ class OracleService:
             batch_size=settings.batch_size,
             wait_s=settings.batch_wait_ms / 1000,
             on_batch=self.metrics.observe_batch,
+            long_share=settings.long_share,
         )
+        # tokenising and choosing positions: off the event loop and off the engine's thread
+        self.prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
         from oracle.worlds import world_of
 
         self.world = world_of(settings.world, settings.target, settings.oracle)
@@ -96,25 +106,33 @@ class OracleService:
         self.batcher.start()
 
     async def stop(self) -> None:
+        self.stopping = True
         await self.batcher.stop()
+        self.prep.shutdown(wait=False, cancel_futures=True)
         if self.owns_engine:
             self.engine.close()
 
     # ------------------------------------------------------------------ admission
+    @property
+    def active(self) -> int:
+        """Queries admitted now (queued or running)."""
+        return self.lanes["query"].admitted
+
     @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Admit one request or raise 503 with Retry-After; time it out after the limit."""
-        if self.active >= self.settings.queue_depth:
-            self.metrics.rejected.inc()
-            retry = max(1, math.ceil(self.settings.timeout / 10))
-            raise ServiceBusy(
-                f"the server is at its queue depth ({self.settings.queue_depth} requests); "
-                f"retry after {retry} s",
-                headers={"Retry-After": str(retry)},
-            )
-        self.active += 1
+    async def admit(self, kind: str = "query") -> AsyncIterator[None]:
+        """Admit one request of ``kind`` (see :mod:`serving.admission`) or raise 429 with
+        Retry-After (its lane is full) or 503 (shutting down); wait for the lane's turn; time
+        the whole out after ``--timeout`` (504), which cancels the work between its steps."""
+        if self.stopping:
+            raise ServiceUnavailable("the server is shutting down")
+        lane = self.lanes[kind]
         try:
-            async with asyncio.timeout(self.settings.timeout):
+            lane.enter()
+        except Exception:
+            self.metrics.rejected.inc()
+            raise
+        try:
+            async with asyncio.timeout(self.settings.timeout), lane.turn():
                 yield
         except TimeoutError:
             self.metrics.timeouts.inc()
@@ -122,7 +140,7 @@ class OracleService:
                 f"the request took longer than the server's timeout ({self.settings.timeout} s)"
             ) from None
         finally:
-            self.active -= 1
+            lane.leave()
 
     def check_model(self, model: str | None) -> None:
         """A request's ``model`` field, if given, must name what this server serves (404)."""
@@ -153,29 +171,28 @@ class OracleService:
     def check_answer_request(self, request: AnswerRequest) -> None:
         """Reject a bad request before it joins a batch (so it fails alone, with its reason)."""
         check_vectors(request.activations, self.engine.d_model, what="activations")
-        if request.activations.shape[0] > self.settings.max_tokens:
-            raise OracleInputError(
-                f"activations hold {request.activations.shape[0]} positions, more than the "
-                f"server's limit of {self.settings.max_tokens}"
-            )
-        if request.max_new_tokens > self.settings.max_new_tokens:
-            raise OracleInputError(
-                f"max_tokens {request.max_new_tokens} exceeds the server's limit of "
-                f"{self.settings.max_new_tokens}"
-            )
+        self.limits.positions(request.activations.shape[0])
+        self.limits.new_tokens(request.max_new_tokens)
         if not request.question.strip():
             raise OracleInputError("question is empty")
+
+    async def in_prep(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the preparation thread (tokenising: off the event loop and off the
+        engine's thread)."""
+        return await asyncio.get_running_loop().run_in_executor(self.prep, fn, *args)
+
+    async def prepare(self, request: CaptureRequest) -> CaptureRequest:
+        """Tokenise ``request``'s input on the preparation thread and check its length against
+        ``--max-tokens`` before its positions are chosen (400 beyond): an oversized input
+        never reaches the engine's thread, nor a batch."""
+        return await self.in_prep(self.engine.prepare_capture, request, self.limits.max_tokens)
 
     async def capture(self, request: CaptureRequest) -> Capture:
         """Capture one target input (batched with concurrent captures)."""
         request.layers = [self.check_layer(x) for x in (request.layers or [None])]
-        cap = await self.batcher.submit("capture", request)
-        if len(cap.token_ids) > self.settings.max_tokens:  # engines given a looser limit
-            raise OracleInputError(
-                f"the input has {len(cap.token_ids)} tokens, more than the server's limit of "
-                f"{self.settings.max_tokens}"
-            )
-        return cap
+        if request.prepared is None:
+            await self.prepare(request)
+        return await self.batcher.submit("capture", request)
 
     async def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
         """Answer several questions; they join concurrent requests' batches."""
@@ -203,11 +220,7 @@ class OracleService:
 
         ``options`` are :class:`AnswerRequest` fields (max_new_tokens, temperature, ...).
         """
-        if len(questions) > self.settings.max_questions:
-            raise OracleInputError(
-                f"questions holds {len(questions)} items, more than the server's limit of "
-                f"{self.settings.max_questions}"
-            )
+        self.limits.questions(questions)
         cap = await self.capture(capture_request)
         layer, acts_PD = cap.layers[0], cap.activations[0]
         requests = self.engine.answer_requests(cap, questions, **options)
@@ -223,7 +236,7 @@ class OracleService:
         self, acts_PD: torch.Tensor, positions: list[int], question: str, layer: int
     ) -> list[tuple[int, float]]:
         """P(yes) for ``question`` about each read token alone (the last ``max_heat_tokens``)."""
-        keep = list(range(len(positions)))[-self.settings.max_heat_tokens :]
+        keep = list(range(len(positions)))[-self.limits.max_heat_tokens :]
         requests = [
             AnswerRequest(acts_PD[i : i + 1], question, layer, max_new_tokens=1, yes_no=True)
             for i in keep
@@ -232,5 +245,11 @@ class OracleService:
         return [(positions[i], float(a.p_yes)) for i, a in zip(keep, answers, strict=True)]
 
     async def call(self, fn: Callable[[Engine], Any]) -> Any:
-        """Run ``fn(engine)`` on the engine's thread, alone (for steering, audits)."""
+        """Run ``fn(engine)`` on the engine's thread, alone, in the queries' lane."""
         return await self.batcher.submit("call", fn)
+
+    async def long_step(self, fn: Callable[[Engine], Any]) -> Any:
+        """Run one step of long work, ``fn(engine)``, on the engine's thread, alone, in the long
+        lane (between the queries' batches, within ``--long-share`` of the engine's time).
+        Keep steps short: a query arriving meanwhile waits for the step in progress."""
+        return await self.batcher.submit("call", fn, lane="long")

@@ -43,11 +43,36 @@ class ServeSettings:
     max_heat_tokens: int = setting(
         64, "most tokens scored one by one for per-token P(yes)", **POSITIVE
     )
+    max_chars: int | None = setting(
+        None,
+        "most characters of text in one request, over all its messages, prompt, prompts and "
+        "questions (400 beyond, before anything is tokenised; default: 32 x --max-tokens)",
+        **POSITIVE,
+    )
     max_body_bytes: int = setting(4_000_000, "largest request body (413 beyond)", **POSITIVE)
+    body_timeout: float = setting(
+        10.0, "seconds a client may take to send its request body (408 beyond)", gt=0
+    )
     queue_depth: int = setting(
-        64, "requests admitted at once; beyond it 503 with Retry-After", **POSITIVE
+        64, "queries admitted at once; beyond it 429 with Retry-After", **POSITIVE
     )
     timeout: float = setting(60.0, "seconds a request may take (504 beyond)", gt=0)
+    max_jobs: int = setting(
+        4,
+        "most queued and running jobs of each long kind (steer, generate, audit); beyond it "
+        "429 with Retry-After",
+        **POSITIVE,
+    )
+    long_concurrency: int = setting(
+        1, "jobs of each long kind that run at once; the others wait their turn", **POSITIVE
+    )
+    long_share: float = setting(
+        0.25,
+        "share of the engine's time that long work (steering, generation, audits) takes while "
+        "queries wait; it runs in steps between the queries' batches",
+        gt=0,
+        le=1,
+    )
     batch_size: int = setting(16, "most engine requests in one batch", **POSITIVE)
     batch_wait_ms: float = setting(5.0, "milliseconds the batcher waits to fill a batch", ge=0)
     tensor_parallel_size: int = setting(

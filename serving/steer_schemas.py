@@ -118,7 +118,7 @@ class SteerResult(BaseModel):
 
 class SteerJob(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
     steps_done: int = 0
     result: SteerResult | None = None
     error: str | None = None

@@ -1,10 +1,11 @@
 """The steering service: ``/v1/generate`` and ``/v1/steer`` call it; it owns the steering jobs.
 
-Both run on the engine's thread, alone (``OracleService.call``), so that no query shares a
-batch with a steering run. A steering run of at most ``MAX_SYNC_STEPS`` steps answers at once;
-a longer one (up to the request's cap), or one asked with ``background``, becomes a job to poll.
-A job runs in chunks of ``CHUNK_STEPS`` steps, each its own engine call, so that queries go on
-between chunks; one job runs at a time (another gets 429).
+Both are long work: admitted in their own lanes (``generate``, ``steer``: at most
+``--max-jobs`` queued and running each, 429 beyond; ``--long-concurrency`` of each running),
+and run as steps on the engine's long lane (a batch of replies, one optimisation step), so
+that queries go on between steps. A request's timeout (504) or a job's cancellation stops the
+work between two steps. A steering run of at most ``MAX_SYNC_STEPS`` steps answers at once; a
+longer one, or one asked with ``background``, becomes a job to poll.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from oracle.errors import OracleInputError
 from oracle.steering.config import SteerConfig
 from oracle.steering.run import SteeringRun
-from serving.errors import NotFound, ServiceError
+from serving.errors import NotFound
 from serving.schemas import effective_temperature
 from serving.service import OracleService
 from serving.steer_schemas import (
@@ -32,13 +33,7 @@ from serving.tensors import decode_activations, encode_tensor
 
 log = logging.getLogger(__name__)
 MAX_SYNC_STEPS = 20
-CHUNK_STEPS = 5
 MAX_JOBS = 32  # jobs kept in memory (finished ones are dropped oldest first)
-
-
-class TooManyJobs(ServiceError):
-    status_code = 429
-    error_type = "too_many_jobs"
 
 
 def vector_of(steering: SteeringIn, d_model: int) -> torch.Tensor:
@@ -70,43 +65,30 @@ def result_of(run: SteeringRun) -> SteerResult:
     )
 
 
-def advance(run: SteeringRun, n_steps: int) -> SteeringRun:
-    for _ in range(n_steps):
-        if run.finished:
-            break
-        run.step()
-    return run
-
-
 class SteeringService:
     """Steered generation and steering runs over an :class:`OracleService`'s engine."""
 
     def __init__(self, service: OracleService) -> None:
         self.service = service
         self.jobs: dict[str, SteerJob] = {}
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: dict[str, asyncio.Task] = {}
 
     @property
     def engine(self):
         return self.service.engine
 
-    def check_prompts(self, prompts: list[str]) -> None:
-        limit = self.service.settings.max_tokens
-        for i, n in enumerate(self.engine.prompt_lengths(prompts)):
-            if n > limit:
-                raise OracleInputError(
-                    f"prompt {i} is {n} tokens, more than the server's limit of {limit}"
-                )
+    async def check_prompts(self, prompts: list[str]) -> None:
+        """Each prompt's tokens within ``--max-tokens`` (counted on the preparation thread)."""
+        lengths = await self.service.in_prep(self.engine.prompt_lengths, prompts)
+        for i, n in enumerate(lengths):
+            self.service.limits.tokens(n, f"prompt {i}")
 
     async def generate(self, body: GenerateRequest) -> list[str]:
-        limit = self.service.settings.max_new_tokens
-        if body.max_tokens > limit:
-            raise OracleInputError(
-                f"max_tokens {body.max_tokens} exceeds the server's limit of {limit}"
-            )
+        limits = self.service.limits
+        limits.new_tokens(body.max_tokens)
+        limits.chars(body.prompts)
         steering = body.steering
         vector = vector_of(steering, self.engine.d_model) if steering else None
-        self.check_prompts(body.prompts)
         options = dict(
             max_new_tokens=body.max_tokens,
             temperature=effective_temperature(body.temperature),
@@ -117,53 +99,98 @@ class SteeringService:
             options.update(
                 vector=vector, layer=steering.layer, scale=steering.scale, apply=steering.apply
             )
-        async with self.service.admit():
-            return await self.service.call(lambda engine: engine.generate(body.prompts, **options))
+        async with self.service.admit("generate"):
+            await self.check_prompts(body.prompts)
+            run = await self.service.in_prep(
+                lambda: self.engine.start_generation(body.prompts, **options)
+            )
+            while not run.finished:
+                await self.service.long_step(lambda _engine: run.step())
+            return run.replies
 
     def config_of(self, body: SteerRequest) -> SteerConfig:
         fields = body.model_dump(exclude={"prompts", "kl_prompts", "background"})
         return SteerConfig(**fields)
 
+    async def _run(self, body: SteerRequest, config: SteerConfig, job: SteerJob | None = None):
+        """The steering run of ``body``, step by step on the long lane: the target's replies a
+        batch at a time (read 'reply'), the run's set-up, then each optimisation step."""
+        await self.check_prompts(body.prompts + (body.kl_prompts or []))
+        replies = None
+        if config.read == "reply":
+            gen = await self.service.in_prep(
+                lambda: self.engine.start_generation(
+                    body.prompts, max_new_tokens=config.reply_tokens
+                )
+            )
+            while not gen.finished:
+                await self.service.long_step(lambda _engine: gen.step())
+            replies = gen.replies
+        run = await self.service.long_step(
+            lambda engine: engine.start_steering(body.prompts, config, body.kl_prompts, replies)
+        )
+        while not run.finished:
+            await self.service.long_step(lambda _engine: run.step())
+            if job is not None:
+                job.steps_done = len(run.losses)
+        return run
+
     async def steer(self, body: SteerRequest) -> SteerResult | SteerJob:
         """A short run's result at once; a long (or ``background``) run's queued job."""
         config = self.config_of(body)  # a bad request fails here, before anything is queued
+        limits = self.service.limits
+        limits.chars(body.prompts, body.kl_prompts, [config.question, config.answer])
         self.engine.steering_layers(config.layer, config.read_layer)
-        self.check_prompts(body.prompts + (body.kl_prompts or []))
-
-        def start(engine) -> SteeringRun:
-            return engine.start_steering(body.prompts, config, body.kl_prompts)
-
         if not body.background and config.steps <= MAX_SYNC_STEPS:
-            async with self.service.admit():
-                run = await self.service.call(lambda engine: advance(start(engine), config.steps))
-                return result_of(run)
-        if any(j.status in ("queued", "running") for j in self.jobs.values()):
-            raise TooManyJobs("a steering job is already running; poll it, then retry")
+            async with self.service.admit("steer"):
+                return result_of(await self._run(body, config))
+        lane = self.service.lanes["steer"]
+        lane.enter()  # 429 when the lane is full; left when the job ends
+        try:
+            await self.check_prompts(body.prompts + (body.kl_prompts or []))
+        except BaseException:
+            lane.leave()
+            raise
         if len(self.jobs) >= MAX_JOBS:
-            self.jobs.pop(next(iter(self.jobs)))
+            finished = [k for k, j in self.jobs.items() if j.status not in ("queued", "running")]
+            for key in finished[: len(self.jobs) - MAX_JOBS + 1]:
+                self.jobs.pop(key)
         job = SteerJob(job_id=uuid.uuid4().hex, status="queued")
         self.jobs[job.job_id] = job
-        task = asyncio.get_running_loop().create_task(self._work(job, start))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task = asyncio.get_running_loop().create_task(self._work(job, body, config))
+        self.tasks[job.job_id] = task
         return job
 
-    async def _work(self, job: SteerJob, start) -> None:
-        job.status = "running"
+    async def _work(self, job: SteerJob, body: SteerRequest, config: SteerConfig) -> None:
+        lane = self.service.lanes["steer"]
         try:
-            run = await self.service.call(start)
-            while not run.finished:
-                await self.service.call(lambda _engine: advance(run, CHUNK_STEPS))
-                job.steps_done = len(run.losses)
+            async with lane.turn():
+                job.status = "running"
+                run = await self._run(body, config, job)
             job.result = result_of(run)
             job.status = "done"
+        except asyncio.CancelledError:
+            job.status = "cancelled"
         except Exception as exc:  # the job reports any failure to its poller
             log.warning("steering job %s failed: %s", job.job_id, exc)
             job.error = str(exc)
             job.status = "failed"
+        finally:
+            lane.leave()
+            self.tasks.pop(job.job_id, None)
 
     def job(self, job_id: str) -> SteerJob:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"no steering job {job_id!r}")
+        return job
+
+    def cancel(self, job_id: str) -> SteerJob:
+        """Stop a queued or running job between two steps (its status becomes 'cancelled')."""
+        job = self.job(job_id)
+        task = self.tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            if job.status in ("queued", "running"):
+                job.status = "cancelled"
         return job

@@ -1,5 +1,5 @@
 """The HTTP API against a tiny oracle (hf engine), through httpx: contract, ground truth,
-errors, auth, limits, metrics, batching, overload and timeouts."""
+errors, auth, limits, metrics, batching, overload (429) and timeouts."""
 
 from __future__ import annotations
 
@@ -347,7 +347,7 @@ def test_concurrent_requests_are_batched_and_correct(engine, oracle_dirs, client
     assert [g["answers"] for g in got] == [e["answers"] for e in expected]
 
 
-def test_full_queue_gets_503_with_retry_after(engine, oracle_dirs):
+def test_full_queue_gets_429_with_retry_after(engine, oracle_dirs):
     base, oracle = oracle_dirs
     app = create_app(ServeSettings(target=str(base), oracle=str(oracle), queue_depth=1), engine)
 
@@ -366,7 +366,7 @@ def test_full_queue_gets_503_with_retry_after(engine, oracle_dirs):
 
     busy, after, during, idle = asyncio.run(_with_app(app, run))
     assert (during, idle) == (1.0, 0.0)  # the gauge reads the admitted count when scraped
-    assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+    assert busy.status_code == 429 and int(busy.headers["Retry-After"]) >= 1
     assert busy.json()["error"]["type"] == "overloaded"
     assert after.status_code == 200
 

@@ -23,7 +23,8 @@ PROMPTS = ["Hello there", "How are you today?"]
 def served(tmp_path_factory):
     _, oracle_dir = make_oracle_dir(tmp_path_factory.mktemp("http"), "llama", read_layers=(2,))
     ao = ActivationOracle.load(oracle=str(oracle_dir), device="cpu", dtype="float32")
-    app = create_app(ServeSettings(oracle=str(oracle_dir)), engine=HFEngine(ao))
+    # one steering job queued or running at once: a second gets 429 (test_steer_as_a_job)
+    app = create_app(ServeSettings(oracle=str(oracle_dir), max_jobs=1), engine=HFEngine(ao))
     with TestClient(app) as client:
         yield client, ao
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from oracle.engines import CaptureRequest
 from serving.routers import get_service
-from serving.routers.query import ERRORS, target_input_of
+from serving.routers.query import ERRORS, input_texts, target_input_of
 from serving.schemas import ActivationsRequest, ActivationsResponse
 from serving.service import OracleService
 from serving.tensors import encode_tensor
@@ -20,7 +20,8 @@ async def activations(
 ) -> ActivationsResponse:
     """Activations of the target, shape (n_layers, n_positions, d_model), as base64 bytes."""
     service.check_model(body.model)
-    async with service.admit():
+    service.limits.chars(input_texts(body))
+    async with service.admit("query"):
         layers = body.layers if body.layers is not None else [None]
         cap = await service.capture(CaptureRequest(target_input_of(body), layers, body.positions))
     return ActivationsResponse(

@@ -2,9 +2,12 @@
 ``GET /v1/audit/{id}/report`` (the job's report.html).
 
 Jobs audit logs under the server's ``--audit-root`` (paths outside it are refused with 403) and
-live on disk in ``<root>/.oracle-jobs/<id>/`` (see :mod:`audit.jobs`); they run one at a time
-on a background thread whose batches queue on the engine's thread beside ordinary requests.
-On start-up, jobs a previous process left unfinished are resumed.
+live on disk in ``<root>/.oracle-jobs/<id>/`` (see :mod:`audit.jobs`). They are admitted in the
+``audit`` lane (at most ``--max-jobs`` queued and running, 429 beyond), with the server's
+limits on questions, answer length and batch size, and run one at a time on a background
+thread whose batches are steps of the engine's long lane (between the queries' batches).
+A record longer than ``--max-tokens`` positions becomes an error row without reaching the
+engine. On start-up, jobs a previous process left unfinished are resumed.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit.jobs import JobRunner, JobStore, PathOutsideRoot
 from audit.questions import make_questions
 from audit.results import ResultsFile
-from audit.runner import RESULTS, answer_pairs, parse_shard
-from oracle.errors import OracleInputError
+from audit.runner import RESULTS, answer_pairs, parse_shard, result_row
 from serving.errors import NotFound, ServiceError
 from serving.schemas import MAX_QUESTION, texts
 
@@ -55,7 +57,9 @@ class AuditRequest(BaseModel):
         default="auto", description="which questions get P(yes): auto (Is/Does/...), all, none"
     )
     max_tokens: int = Field(default=16, ge=1, description="longest answer, in tokens")
-    batch_size: int = Field(default=16, ge=1, le=1024, description="pairs per engine call")
+    batch_size: int = Field(
+        default=16, ge=1, description="pairs per engine call (at most the server's --batch-size)"
+    )
     shard: str | None = Field(default=None, description="I/N: audit only part I of N")
     threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="P(yes) at which the report flags a record"
@@ -96,17 +100,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     service = app.state.service
     loop = asyncio.get_running_loop()
+    lane = service.lanes["audit"]
+    limit = service.limits.max_tokens
 
     def answer_for(job):
         def answer(pairs: list) -> list[dict]:
-            call = service.call(lambda engine: answer_pairs(engine, pairs, job.max_new_tokens))
-            return asyncio.run_coroutine_threadsafe(call, loop).result()
+            rows: dict[int, dict] = {}
+            for k, (record, q) in enumerate(pairs):
+                n = 0 if record.activations is None else record.activations.shape[0]
+                if n > limit:  # refused before it reaches the engine
+                    rows[k] = result_row(
+                        record, q, error=f"the record has {n} positions, more than the "
+                        f"server's limit of {limit} (--max-tokens)"
+                    )  # fmt: skip
+            good = [p for k, p in enumerate(pairs) if k not in rows]
+            if good:
+                step = service.long_step(
+                    lambda engine: answer_pairs(engine, good, job.max_new_tokens)
+                )
+                answered = iter(asyncio.run_coroutine_threadsafe(step, loop).result())
+                for k in range(len(pairs)):
+                    if k not in rows:
+                        rows[k] = next(answered)
+            return [rows[k] for k in range(len(pairs))]
 
         return answer
 
-    runner = JobRunner(JobStore(root), service.engine, answer_for)
+    def finished(_job_id: str) -> None:
+        loop.call_soon_threadsafe(lane.leave)
+
+    runner = JobRunner(JobStore(root), service.engine, answer_for, on_finish=finished)
     app.state.audit_jobs = runner
-    runner.start()
+    for _ in runner.start():
+        lane.enter(force=True)  # resumed jobs hold their places in the lane
     try:
         yield
     finally:
@@ -128,10 +154,15 @@ ERRORS = {
 async def start_audit(body: AuditRequest, request: Request) -> AuditJobOut:
     """Queue an audit of ``logs`` (under the audit root) with ``questions``; poll its URL."""
     runner = _runner(request)
-    limit = request.app.state.settings.max_new_tokens
-    if body.max_tokens > limit:
-        raise OracleInputError(f"max_tokens {body.max_tokens} exceeds the server's limit {limit}")
+    service = request.app.state.service
+    limits = service.limits
+    limits.chars(body.questions)
+    limits.questions(body.questions)
+    limits.new_tokens(body.max_tokens)
+    limits.batch(body.batch_size)
     questions = make_questions(body.questions, body.yes_no)
+    lane = service.lanes["audit"]
+    lane.enter()  # 429 when the lane is full; left when the job ends
     try:
         job = await asyncio.to_thread(
             runner.store.create,
@@ -144,7 +175,11 @@ async def start_audit(body: AuditRequest, request: Request) -> AuditJobOut:
             runner.engine_info.d_model,
         )
     except PathOutsideRoot as exc:
+        lane.leave()
         raise Forbidden(str(exc)) from None
+    except BaseException:
+        lane.leave()
+        raise
     runner.submit(job)
     return _job_out(runner, job, [], 0)
 

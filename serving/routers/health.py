@@ -33,12 +33,10 @@ async def models(service: OracleService = Depends(get_service)) -> ModelsRespons
         d_model=engine.d_model,
         n_layers=engine.n_layers,
         limits=dict(
-            max_tokens=s.max_tokens,
-            max_new_tokens=s.max_new_tokens,
-            max_questions=s.max_questions,
-            max_heat_tokens=s.max_heat_tokens,
+            **service.limits.as_dict(),
             max_body_bytes=s.max_body_bytes,
             queue_depth=s.queue_depth,
+            max_jobs=s.max_jobs,
             timeout=s.timeout,
         ),
     )

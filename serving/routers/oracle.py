@@ -20,18 +20,16 @@ async def oracle_answer(
 ) -> OracleResponse:
     """Answer each question about activations (n_positions, d_model) captured elsewhere."""
     service.check_model(body.model)
-    acts_PD = decode_activations(
-        body.activations, service.engine.d_model, service.settings.max_tokens
-    )
+    limits = service.limits
+    limits.chars(body.questions)
+    limits.questions(body.questions)
+    options = body.answer_options(limits.max_new_tokens)
+    limits.new_tokens(options["max_new_tokens"])
+    acts_PD = decode_activations(body.activations, service.engine.d_model, limits.max_tokens)
     layer = service.check_layer(body.layer)
-    async with service.admit():
+    async with service.admit("query"):
         answers = await service.answer(
-            [
-                AnswerRequest(
-                    acts_PD, q, layer, **body.answer_options(service.settings.max_new_tokens)
-                )
-                for q in body.questions
-            ]
+            [AnswerRequest(acts_PD, q, layer, **options) for q in body.questions]
         )
     prompt_tokens = sum(a.prompt_tokens for a in answers)
     completion = sum(a.completion_tokens for a in answers)

@@ -16,11 +16,21 @@ ERRORS = {
     400: {"description": "bad input (the message names the problem)"},
     401: {"description": "missing or wrong API key"},
     404: {"description": "unknown model"},
+    408: {"description": "the request body took too long to arrive"},
     413: {"description": "request body too large"},
     422: {"description": "a field fails validation"},
-    503: {"description": "queue full; retry after Retry-After seconds"},
+    429: {"description": "too many requests of this kind; retry after Retry-After seconds"},
+    503: {"description": "the server is shutting down"},
     504: {"description": "request timed out"},
 }
+
+
+def input_texts(body) -> list[str]:
+    """The texts of a request body's target input (``messages`` or ``prompt``), for the
+    server's character cap."""
+    if body.messages is not None:
+        return [m.content for m in body.messages]
+    return [body.prompt] if body.prompt is not None else []
 
 
 def target_input_of(body) -> TargetInput:
@@ -40,14 +50,14 @@ async def query(body: QueryRequest, service: OracleService = Depends(get_service
     service.check_model(body.model)
     if body.per_token and not body.yes_no:
         raise OracleInputError("per_token needs yes_no: it scores P(yes) per token")
-    async with service.admit():
+    limits = service.limits
+    limits.chars(input_texts(body), body.questions)
+    limits.questions(body.questions)
+    options = body.answer_options(limits.max_new_tokens)
+    limits.new_tokens(options["max_new_tokens"])
+    async with service.admit("query"):
         request = service.engine.capture_request(target_input_of(body), body.layer, body.positions)
-        result = await service.query(
-            request,
-            body.questions,
-            body.answer_options(service.settings.max_new_tokens),
-            per_token=body.per_token,
-        )
+        result = await service.query(request, body.questions, options, per_token=body.per_token)
     cap = result.capture
     prompt_tokens = sum(a.prompt_tokens for a in result.answers)
     completion = sum(a.completion_tokens for a in result.answers)

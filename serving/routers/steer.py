@@ -26,7 +26,6 @@ router = APIRouter(tags=["steering"])
 STEER_ERRORS = {
     **ERRORS,
     202: {"description": "a job was started; poll /v1/steer/{job_id}"},
-    429: {"description": "a steering job is already running"},
 }
 
 
@@ -62,3 +61,11 @@ async def steer_route(body: SteerRequest, steering: SteeringService = Depends(ge
 async def steer_job(job_id: str, steering: SteeringService = Depends(get_steering)) -> SteerJob:
     """The state of a steering job, with its vector once done."""
     return steering.job(job_id)
+
+
+@router.delete("/v1/steer/{job_id}", response_model=SteerJob, responses=ERRORS)
+async def cancel_steer_job(
+    job_id: str, steering: SteeringService = Depends(get_steering)
+) -> SteerJob:
+    """Stop a queued or running steering job between two of its steps."""
+    return steering.cancel(job_id)
