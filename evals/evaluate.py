@@ -179,10 +179,16 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
     """Evaluate, write ``results.json``, ``report.md`` and ``report.html``; return both.
 
     ``spec.parts``: ``all``; ``suites`` (no ablations); ``ablations`` (recompute only the
-    ablations and merge them into the ``results.json`` already in ``spec.out_dir``).
+    ablations and merge them into the ``results.json`` already in ``spec.out_dir``);
+    ``capture`` (only capture the train items into the feature cache, a long job that can run
+    in the background before the evaluation; returns no results and writes nothing else).
     """
-    if spec.parts not in ("all", "suites", "ablations"):
-        raise OracleInputError(f"parts must be all, suites or ablations, got {spec.parts!r}")
+    if spec.parts not in ("all", "suites", "ablations", "capture"):
+        raise OracleInputError(
+            f"parts must be all, suites, ablations or capture, got {spec.parts!r}"
+        )
+    if spec.parts == "capture" and not spec.eval.feature_cache:
+        raise OracleInputError("capturing alone needs a feature cache directory")
     start, cpu_start = time.time(), time.process_time()
     cfg = replace(spec.eval, seed=spec.seed, show_progress=spec.show_progress)
     if spec.quick:
@@ -209,6 +215,10 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
         suite_results = {}
         cache = Path(cfg.feature_cache) if cfg.feature_cache else None
         captures = Captures(engine, engine.config.default_layer, cfg.show_progress, cache)
+        if spec.parts == "capture":
+            for suite in suites.values():
+                captures.run(suite.train, keep=False)
+            return {}, {}
         if spec.parts != "ablations":
             for name, suite in suites.items():
                 res = evaluate_suite(engine, suite, cfg, captures=captures)

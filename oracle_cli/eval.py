@@ -60,6 +60,13 @@ def eval_cmd(
         bool,
         typer.Option(help="Recompute only the ablations and merge them into --out's results.json."),
     ] = False,
+    capture_only: Annotated[
+        bool,
+        typer.Option(
+            help="Only capture the train items into the feature cache (a long job to run in "
+            "the background first; the evaluation then captures nothing again)."
+        ),
+    ] = False,
     skip_ablations: Annotated[
         bool, typer.Option(help="Run the suites only (no ablations).")
     ] = False,
@@ -101,6 +108,7 @@ def eval_cmd(
     if ablations_only and skip_ablations:
         raise OracleInputError("give at most one of --ablations-only and --skip-ablations")
     parts = "ablations" if ablations_only else ("suites" if skip_ablations else "all")
+    parts = "capture" if capture_only else parts
     if world is not None and world != "toy":
         from oracle.worlds import get_world
 
@@ -138,6 +146,9 @@ def eval_cmd(
         ),
     )
     results, paths = run_eval(spec)
+    if capture_only:
+        typer.echo(f"train features cached in {cache}")
+        return
     for name, s in results["suites"].items():
         summary = s["summary"]
         o = summary["figures"]["headline"].get("oracle")

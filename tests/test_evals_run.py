@@ -232,3 +232,33 @@ def test_train_features_are_cached_on_disk_and_reloaded(engine, tmp_path):
     other = Captures(engine, 0, cache_dir=tmp_path)
     other.run(train, keep=False)
     assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_capture_only_fills_the_cache_that_the_evaluation_then_reads(tiny_oracle, tmp_path):
+    _, oracle_dir = tiny_oracle
+    cfg = EvalConfig(
+        n_test=4,
+        methods=("probe_mean",),
+        feature_cache=str(tmp_path / "cache"),
+        learning_curve=False,
+        n_resamples=50,
+    )
+    spec = RunSpec(
+        synthetic=True,
+        families=["persona"],
+        oracle=str(oracle_dir),
+        out_dir=str(tmp_path / "out"),
+        device="cpu",
+        parts="capture",
+        eval=cfg,
+    )
+    assert run_eval(spec) == ({}, {})
+    cached = sorted((tmp_path / "cache").glob("*.npz"))
+    assert cached and not (tmp_path / "out" / "results.json").exists()
+    from dataclasses import replace
+
+    with_cache, _ = run_eval(replace(spec, parts="suites"))
+    assert sorted((tmp_path / "cache").glob("*.npz")) == cached  # nothing captured anew
+    without, _ = run_eval(replace(spec, parts="suites", eval=replace(cfg, feature_cache=None)))
+    a = with_cache["suites"]["persona"]["methods"]["probe_mean"]["answers"]
+    assert a == without["suites"]["persona"]["methods"]["probe_mean"]["answers"]
