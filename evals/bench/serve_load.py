@@ -10,6 +10,7 @@ two, ``throughput_ratio["same_tokens_in"]`` (target >= 0.8). See :func:`plain_ge
     python -m evals.bench.serve_load --engine hf                  # toy world, 64 clients x 10
     python -m evals.bench.serve_load --engine vllm
     python -m evals.bench.serve_load --engine hf --tiny --clients 8 --queries 2   # a quick check
+    python -m evals.bench.serve_load --engine vllm --world smol   # SmolLM2-135M-Instruct
 
 Run it alone: the machine's other processes distort the timings.
 """
@@ -274,6 +275,13 @@ def main() -> None:
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
     parser.add_argument("--target", default=None, help="default: the toy world")
     parser.add_argument("--oracle", default=None, help="default: the toy world")
+    parser.add_argument(
+        "--world",
+        choices=["toy", "smol"],
+        default=None,
+        help="a named world (oracle.worlds): its oracle, on the oracle's own target; "
+        "smol: SmolLM2-135M-Instruct (oracle models fetch smollm2-135m)",
+    )
     parser.add_argument("--tiny", action="store_true", help="a tiny random oracle instead")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--queries", type=int, default=10, help="queries per client")
@@ -301,6 +309,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     target, oracle = args.target, args.oracle
+    if args.world is not None:
+        from oracle.worlds import resolve
+
+        target, oracle = resolve(args.world, target, oracle)
     if args.tiny:
         target, oracle = tiny_oracle(work)
     port = free_port()
@@ -331,6 +343,7 @@ def main() -> None:
     shapes = served.pop("shapes")
     result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
     result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
+    result["world"] = args.world or ("toy" if args.target is None and args.oracle is None else None)
     result["serving"] = served
     if not args.no_baseline and shapes:
         # Both sides did the same work (the same queries, the same token counts), so the ratio
