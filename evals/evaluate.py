@@ -162,6 +162,21 @@ def conclusions(results: dict) -> list[str]:
     return out
 
 
+def compact(res: dict) -> dict:
+    """A suite's result as saved: what the summary has already used is dropped (the labels
+    each answer names; token-F1 where it equals the 0/1 score) and the visible text is kept
+    once per group, not once per wording."""
+    for m in res["methods"].values():
+        m.pop("predicted", None)
+        if res["answer_type"] != "text":
+            m.pop("f1", None)
+    visible = {}
+    for it in res["items"]:
+        visible.setdefault(it["group"], it.pop("visible"))
+    res["visible_by_group"] = visible
+    return res
+
+
 def display_path(path: str | None) -> str | None:
     """A path inside the repository as a relative one (reports hold no machine paths)."""
     from oracle.defaults import REPO_ROOT
@@ -223,7 +238,7 @@ def run_eval(spec: RunSpec) -> tuple[dict, dict[str, Path]]:
             for name, suite in suites.items():
                 res = evaluate_suite(engine, suite, cfg, captures=captures)
                 res["summary"] = summarise_suite(res, cfg.n_resamples, cfg.seed)
-                suite_results[name] = res
+                suite_results[name] = compact(res)
         del captures
         ablations: dict[str, dict] = {}
         if spec.parts != "suites" and ABLATION_SUITE in suites:
