@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from oracle.errors import OracleInputError
 from oracle.fields import check_fields, setting
 
 
@@ -32,3 +33,13 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.ray_cpus is not None and not self.local:
+            raise OracleInputError(
+                "--ray-cpus sizes the local Ray an audit starts; a cluster's CPUs are set by "
+                "`ray start --num-cpus` on each machine"
+            )
+
+    @property
+    def local(self) -> bool:
+        """Whether the audit starts a Ray of its own (no cluster address given)."""
+        return self.ray_address in (None, "", "local")

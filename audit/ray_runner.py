@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -39,7 +40,7 @@ from audit.ray_config import RayConfig
 from audit.ray_worker import AuditWorker, PendingPairs, WorkerSpec
 from audit.results import ResultsFile
 from audit.runner import RESULTS, AuditProgress, AuditSpec, count_pairs
-from oracle.errors import OracleInputError
+from oracle.errors import OracleConfigError, OracleError, OracleInputError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network at run time
     options: dict[str, Any] = {"runtime_env": config.ray_runtime_env}
-    if config.ray_address in (None, "", "local"):
+    if config.local:
         options.update(address="local", num_cpus=config.ray_cpus, include_dashboard=False)
     else:
         options.update(address=config.ray_address)
@@ -224,9 +225,35 @@ def _answer(logs, questions, done, shard, batch_size, config, worker, state, pro
         num_cpus=config.ray_threads,
         num_gpus=config.ray_gpus or None,
     )
-    for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
-        n = int(batch["pairs"].sum())
-        state.answered += n
-        state.errors += int(batch["errors"].sum())
-        if progress is not None:
-            progress(n)
+    try:
+        for batch in answered.iter_batches(batch_size=None, batch_format="numpy"):
+            n = int(batch["pairs"].sum())
+            state.answered += n
+            state.errors += int(batch["errors"].sum())
+            if progress is not None:
+                progress(n)
+    except Exception as exc:
+        error = input_error(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def input_error(exc: BaseException) -> OracleError | None:
+    """The toolkit's own error (a log of another width, a missing oracle...) inside what Ray
+    raised for a worker, so that the command line reports it as it would locally."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OracleError):
+            return e
+        stack += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    found = re.search(r"(Oracle\w*Error): (.+)", str(exc))
+    if found is None:
+        return None
+    kind = OracleConfigError if found.group(1) == "OracleConfigError" else OracleInputError
+    return kind(found.group(2).strip())

@@ -168,6 +168,9 @@ def test_cli_ray_options_need_ray_and_are_checked(tmp_path):
     assert result.exit_code != 0 and "ray_actors must be >= 1" in str(result.exception)
     with pytest.raises(OracleInputError, match="ray_threads"):
         RayConfig(ray_threads=0)
+    with pytest.raises(OracleInputError, match="ray start --num-cpus"):
+        RayConfig(ray_address="auto", ray_cpus=2)
+    assert RayConfig(ray_cpus=2).local and not RayConfig(ray_address="h:6379").local
     assert not (tmp_path / "o").exists()
 
 
