@@ -35,6 +35,7 @@ from oracle.steering.apply import steer_mask
 from oracle.steering.config import SteerConfig, SteeringResult
 from oracle.steering.generate import as_target_input, conversations, with_replies
 from oracle.steering.hooks import read_block
+from oracle.steering.kl import KLTerm, enforce_trainable
 from oracle.steering.methods import METHODS, SteeringMethod
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,6 @@ def resolve_layers(
             "cannot reach it"
         )
     return steer_layer, read
-
-
-def _enforce_trainable(models: Sequence[nn.Module], trainable: Sequence[nn.Parameter]) -> None:
-    keep = {id(p) for p in trainable}
-    for model in models:
-        for param in model.parameters():
-            param.requires_grad_(id(param) in keep)
 
 
 class _Steerer:
@@ -124,10 +118,10 @@ class _Steerer:
         """Mean NLL per answer token of the oracle's answer, differentiable in the steering."""
         ids_BT, mask_BT = self.batch(idx)
         with self.steered(vector, self.reply_mask(idx, ids_BT.shape[1])):
-            _enforce_trainable(self.models, self.trainable)
+            enforce_trainable(self.models, self.trainable)
             hidden_BTD = read_block(self.ao.target, ids_BT, mask_BT, self.read_layer)
         acts = [hidden_BTD[b, self.items[i][1]] for b, i in enumerate(idx)]
-        _enforce_trainable(self.models, self.trainable)
+        enforce_trainable(self.models, self.trainable)
         otok = self.ao.oracle_tokenizer
         prompts = [
             build_oracle_prompt(
@@ -161,21 +155,6 @@ class _Steerer:
             labels_BT[:, 1:].reshape(-1),
             ignore_index=-100,
         )
-
-    def kl(self, ids_BT, mask_BT, ref_logp_BTV, vector: torch.Tensor | None) -> torch.Tensor:
-        """KL(steered || unsteered) of next-token distributions, mean over real tokens (apply
-        'reply' or 'first': at each prompt's last token, the one that starts the reply)."""
-        lengths = mask_BT.sum(dim=1).long().tolist()  # right padding: real tokens come first
-        steer_BT = steer_mask(self.cfg.apply, mask_BT.shape[1], [(n - 1, n) for n in lengths])
-        with self.steered(vector, steer_BT):
-            _enforce_trainable(self.models, self.trainable)
-            logits_BTV = self.ao.target(
-                input_ids=ids_BT, attention_mask=mask_BT, use_cache=False
-            ).logits.float()
-        _enforce_trainable(self.models, self.trainable)
-        logp_BTV = logits_BTV.log_softmax(dim=-1)
-        kl_BT = (logp_BTV.exp() * (logp_BTV - ref_logp_BTV)).sum(dim=-1)
-        return kl_BT[mask_BT.bool()].mean()
 
 
 class SteeringRun:
@@ -221,16 +200,12 @@ class SteeringRun:
         self.core.method = self.method
         self.params = self.method.params
         self.core.trainable = self.params
-        ids_BT, mask_BT = pad_right([i[0] for i in kl_items], pad_id_of(ao.tokenizer))
-        self.kl_ids_BT, self.kl_mask_BT = ids_BT.to(self.core.device), mask_BT.to(self.core.device)
-        self.ref_logp_BTV: torch.Tensor | None = None
+        self.kl_term: KLTerm | None = None
         if cfg.kl_weight > 0:
-            with torch.no_grad(), ao.adapter_disabled():
-                logits_BTV = ao.target(
-                    input_ids=self.kl_ids_BT, attention_mask=self.kl_mask_BT, use_cache=False
-                ).logits
-            self.ref_logp_BTV = logits_BTV.float().log_softmax(dim=-1)
-        _enforce_trainable(self.core.models, [])
+            ids_BT, mask_BT = pad_right([i[0] for i in kl_items], pad_id_of(ao.tokenizer))
+            device = self.core.device
+            self.kl_term = KLTerm(self.core, ids_BT.to(device), mask_BT.to(device))
+        enforce_trainable(self.core.models, [])
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
         self.order = torch.Generator().manual_seed(cfg.seed)
         self.perm: list[int] = []
@@ -253,19 +228,24 @@ class SteeringRun:
         if len(self.perm) < min(cfg.batch_size, self.n_prompts):
             self.perm += torch.randperm(self.n_prompts, generator=self.order).tolist()
         idx, self.perm = self.perm[: cfg.batch_size], self.perm[cfg.batch_size :]
-        _enforce_trainable(core.models, self.params)
+        enforce_trainable(core.models, self.params)
         try:
             vector = self.vector()
             nll = core.answer_nll(idx, vector)
             loss, kl_value = nll, torch.zeros((), device=nll.device)
-            if self.ref_logp_BTV is not None:
-                kl_value = core.kl(self.kl_ids_BT, self.kl_mask_BT, self.ref_logp_BTV, vector)
+            if self.kl_term is not None:
+                kl_value = self.kl_term(vector)
                 loss = nll + cfg.kl_weight * kl_value
+            if not torch.isfinite(loss):  # the vector would turn to NaN with it
+                raise OracleInputError(
+                    f"the steering loss is not finite at step {len(self.losses)}: the steered "
+                    "model's numbers overflowed; lower lr or set max_norm"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
         finally:
-            _enforce_trainable(core.models, [])
+            enforce_trainable(core.models, [])
             for param in self.params:
                 param.grad = None
         norm = self.method.after_step()
