@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,9 +68,32 @@ class ShardInfo:
     index: str
     records: int
 
+    def __post_init__(self) -> None:
+        # A manifest names files inside its log: nothing absolute, no way up, so that a log
+        # (or a client that wrote one under a server's audit root) cannot make a reader open
+        # files elsewhere. Symlinks out are refused when the log opens (ActivationLog).
+        for what, rel in (("tensors", self.tensors), ("index", self.index)):
+            if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+                raise OracleInputError(f"shard {self.name!r}: {what} path {rel!r} is not valid")
+            parts = PurePosixPath(rel).parts
+            if rel.startswith("/") or ".." in parts or ":" in parts[0]:
+                raise OracleInputError(
+                    f"shard {self.name!r}: {what} path {rel!r} leaves the log directory"
+                )
+
     @classmethod
     def named(cls, name: str, records: int) -> ShardInfo:
         return cls(name, f"shards/{name}.safetensors", f"index/{name}.parquet", records)
+
+
+def _shard_of(entry: object) -> ShardInfo:
+    """One manifest entry as a :class:`ShardInfo`, or a clear error."""
+    keys = ("name", "tensors", "index", "records")
+    if not isinstance(entry, dict) or any(k not in entry for k in keys):
+        raise OracleInputError(f"manifest shard entry {entry!r:.200} must have keys {keys}")
+    if not isinstance(entry["records"], int) or entry["records"] < 0:
+        raise OracleInputError(f"manifest shard entry {entry!r:.200}: records must be >= 0")
+    return ShardInfo(**{k: entry[k] for k in keys})
 
 
 @dataclass
@@ -104,7 +127,9 @@ class LogManifest:
             )
         if not isinstance(self.d_model, int) or self.d_model < 1:
             raise OracleInputError(f"manifest d_model must be a positive integer: {self.d_model}")
-        self.shards = [s if isinstance(s, ShardInfo) else ShardInfo(**s) for s in self.shards]
+        if not isinstance(self.shards, list):
+            raise OracleInputError("manifest shards must be a list")
+        self.shards = [s if isinstance(s, ShardInfo) else _shard_of(s) for s in self.shards]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +196,17 @@ class ActivationLog:
         if not self.path.is_dir():
             raise OracleInputError(f"activation log {str(path)!r} is not a directory")
         self.manifest = LogManifest.load(self.path)
+        self._confine()
+
+    def _confine(self) -> None:
+        """Refuse a manifest whose shard files resolve outside the log directory (symlinks)."""
+        top = self.path.resolve()
+        for shard in self.shards:
+            for rel in (shard.tensors, shard.index):
+                if not (self.path / rel).resolve().is_relative_to(top):
+                    raise OracleInputError(
+                        f"shard {shard.name!r}: {rel!r} resolves outside the log directory"
+                    )
 
     @property
     def shards(self) -> list[ShardInfo]:
