@@ -58,7 +58,17 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         options.update(address="local", num_cpus=config.ray_cpus, include_dashboard=False)
     else:
         options.update(address=config.ray_address)
-    ray.init(**options)
+    try:
+        ray.init(**options)
+    except ConnectionError as exc:
+        if config.local or os.environ.get("RAY_AUTH_MODE"):
+            raise
+        raise OracleInputError(
+            f"cannot join the Ray cluster at {config.ray_address} ({exc}). A cluster with "
+            "token authentication (`ray start` turns it on where a token exists) is joined "
+            "only with RAY_AUTH_MODE=token set and its token in ~/.ray/auth_token or "
+            "RAY_AUTH_TOKEN"
+        ) from exc
     try:
         yield
     finally:
