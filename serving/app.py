@@ -75,7 +75,7 @@ def limits_in_schema(app: FastAPI, settings: ServeSettings) -> None:
                     props["max_tokens"]["maximum"] = settings.max_new_tokens
                 if "questions" in props and "max_tokens" in props:
                     props["questions"]["maxItems"] = settings.max_questions
-            if settings.api_key:
+            if settings.resolved_api_key():
                 components = schema.setdefault("components", {})
                 components["securitySchemes"] = {
                     "bearer": {"type": "http", "scheme": "bearer"},
@@ -126,9 +126,10 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    # Added last = outermost: size and key are checked before anything reads the body.
-    app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
+    # Added last = outermost: the key is checked first, before anything reads the body (a
+    # keyless client gets 401 whatever it sends), then the body's size while it is read.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(APIKeyMiddleware, api_key=settings.resolved_api_key())
     app.state.routers = include_routers(app)
     limits_in_schema(app, settings)
     return app

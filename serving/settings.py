@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from oracle.fields import check_fields, setting
 
@@ -34,6 +35,11 @@ class ServeSettings:
         None,
         "require this key (Bearer or X-API-Key) on every endpoint but /health",
         envvar="ORACLE_API_KEY",
+    )
+    api_key_file: str | None = setting(
+        None,
+        "read the key from this file (its first line), so that it shows neither in the process "
+        "list nor in the environment",
     )
     max_tokens: int = setting(
         512, "most target tokens (or activation positions) per request", **POSITIVE
@@ -97,6 +103,27 @@ class ServeSettings:
         except OracleInputError as exc:  # name the option as the command line spells it
             name = str(exc).split(" ", 1)
             raise OracleInputError(f"--{name[0].replace('_', '-')} {name[1]}") from None
+        self.resolved_api_key()  # an unreadable or empty key file stops the start
+
+    def resolved_api_key(self) -> str | None:
+        """The key the server requires: ``api_key`` (the option or ``ORACLE_API_KEY``) or the
+        first line of ``api_key_file``; None for no key."""
+        from oracle.errors import OracleInputError
+
+        if self.api_key_file is None:
+            return self.api_key or None
+        if self.api_key:
+            raise OracleInputError(
+                "give the key once: --api-key (or ORACLE_API_KEY) or --api-key-file"
+            )
+        try:
+            lines = Path(self.api_key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OracleInputError(f"--api-key-file: cannot read the key: {exc}") from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise OracleInputError("--api-key-file: the file's first line is empty")
+        return key
 
     def engine_kwargs(self) -> dict:
         """Keyword arguments for ``create_engine`` that this engine understands."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from oracle.engines.hf import HFEngine
+from oracle.errors import OracleInputError
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tests.helpers import make_oracle_dir
@@ -48,3 +50,70 @@ def test_a_huge_finite_steering_vector_is_a_400_not_a_500(engine, oracle_dirs, t
         body["steering"]["scale"] = 1.0
         body["steering"]["vector"] = [0.5] * engine.d_model
         assert client.post("/v1/generate", json=body).status_code == 200
+
+
+def test_the_key_is_checked_before_the_body_is_read(engine, oracle_dirs):
+    """A keyless 5 MB body was buffered up to the limit and answered 413: 401 now."""
+    big = b'{"prompt": "' + b"x" * 5_000_000 + b'", "questions": ["q"]}'
+    json_type = {"content-type": "application/json"}
+
+    def chunks():
+        for i in range(0, len(big), 1 << 20):
+            yield big[i : i + (1 << 20)]
+
+    with client_for(engine, oracle_dirs, api_key="s3cret") as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = client.post("/v1/query", content=big, headers={**json_type, **headers})
+            assert r.status_code == 401, r.text
+            r = client.post("/v1/query", content=chunks(), headers={**json_type, **headers})
+            assert r.status_code == 401, r.text
+        r = client.post("/v1/query", content=big, headers={**json_type, "X-API-Key": "s3cret"})
+        assert r.status_code == 413
+
+
+def test_the_key_from_a_file(engine, oracle_dirs, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    with client_for(engine, oracle_dirs, api_key_file=str(key_file)) as client:
+        assert client.get("/v1/models").status_code == 401
+        ok = client.get("/v1/models", headers={"Authorization": "Bearer from-a-file"})
+        assert ok.status_code == 200
+    for settings, needle in (
+        (dict(api_key_file=str(tmp_path / "missing")), "cannot read"),
+        (dict(api_key_file=str(tmp_path / "key"), api_key="two"), "once"),
+    ):
+        with pytest.raises(OracleInputError, match=needle):
+            ServeSettings(**settings).validate()
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(OracleInputError, match="empty"):
+        ServeSettings(api_key_file=str(tmp_path / "empty")).validate()
+
+
+@pytest.mark.parametrize("how", ["env", "file"])
+def test_oracle_serve_takes_the_key_off_the_command_line(
+    engine, oracle_dirs, tmp_path, how, monkeypatch
+):
+    """`oracle serve` reads the key from ORACLE_API_KEY or --api-key-file (a key given as
+    --api-key shows in the process list)."""
+    import uvicorn
+
+    import serving.service
+    from oracle_cli import app, load_commands
+
+    load_commands()
+    served = {}
+    monkeypatch.setattr(serving.service, "load_engine", lambda _settings: engine)
+    monkeypatch.setattr(uvicorn, "run", lambda app_, **_kw: served.setdefault("app", app_))
+    monkeypatch.setattr(engine, "close", lambda: None)  # the module's engine stays open
+    base, oracle = oracle_dirs
+    argv = ["serve", "--target", str(base), "--oracle", str(oracle)]
+    env = {"ORACLE_API_KEY": "from-env"}
+    if how == "file":
+        (tmp_path / "key").write_text("from-env\n")
+        argv += ["--api-key-file", str(tmp_path / "key")]
+        env = {}
+    result = CliRunner().invoke(app, argv, env=env)
+    assert result.exit_code == 0, result.output
+    with TestClient(served["app"]) as client:
+        assert client.get("/v1/models").status_code == 401
+        assert client.get("/v1/models", headers={"X-API-Key": "from-env"}).status_code == 200
