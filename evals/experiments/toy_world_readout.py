@@ -1,0 +1,207 @@
+"""Can the toy oracle learn to name the secret from the easiest read? A fast, isolated test.
+
+Secret rows only, read at a window of 1-4 tokens ending just before a hint's first fact
+("... rhymes with" | "chapel"), where a linear probe names the secret 96% of the time at
+layer 0 (results/toy_world_secret_probe_full.log); or at the whole non-system span
+(``--read span``). The target's vectors are captured once; a fresh LoRA oracle is trained on
+them with a plain loop (no Trainer: short prompts, fast), and scored on held-out rows by
+teacher-forced exact match of the whole answer (what greedy decoding gives), with each row's
+own vectors and with another row's (shuffled). Variants: injection site and coefficient, read layer, learning rate, LoRA rank,
+answer style.
+
+    python evals/experiments/toy_world_readout.py --name base --steps 300
+    python evals/experiments/toy_world_readout.py --name coef4 --coefficient 4
+
+Appends one JSON line per run to ``--out`` (default evals/experiments/results/readout.jsonl)
+when the run ends. No run has ended yet: ``results/toy_world_readout_base_partial.log`` holds
+the printed lines of the first one (``--name base --steps 300``, 1 thread, stopped after 50
+steps, under 17 minutes on a busy core, capture of the 12,000 training conversations included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from oracle.adapter import add_oracle_lora
+from oracle.defaults import TOY_WORLD
+from oracle.inject import InjectionSpec, inject
+from oracle.models import load_model
+from training import TrainConfig
+from training.collate import OracleCollator
+from training.prepare import prepare_dataset
+from training.toy_world.generator import generate
+from training.toy_world.oracle_data import OracleDataConfig, oracle_rows
+from training.toy_world.world import World
+from training.trainer import capture_vectors
+
+
+def rows_for(world, tok, n_convs: int, seed: int, read: str, style: str, split: str) -> list:
+    convs = generate(world, split, n_convs, seed=seed)
+    cfg = OracleDataConfig(
+        families={"secret": 1.0},
+        rows_per_conversation=1,
+        no_reply_share=0.0,
+        secret_hint_window_share=1.0 if read == "window" else 0.0,
+        secret_sampled_positions_share=0.0,
+        secret_absent_share=0.0,
+        secret_answer_style=style,
+    )
+    rows = oracle_rows(convs, world, seed, cfg, tokenizer=tok)
+    if read == "window":
+        return [r for r in rows if r["source"].endswith("hint_window")]
+    return [r for r in rows if r["answer"] != "No secret word."]
+
+
+@torch.no_grad()
+def featurise(model, tok, rows, layer: int, batch_size: int = 64) -> list[dict]:
+    config = TrainConfig(model="m", output_dir="o", read_layers=[layer], max_read_positions=160)
+    data = prepare_dataset(Dataset.from_list(rows), tok, 4, [layer], config)
+    feats = [dict(data[i]) for i in range(len(data))]
+    collate = OracleCollator(tok.pad_token_id or 0)
+    for start in range(0, len(feats), batch_size):
+        chunk = feats[start : start + batch_size]
+        batch = collate(chunk)
+        vecs = capture_vectors(
+            model,
+            batch["target_ids"],
+            batch["target_mask"],
+            batch["layers"],
+            batch["read_positions"],
+        )
+        for f, v in zip(chunk, vecs, strict=True):
+            f["vectors"] = v
+    return feats
+
+
+def loss_and_exact(model, spec, collate, feats, vectors):
+    batch = collate(feats)
+    with inject(model, spec, batch["placeholder_positions"], vectors, batch["input_ids"].shape[1]):
+        logits_BTV = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+    labels_BT = batch["labels"]
+    next_BT = labels_BT[:, 1:]
+    logits_BTV = logits_BTV[:, :-1]
+    loss = torch.nn.functional.cross_entropy(
+        logits_BTV.flatten(0, 1), next_BT.flatten(), ignore_index=-100
+    )
+    ok_BT = (logits_BTV.argmax(-1) == next_BT) | (next_BT == -100)
+    return loss, ok_BT.all(-1).float()
+
+
+@torch.no_grad()
+def evaluate(model, spec, collate, feats, seed: int = 0) -> dict:
+    model.eval()
+    donors = list(range(len(feats)))
+    random.Random(seed).shuffle(donors)
+    out = {}
+    for name, vecs in (
+        ("true", [f["vectors"] for f in feats]),
+        # another row's vectors, cut or tiled to this row's number of placeholders
+        (
+            "shuffled",
+            [
+                feats[j]["vectors"].repeat(len(f["vectors"]), 1)[: len(f["vectors"])]
+                for f, j in zip(feats, donors, strict=True)
+            ],
+        ),
+    ):
+        losses, exact = [], []
+        for start in range(0, len(feats), 64):
+            loss, ok = loss_and_exact(
+                model, spec, collate, feats[start : start + 64], vecs[start : start + 64]
+            )
+            losses.append(float(loss))
+            exact += ok.tolist()
+        out[name] = {
+            "loss": round(sum(losses) / len(losses), 4),
+            "exact": round(sum(exact) / len(exact), 4),
+        }
+    model.train()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--read", default="window", choices=["window", "span"])
+    ap.add_argument("--read-layer", type=int, default=0)
+    ap.add_argument("--site", default="layer:1")
+    ap.add_argument("--coefficient", type=float, default=1.0)
+    ap.add_argument("--mode", default="add")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--style", default="phrase")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--n-train", type=int, default=12000, help="training conversations")
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("evals/experiments/results/readout.jsonl"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    start_time = time.perf_counter()
+    world = World.load()
+    model, tok = load_model(str(TOY_WORLD / "target"), dtype="float32", device="cpu")
+    train = featurise(
+        model,
+        tok,
+        rows_for(world, tok, args.n_train, 1, args.read, args.style, "train"),
+        args.read_layer,
+    )
+    test = featurise(
+        model,
+        tok,
+        rows_for(world, tok, 600, 5, args.read, args.style, "heldout")[:256],
+        args.read_layer,
+    )
+    model = add_oracle_lora(model, args.lora_r, 2 * args.lora_r, 0.0, "all-linear")
+    spec = InjectionSpec(args.site, args.mode, args.coefficient)
+    collate = OracleCollator(tok.pad_token_id or 0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
+    rng = random.Random(0)
+    curve = [{"step": 0, **evaluate(model, spec, collate, test)}]
+    print(args.name, curve[-1], flush=True)
+    model.train()
+    for step in range(1, args.steps + 1):
+        chunk = rng.sample(train, args.batch_size)
+        loss, _ = loss_and_exact(model, spec, collate, chunk, [f["vectors"] for f in chunk])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        if step % args.eval_every == 0:
+            curve.append(
+                {
+                    "step": step,
+                    "train_loss": round(loss.item(), 4),
+                    **evaluate(model, spec, collate, test),
+                }
+            )
+            print(args.name, curve[-1], flush=True)
+    result = {
+        "name": args.name,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "n_train_rows": len(train),
+        "n_test_rows": len(test),
+        "curve": curve,
+        "seconds": round(time.perf_counter() - start_time, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as f:
+        f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
