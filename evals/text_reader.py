@@ -3,8 +3,8 @@
 The reader sees what a user of the transcript sees (an item's visible text: the non-system
 turns, or a window's own tokens for open answers) and never the activations:
 
-- ``label`` and ``yes_no`` families: TF-IDF (words and word pairs) + logistic regression, its
-  regularisation chosen by 3-fold cross-validation;
+- ``label`` and ``yes_no`` families: TF-IDF (words and word pairs) + logistic regression
+  (one-vs-rest), its regularisation chosen by 3-fold cross-validation;
 - ``text`` families (open answers): the gold answer of the nearest training item (TF-IDF of
   character n-grams, cosine similarity).
 
@@ -32,17 +32,22 @@ CROSS_FIT_FOLDS = 5
 
 
 def _label_model(train_texts: Sequence[str], train_y: Sequence[str], seed: int):
-    """TF-IDF + logistic regression, C chosen by 3-fold cross-validation on up to ``CV_MAX``
-    texts, then refitted on all of them."""
+    """TF-IDF + logistic regression (one-vs-rest, liblinear), C chosen by 3-fold
+    cross-validation on up to ``CV_MAX`` texts, then refitted on all of them.
+
+    One-vs-rest with liblinear, not a multinomial L-BFGS fit: on TF-IDF of words and word
+    pairs (thousands of features times 24 classes) L-BFGS took 10 s a fit at C = 1000 where
+    liblinear takes 1 s, with the same held-out accuracy (toy world's secret suite)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
 
     def pipe(C: float):
         return make_pipeline(
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=100_000),
-            LogisticRegression(C=C, max_iter=1000),
+            OneVsRestClassifier(LogisticRegression(C=C, solver="liblinear")),
         )
 
     texts, y = list(train_texts), list(train_y)
@@ -51,12 +56,12 @@ def _label_model(train_texts: Sequence[str], train_y: Sequence[str], seed: int):
     idx = np.random.default_rng(seed).permutation(len(texts))[:CV_MAX]
     search = GridSearchCV(
         pipe(1.0),
-        {"logisticregression__C": list(C_GRID)},
+        {"onevsrestclassifier__estimator__C": list(C_GRID)},
         cv=KFold(3, shuffle=True, random_state=seed),
         n_jobs=1,
     )
     search.fit([texts[i] for i in idx], [y[i] for i in idx])
-    return pipe(search.best_params_["logisticregression__C"]).fit(texts, y)
+    return pipe(search.best_params_["onevsrestclassifier__estimator__C"]).fit(texts, y)
 
 
 def _predict_labels(
