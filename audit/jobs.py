@@ -5,7 +5,13 @@ the job's status) and ``out/`` (an ordinary audit output directory: ``results.js
 ``report.html``, ...). :class:`JobRunner` runs queued jobs one at a time on a background
 thread; at start it queues again every job left ``queued`` or ``running`` by a previous
 process, and since the audit itself resumes from ``results.jsonl``, a job interrupted by a
-restart (or a crash) finishes with every pair exactly once.
+restart (or a crash) finishes with every pair exactly once. Each start of a job counts as an
+attempt (a pause by a shutdown does not): a job that was running when the process died
+``MAX_ATTEMPTS`` times is marked failed instead of being queued again at every start.
+
+Messages: a job's error, and the errors a store raises, name paths relative to the root
+(:meth:`JobStore.relative`); an unexpected exception is logged with its traceback and the job
+says only that an internal error stopped it.
 
 Paths: the logs a job audits are given relative to the root and must resolve inside it
 (:meth:`JobStore.resolve_logs`), so that a client cannot make the server read elsewhere.
@@ -13,6 +19,8 @@ Paths: the logs a job audits are given relative to the root and must resolve ins
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 import logging
@@ -27,7 +35,7 @@ from pathlib import Path
 from audit.logformat import ActivationLog, write_atomic
 from audit.questions import Question
 from audit.runner import AuditProgress, AuditSpec, run_audit
-from oracle.errors import OracleInputError
+from oracle.errors import OracleError, OracleInputError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,10 @@ STATE_DIR = ".oracle-jobs"
 JOB_FILE = "job.json"
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 UNFINISHED = ("queued", "running")
+MAX_ATTEMPTS = 3  # starts of a job that never ended (the process died) before it is failed
+# a batch cancelled under the job (its server's engine queue stopped): a pause, not a failure
+CANCELLED = (concurrent.futures.CancelledError, asyncio.CancelledError)
+INTERNAL = "an internal error stopped the audit (the server's log has the detail)"
 
 
 class PathOutsideRoot(OracleInputError):
@@ -67,6 +79,7 @@ class Job:
     total: int | None = None
     done: int = 0
     summary: dict | None = None
+    attempts: int = 0  # starts that did not end in a pause (see MAX_ATTEMPTS)
 
 
 class JobStore:
@@ -76,6 +89,7 @@ class JobStore:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise OracleInputError(f"audit root {str(root)!r} is not a directory")
+        self._spellings = sorted({str(self.root), str(Path(root).absolute())}, key=len)[::-1]
         self.state = self.root / STATE_DIR
         self.state.mkdir(exist_ok=True)
         self._lock = threading.Lock()
@@ -92,6 +106,13 @@ class JobStore:
         if not path.is_relative_to(self.root) or path.is_relative_to(self.state):
             raise PathOutsideRoot(f"logs path {logs!r} is outside the server's audit root")
         return path
+
+    def relative(self, text: str) -> str:
+        """``text`` with the root's absolute path taken out of every path it names (a client
+        knows paths relative to the root; the server's layout is none of its business)."""
+        for spelling in self._spellings:
+            text = text.replace(spelling + "/", "").replace(spelling, ".")
+        return text
 
     def job_dir(self, job_id: str) -> Path:
         if not JOB_ID.match(job_id):
@@ -111,7 +132,10 @@ class JobStore:
         """Check the request (the log must open; its d_model, if given, must match) and
         persist a queued job."""
         path = self.resolve_logs(logs)
-        manifest = ActivationLog(path).manifest  # a bad log is refused now, not later
+        try:
+            manifest = ActivationLog(path).manifest  # a bad log is refused now, not later
+        except OracleInputError as exc:
+            raise OracleInputError(self.relative(str(exc))) from None
         if d_model is not None and manifest.d_model != d_model:
             raise OracleInputError(
                 f"log {logs!r} holds activations of size {manifest.d_model}; the oracle reads "
@@ -186,10 +210,25 @@ class JobRunner:
         self.thread = threading.Thread(target=self._work, name="audit-jobs", daemon=True)
 
     def start(self) -> list[str]:
-        """Start the worker and queue again the unfinished jobs on disk; returns their ids."""
-        resumed = [j.id for j in self.store.all() if j.status in UNFINISHED]
-        for job_id in resumed:
-            self.queue.put(job_id)
+        """Start the worker and queue again the unfinished jobs on disk; returns their ids.
+
+        A job already started ``MAX_ATTEMPTS`` times without ending (the process died while it
+        ran, each time) is marked failed instead."""
+        resumed = []
+        for job in self.store.all():
+            if job.status not in UNFINISHED:
+                continue
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status = "failed"
+                job.error = (
+                    f"the job was started {job.attempts} times and the server stopped during "
+                    "each run; it is not resumed again (the server's log may say why)"
+                )
+                log.error("audit job %s: %s", job.id, job.error)
+                self.store.save(job)
+                continue
+            resumed.append(job.id)
+            self.queue.put(job.id)
         if resumed:
             log.info("resuming %d audit job(s): %s", len(resumed), resumed)
         self.thread.start()
@@ -219,7 +258,7 @@ class JobRunner:
                 return
             try:
                 self.run(self.store.get(job_id))
-            except JobStopped:
+            except (JobStopped, *CANCELLED):
                 log.info("audit job %s paused by shutdown; it resumes at next start", job_id)
             except Exception:  # noqa: BLE001 - run() records the failure in job.json
                 log.exception("audit job %s failed", job_id)
@@ -232,6 +271,7 @@ class JobRunner:
         from audit.finish import finish
 
         job.status, job.error = "running", None
+        job.attempts += 1  # saved before any work: a crash during this run counts
         self.store.save(job)
         out = self.store.out_dir(job.id)
         questions = [Question(q["text"], q["yes_no"]) for q in job.questions]
@@ -261,13 +301,18 @@ class JobRunner:
             job.summary = finish(out, logs, job.threshold, expected=state.total)
             job.done, job.total = job.summary["pairs"], state.total
             job.status = "done"
-        except JobStopped:
+        except (JobStopped, *CANCELLED):
             self._record_progress(job)
+            job.attempts -= 1  # a pause, not a failed attempt
             self.store.save(job)  # still "running": queued again at the next start
             raise
         except Exception as exc:
             self._record_progress(job)
-            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            job.status = "failed"
+            if isinstance(exc, OracleError):  # a known problem of the input: its own words
+                job.error = self.store.relative(str(exc))
+            else:  # a bug: the detail goes to the log (_work), the client gets no internals
+                job.error = INTERNAL
             self.store.save(job)
             raise
         finally:

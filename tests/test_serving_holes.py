@@ -4,6 +4,8 @@ the log, job attempts and cancellation, steering jobs that survive a restart."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -117,3 +119,23 @@ def test_oracle_serve_takes_the_key_off_the_command_line(
     with TestClient(served["app"]) as client:
         assert client.get("/v1/models").status_code == 401
         assert client.get("/v1/models", headers={"X-API-Key": "from-env"}).status_code == 200
+
+
+def test_audit_messages_name_paths_relative_to_the_root(engine, oracle_dirs, tmp_path):
+    """Messages echoed absolute server paths: a missing log's 400 and a job's error rows
+    (a reader's 'No such file or directory: /abs/...') name paths under the root only."""
+    from audit.synthetic import write_synthetic_log
+    from tests.test_audit_http import wait_for
+
+    write_synthetic_log(tmp_path / "logs", 2, d_model=engine.d_model, n_positions=2)
+    (tmp_path / "logs" / "shards" / "00000.safetensors").unlink()
+    body = {"questions": ["Is the assistant a pirate?"], "max_tokens": 2}
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
+        r = client.post("/v1/audit", json={"logs": "nowhere", **body})
+        assert r.status_code == 400 and str(tmp_path) not in r.text
+        assert "'nowhere' is not a directory" in r.json()["error"]["message"]
+        job = client.post("/v1/audit", json={"logs": "logs", **body}).json()
+        done = wait_for(client, job["id"])
+        errors = [row["error"] for row in done["results"]]
+        assert len(errors) == 2 and all("logs/shards/00000.safetensors" in e for e in errors)
+        assert str(tmp_path) not in json.dumps(done)

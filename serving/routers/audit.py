@@ -224,6 +224,8 @@ def _page(runner: JobRunner, job_id: str, offset: int, limit: int) -> list[dict]
         if i >= offset + limit:
             break
         if i >= offset:
+            if isinstance(row.get("error"), str):  # paths in a reader's message: relative
+                row["error"] = runner.store.relative(row["error"])
             rows.append(row)
     return rows
 
