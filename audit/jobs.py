@@ -171,6 +171,8 @@ class JobStore:
     def all(self) -> list[Job]:
         jobs = []
         for d in sorted(self.state.iterdir()):
+            if not JOB_ID.match(d.name):  # not a job (a server's steering jobs, say)
+                continue
             try:
                 jobs.append(self.get(d.name))
             except (KeyError, ValueError, TypeError):

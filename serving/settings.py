@@ -87,6 +87,11 @@ class ServeSettings:
     dtype: str = setting("auto", "auto | float32 | bfloat16 | float16")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N (hf engine)")
     audit_root: str | None = setting(None, "directory where audit jobs are kept (audit router)")
+    steer_jobs: str | None = setting(
+        None,
+        "directory where steering jobs are kept, so that they survive a restart (default: "
+        "<audit-root>/.oracle-jobs/steer with --audit-root; in memory without either)",
+    )
     force: bool = setting(False, "use the oracle even if its base-model fingerprint differs")
 
     def validate(self) -> None:

@@ -6,6 +6,12 @@ and run as steps on the engine's long lane (a batch of replies, one optimisation
 that queries go on between steps. A request's timeout (504) or a job's cancellation stops the
 work between two steps. A steering run of at most ``MAX_SYNC_STEPS`` steps answers at once; a
 longer one, or one asked with ``background``, becomes a job to poll.
+
+Jobs are kept on disk when the server has a place for them (:mod:`serving.steer_store`): at
+start-up, finished jobs are served again and unfinished ones run again from their first step
+(a seeded run gives the same vector), unless they were started ``MAX_ATTEMPTS`` times already.
+A job's error is the message of a known problem of its input; anything else is logged and the
+job says only that an internal error stopped it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import uuid
 
 import torch
 
-from oracle.errors import OracleInputError
+from oracle.errors import OracleError, OracleInputError
 from oracle.steering.config import SteerConfig
 from oracle.steering.run import SteeringRun
 from serving.errors import NotFound
@@ -29,11 +35,13 @@ from serving.steer_schemas import (
     SteerRequest,
     SteerResult,
 )
+from serving.steer_store import MAX_ATTEMPTS, UNFINISHED, SteerJobStore
 from serving.tensors import decode_activations, encode_tensor
 
 log = logging.getLogger(__name__)
 MAX_SYNC_STEPS = 20
-MAX_JOBS = 32  # jobs kept in memory (finished ones are dropped oldest first)
+MAX_JOBS = 32  # jobs kept (finished ones are dropped oldest first)
+INTERNAL = "an internal error stopped the run (the server's log has the detail)"
 
 
 def vector_of(steering: SteeringIn, d_model: int) -> torch.Tensor:
@@ -68,10 +76,59 @@ def result_of(run: SteeringRun) -> SteerResult:
 class SteeringService:
     """Steered generation and steering runs over an :class:`OracleService`'s engine."""
 
-    def __init__(self, service: OracleService) -> None:
+    def __init__(self, service: OracleService, store: SteerJobStore | None = None) -> None:
         self.service = service
+        self.store = store
         self.jobs: dict[str, SteerJob] = {}
         self.tasks: dict[str, asyncio.Task] = {}
+        self.requests: dict[str, dict] = {}  # each job's request, as stored
+        self.attempts: dict[str, int] = {}
+        self.stopping = False
+
+    def _save(self, job: SteerJob) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.save(job, self.requests[job.job_id], self.attempts.get(job.job_id, 0))
+        except OSError:  # the job goes on in memory; a restart loses it
+            log.exception("steering job %s could not be saved", job.job_id)
+
+    def resume(self) -> list[str]:
+        """Load the stored jobs and start again the unfinished ones; returns their ids."""
+        resumed: list[str] = []
+        for job, request, attempts in self.store.load() if self.store is not None else []:
+            key = job.job_id
+            self.jobs[key], self.requests[key], self.attempts[key] = job, request, attempts
+            if job.status not in UNFINISHED:
+                continue
+            job.steps_done, job.status = 0, "failed"
+            if attempts >= MAX_ATTEMPTS:
+                job.error = (
+                    f"the job was started {attempts} times and the server stopped during each "
+                    "run; it is not started again (the server's log may say why)"
+                )
+                self._save(job)
+                continue
+            try:
+                body = SteerRequest.model_validate(request)
+                config = self.config_of(body)
+            except (ValueError, TypeError):
+                job.error = "the stored request is not valid for this server any more"
+                self._save(job)
+                continue
+            job.status = "queued"
+            self.service.lanes["steer"].enter(force=True)  # left when the job ends
+            self._launch(job, body, config)
+            resumed.append(key)
+        return resumed
+
+    async def stop(self) -> None:
+        """Stop the running jobs between two steps; unfinished, they run again at next start."""
+        self.stopping = True
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def engine(self):
@@ -152,32 +209,53 @@ class SteeringService:
             lane.leave()
             raise
         if len(self.jobs) >= MAX_JOBS:
-            finished = [k for k, j in self.jobs.items() if j.status not in ("queued", "running")]
+            finished = [k for k, j in self.jobs.items() if j.status not in UNFINISHED]
             for key in finished[: len(self.jobs) - MAX_JOBS + 1]:
                 self.jobs.pop(key)
+                self.requests.pop(key, None)
+                self.attempts.pop(key, None)
+                if self.store is not None:
+                    self.store.delete(key)
         job = SteerJob(job_id=uuid.uuid4().hex, status="queued")
         self.jobs[job.job_id] = job
+        self.requests[job.job_id] = body.model_dump(mode="json")
+        self.attempts[job.job_id] = 0
+        self._save(job)
+        self._launch(job, body, config)
+        return job
+
+    def _launch(self, job: SteerJob, body: SteerRequest, config: SteerConfig) -> None:
         task = asyncio.get_running_loop().create_task(self._work(job, body, config))
         self.tasks[job.job_id] = task
-        return job
 
     async def _work(self, job: SteerJob, body: SteerRequest, config: SteerConfig) -> None:
         lane = self.service.lanes["steer"]
+        key = job.job_id
         try:
             async with lane.turn():
                 job.status = "running"
+                self.attempts[key] = self.attempts.get(key, 0) + 1  # saved before any work
+                self._save(job)
                 run = await self._run(body, config, job)
             job.result = result_of(run)
             job.status = "done"
         except asyncio.CancelledError:
-            job.status = "cancelled"
-        except Exception as exc:  # the job reports any failure to its poller
-            log.warning("steering job %s failed: %s", job.job_id, exc)
-            job.error = str(exc)
-            job.status = "failed"
+            if self.stopping:  # a shutdown, not a DELETE: the job runs again at next start
+                if job.status == "running":
+                    self.attempts[key] -= 1  # a pause is no attempt
+                job.status, job.steps_done = "queued", 0
+            else:
+                job.status = "cancelled"
+        except OracleError as exc:  # a known problem of the input: its own words
+            log.warning("steering job %s failed: %s", key, exc)
+            job.error, job.status = str(exc), "failed"
+        except Exception:  # a bug: the detail in the log, none of it to the client
+            log.exception("steering job %s failed", key)
+            job.error, job.status = INTERNAL, "failed"
         finally:
             lane.leave()
-            self.tasks.pop(job.job_id, None)
+            self.tasks.pop(key, None)
+            self._save(job)
 
     def job(self, job_id: str) -> SteerJob:
         job = self.jobs.get(job_id)

@@ -2,14 +2,20 @@
 a steering vector through the oracle; ``GET /v1/steer/{job_id}`` for one run as a job).
 
 Both need an engine holding the target in transformers (steering backpropagates through it);
-the work is :class:`serving.steering.SteeringService`'s.
+the work is :class:`serving.steering.SteeringService`'s. Its jobs are kept on disk with
+``--steer-jobs`` or ``--audit-root`` and resumed at start-up (:mod:`serving.steer_store`).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from audit.jobs import STATE_DIR
 from serving.routers import get_service
 from serving.routers.query import ERRORS
 from serving.service import OracleService
@@ -20,9 +26,28 @@ from serving.steer_schemas import (
     SteerRequest,
     SteerResult,
 )
+from serving.steer_store import SteerJobStore
 from serving.steering import SteeringService
 
-router = APIRouter(tags=["steering"])
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The app's steering service, with its stored jobs loaded and the unfinished resumed."""
+    settings = app.state.settings
+    directory = settings.steer_jobs
+    if directory is None and settings.audit_root:
+        directory = Path(settings.audit_root) / STATE_DIR / "steer"
+    store = SteerJobStore(directory) if directory else None
+    steering = SteeringService(app.state.service, store)
+    app.state.steering = steering
+    steering.resume()
+    try:
+        yield
+    finally:
+        await steering.stop()
+
+
+router = APIRouter(tags=["steering"], lifespan=lifespan)
 STEER_ERRORS = {
     **ERRORS,
     202: {"description": "a job was started; poll /v1/steer/{job_id}"},

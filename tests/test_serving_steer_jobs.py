@@ -1,0 +1,115 @@
+"""Steering jobs kept on disk like audit jobs (issue 18: they lived in memory only, lost on a
+restart): finished jobs are served again after a restart, unfinished ones run again, a job
+that the process never finished MAX_ATTEMPTS times is failed, and a job's error says nothing
+of the server's internals."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from oracle.engines.hf import HFEngine
+from serving.app import create_app
+from serving.settings import ServeSettings
+from serving.steer_store import MAX_ATTEMPTS
+from serving.steering import INTERNAL
+from tests.helpers import make_oracle_dir
+
+BODY = {
+    "prompts": ["Hello there", "How are you?"],
+    "question": "What persona?",
+    "answer": "A pirate.",
+    "read": "prompt",
+    "apply": "all",
+    "steps": 2,
+    "background": True,
+}
+
+
+@pytest.fixture(scope="module")
+def oracle_dirs(tmp_path_factory):
+    return make_oracle_dir(tmp_path_factory.mktemp("steer_jobs"), "llama", read_layers=(2,))
+
+
+@pytest.fixture(scope="module")
+def engine(oracle_dirs):
+    base, oracle = oracle_dirs
+    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
+
+
+def client_for(engine, oracle_dirs, **overrides) -> TestClient:
+    base, oracle = oracle_dirs
+    settings = ServeSettings(target=str(base), oracle=str(oracle), **overrides)
+    return TestClient(create_app(settings, engine=engine))
+
+
+def wait_for(client, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        job = client.get(f"/v1/steer/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        assert time.time() < deadline, job
+        time.sleep(0.02)
+
+
+def test_a_finished_job_is_served_after_a_restart(engine, oracle_dirs, tmp_path):
+    with client_for(engine, oracle_dirs, steer_jobs=str(tmp_path)) as client:
+        r = client.post("/v1/steer", json=BODY)
+        assert r.status_code == 202, r.text
+        done = wait_for(client, r.json()["job_id"])
+        assert done["status"] == "done", done
+    with client_for(engine, oracle_dirs, steer_jobs=str(tmp_path)) as client:
+        again = client.get(f"/v1/steer/{done['job_id']}")
+        assert again.status_code == 200 and again.json() == done
+
+
+def test_an_unfinished_job_runs_again_after_a_restart(engine, oracle_dirs, tmp_path):
+    """Under --audit-root the jobs live in its state directory."""
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
+        job = client.post("/v1/steer", json={**BODY, "steps": 500}).json()
+        while client.get(f"/v1/steer/{job['job_id']}").json()["steps_done"] < 1:
+            time.sleep(0.01)
+    # stopped mid-run: kept on disk as queued, the pause counting as no attempt
+    (stored,) = (tmp_path / ".oracle-jobs" / "steer").glob("*.json")
+    record = json.loads(stored.read_text())
+    assert record["job"]["status"] == "queued" and record["attempts"] == 0
+    record["request"]["steps"] = 3  # the rerun, shorter
+    stored.write_text(json.dumps(record))
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
+        done = wait_for(client, job["job_id"])
+        assert done["status"] == "done" and done["steps_done"] == 3, done
+    assert json.loads(stored.read_text())["attempts"] == 1
+
+
+def test_a_job_the_process_never_finished_is_failed_after_max_attempts(
+    engine, oracle_dirs, tmp_path
+):
+    with client_for(engine, oracle_dirs, steer_jobs=str(tmp_path)) as client:
+        job = client.post("/v1/steer", json={**BODY, "steps": 500}).json()
+        while client.get(f"/v1/steer/{job['job_id']}").json()["steps_done"] < 1:
+            time.sleep(0.01)
+    # as if the process had died during the run MAX_ATTEMPTS times
+    (stored,) = tmp_path.glob("*.json")
+    record = json.loads(stored.read_text())
+    record["job"]["status"], record["attempts"] = "running", MAX_ATTEMPTS
+    stored.write_text(json.dumps(record))
+    with client_for(engine, oracle_dirs, steer_jobs=str(tmp_path)) as client:
+        failed = client.get(f"/v1/steer/{job['job_id']}").json()
+        assert failed["status"] == "failed", failed
+        assert f"started {MAX_ATTEMPTS} times" in failed["error"]
+        # the lane holds no place for it: new jobs are admitted
+        assert client.post("/v1/steer", json=BODY).status_code == 202
+
+
+def test_a_jobs_unexpected_error_is_generic(engine, oracle_dirs, tmp_path, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError(f"boom in {tmp_path}/secret.py")
+
+    monkeypatch.setattr(engine, "start_steering", broken)
+    with client_for(engine, oracle_dirs) as client:
+        failed = wait_for(client, client.post("/v1/steer", json=BODY).json()["job_id"])
+        assert failed["status"] == "failed" and failed["error"] == INTERNAL
