@@ -28,11 +28,11 @@ UNFINISHED = ("queued", "running")
 
 
 class SteerJobStore:
-    """``<dir>/<job_id>.json`` files: ``{"job": ..., "request": ..., "attempts": n}``."""
+    """``<dir>/<job_id>.json`` files: ``{"job": ..., "request": ..., "attempts": n}``; the
+    directory is made with the first job."""
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, job_id: str) -> Path:
         if not JOB_ID.match(job_id):
@@ -43,6 +43,7 @@ class SteerJobStore:
         """Write the job's record atomically (a synced temp file, then a rename)."""
         record = {"job": job.model_dump(), "request": request, "attempts": attempts}
         path = self.path(job.job_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w") as f:
             json.dump(record, f)
@@ -56,7 +57,7 @@ class SteerJobStore:
     def load(self) -> list[tuple[SteerJob, dict, int]]:
         """Every readable job, oldest first: (job, request, attempts)."""
         found = []
-        for path in self.dir.glob("*.json"):
+        for path in self.dir.glob("*.json") if self.dir.is_dir() else []:
             if not JOB_ID.match(path.stem):
                 continue
             try:
