@@ -128,7 +128,11 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Added last = outermost: the key is checked first, before anything reads the body (a
     # keyless client gets 401 whatever it sends), then the body's size while it is read.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
     app.add_middleware(APIKeyMiddleware, api_key=settings.resolved_api_key())
     app.state.routers = include_routers(app)
     limits_in_schema(app, settings)
