@@ -4,6 +4,7 @@ results.jsonl, and the command line's checks. The Ray pipeline itself: test_audi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,24 @@ def test_the_local_audit_resumes_from_the_parts_of_a_killed_ray_run(dirs, tmp_pa
     rows = keyed(ResultsFile(out / RESULTS).rows())
     assert len(rows) == 8 and [r["answer"] for r in list(rows.values())[:3]] == ["from a part"] * 3
     assert not part_files(out / "parts")
+
+
+def test_the_local_audit_needs_no_ray_and_ray_without_it_says_how_to_install(
+    dirs, tmp_path, monkeypatch
+):
+    from oracle.config import OracleConfig
+
+    base, oracle = dirs
+    for name in [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "audit.ray_"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as without the extra
+    d_model = OracleConfig.load(oracle).d_model
+    write_synthetic_log(tmp_path / "log", 3, d_model=d_model, n_positions=2)
+    base_args = ["audit", "--logs", str(tmp_path / "log"), "--target", str(base), "--oracle",
+                 str(oracle), "--question", "Is it a pirate?", "--max-new-tokens", "2"]  # fmt: skip
+    result = cli(*base_args, "--out", str(tmp_path / "local"))
+    assert result.exit_code == 0, result.output
+    assert len(list(ResultsFile(tmp_path / "local" / RESULTS).rows())) == 3
+    assert "ray" not in sys.modules or sys.modules["ray"] is None
+    result = cli(*base_args, "--out", str(tmp_path / "ray"), "--ray")
+    assert result.exit_code != 0 and "pip install -e .[ray]" in str(result.exception)
