@@ -1,7 +1,11 @@
 """Request-size limit as ASGI middleware: bodies over ``max_body_bytes`` get 413 before any
-parsing, whether they announce a Content-Length or arrive chunked."""
+parsing, whether they announce a Content-Length or arrive chunked; a body that has not
+arrived whole within ``body_timeout`` seconds gets 408 (a slow client holds no more than that)."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,9 +16,19 @@ from serving.errors import error_response
 class BodySizeLimitMiddleware:
     """Buffer the body up to the limit, then replay it to the app; beyond the limit, 413."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_timeout: float | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+
+    def _too_slow(self) -> JSONResponse:
+        return error_response(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {self.body_timeout} s (--body-timeout)",
+        )
 
     def _too_large(self, size: int | None) -> JSONResponse:
         held = f"{size} bytes" if size is not None else "more bytes than that"
@@ -37,8 +51,14 @@ class BodySizeLimitMiddleware:
         size = 0
         more = True
         first: Message | None = None
+        deadline = None if self.body_timeout is None else time.monotonic() + self.body_timeout
         while more:
-            message = await receive()
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                message = await asyncio.wait_for(receive(), left)
+            except TimeoutError:
+                await self._too_slow()(scope, receive, send)
+                return
             if message["type"] != "http.request":
                 first = message  # a disconnect: hand it on
                 break

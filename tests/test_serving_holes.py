@@ -139,3 +139,35 @@ def test_audit_messages_name_paths_relative_to_the_root(engine, oracle_dirs, tmp
         errors = [row["error"] for row in done["results"]]
         assert len(errors) == 2 and all("logs/shards/00000.safetensors" in e for e in errors)
         assert str(tmp_path) not in json.dumps(done)
+
+
+def test_a_slow_body_gets_408_after_the_body_timeout(engine, oracle_dirs):
+    """--body-timeout was a setting that nothing read: a client trickling its body held its
+    connection as long as it liked."""
+    import socket
+    import time
+
+    from tests.serving_support import serve_in_thread
+
+    base, oracle = oracle_dirs
+    settings = ServeSettings(target=str(base), oracle=str(oracle), body_timeout=0.5)
+    with serve_in_thread(create_app(settings, engine=engine)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = (
+                "POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n"
+            )
+            start = time.perf_counter()
+            sock.sendall(head.encode() + b'{"prompt": "')
+            sock.settimeout(0.05)
+            reply = b""
+            while b"\r\n\r\n" not in reply and time.perf_counter() - start < 5:
+                try:
+                    sock.sendall(b"x")  # a byte at a time, never the whole body
+                    reply += sock.recv(4096)
+                except TimeoutError:
+                    continue
+            elapsed = time.perf_counter() - start
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert 0.4 < elapsed < 2.0
