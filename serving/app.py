@@ -33,6 +33,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "serving.routers.oracle",
     "serving.routers.audit",
     "serving.routers.steer",
+    "serving.routers.chat",
 )
 
 DESCRIPTION = """Ask a language model's activations questions in plain language.

@@ -1,4 +1,5 @@
-"""Every error the service answers, as JSON ``{"error": {"type", "message"}}`` with a 4xx.
+"""Every error the service answers, as JSON ``{"error": {"type", "message", "param", "code"}}``
+with a 4xx.
 
 Bad input never gets a 500: the core raises :class:`~oracle.errors.OracleInputError` (a
 ``ValueError``) with a message naming the problem, and the handlers here map it to 400.
@@ -58,8 +59,10 @@ class NotFound(ServiceError):
 def error_response(
     status: int, error_type: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """The one JSON shape of every error."""
-    body = {"error": {"type": error_type, "message": message}}
+    """The one JSON shape of every error (a superset of OpenAI's: ``param`` and ``code`` too,
+    so that OpenAI clients read every error of this server, the middleware's 401 and 413
+    included)."""
+    body = {"error": {"type": error_type, "message": message, "param": None, "code": None}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -254,12 +255,21 @@ class OracleResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """A served model, in OpenAI's model shape (``id``, ``object``, ``created``, ``owned_by``)
+    with this server's ``role`` and ``config``."""
+
     id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()), description="Unix time")
+    owned_by: str = "activation-oracle"
     role: Literal["target", "oracle"]
     config: dict | None = None
 
 
 class ModelsResponse(BaseModel):
+    """OpenAI's model list (``object``, ``data``) with this server's details."""
+
+    object: Literal["list"] = "list"
     engine: str
     world: str | None = Field(
         default=None, description="the named world served (toy, smol), null for other models"

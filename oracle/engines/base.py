@@ -24,6 +24,7 @@ from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 
 if TYPE_CHECKING:
+    from oracle.chat import ChatReply
     from oracle.oracle import ActivationOracle
     from oracle.steering.config import SteerConfig
     from oracle.steering.generate import GenerationRun
@@ -178,6 +179,21 @@ class Engine(ABC):
         from oracle.steering.generate import GenerationRun
 
         return GenerationRun(self.transformers_oracle(), prompts, **options)
+
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation awaiting the target's next turn (the chat template with
+        its generation prompt): a row for :meth:`generate_chat`."""
+        from oracle.chat import chat_ids
+
+        return chat_ids(self.transformers_oracle().tokenizer, messages)
+
+    def generate_chat(self, rows: Sequence[list[int]], **options: Any) -> list[ChatReply]:
+        """The target's next turn after each row of :meth:`chat_ids`, in one batch, with stop
+        strings, token counts, finish reasons and streamed text; ``options`` as
+        :func:`oracle.chat.generate_chat` takes them. Greedy, it equals :meth:`generate`."""
+        from oracle.chat import generate_chat
+
+        return generate_chat(self.transformers_oracle(), rows, **options)
 
     def steering_layers(self, layer: int | None, read_layer: int | None) -> tuple[int, int]:
         """(steering layer, read layer) as a steering run would use them, checked."""
