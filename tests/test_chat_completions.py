@@ -250,3 +250,29 @@ def test_bad_input_is_a_bad_request_error(client, change, named):
 def test_an_unknown_model_is_not_found(client):
     with pytest.raises(openai.NotFoundError):
         create(client, PIRATE, model="gpt-4o")
+
+
+def test_a_full_lane_is_a_rate_limit_error_before_any_stream(toy_hf_engine):
+    """Completions share the queries' lane: when it is full, 429 with Retry-After in OpenAI's
+    shape, streamed or not (the refusal comes before the stream starts)."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import ServeSettings
+
+    app = create_app(ServeSettings(queue_depth=1), engine=toy_hf_engine)
+    body = {"messages": PIRATE, "temperature": 0, "max_tokens": 4}
+    with TestClient(app) as http:
+        lane = app.state.service.lanes["query"]
+        lane.enter()  # the one place is taken
+        try:
+            for stream in (False, True):
+                refused = http.post("/v1/chat/completions", json={**body, "stream": stream})
+                assert refused.status_code == 429 and refused.headers["Retry-After"]
+                error = refused.json()["error"]
+                assert error["type"] == "rate_limit_error" and error["code"] == "overloaded"
+        finally:
+            lane.leave()
+        served = http.post("/v1/chat/completions", json=body)
+        assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"]
+        assert lane.admitted == 0
