@@ -113,3 +113,43 @@ def test_a_jobs_unexpected_error_is_generic(engine, oracle_dirs, tmp_path, monke
     with client_for(engine, oracle_dirs) as client:
         failed = wait_for(client, client.post("/v1/steer", json=BODY).json()["job_id"])
         assert failed["status"] == "failed" and failed["error"] == INTERNAL
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each steering step takes 0.1 s longer; returns the list of steps run, as they run."""
+    from oracle.steering.run import SteeringRun
+
+    ran: list[float] = []
+    step = SteeringRun.step
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.1)
+        ran.append(time.perf_counter())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SteeringRun, "step", slow)
+    return ran
+
+
+def test_a_timeout_or_a_delete_stops_the_work_between_two_steps(engine, oracle_dirs, slow_steps):
+    """The 504 did not stop work already started: a synchronous /v1/steer ran on. Now the
+    timeout, like DELETE /v1/steer/{id} for a job, stops it after the step in progress."""
+    with client_for(engine, oracle_dirs, timeout=0.5) as client:
+        r = client.post("/v1/steer", json={**BODY, "steps": 20, "background": False})
+        assert r.status_code == 504, r.text
+        at_timeout = len(slow_steps)
+        assert at_timeout < 20
+        time.sleep(0.5)
+        assert len(slow_steps) <= at_timeout + 1  # the step in progress, no more
+        job = client.post("/v1/steer", json={**BODY, "steps": 500}).json()
+        while len(slow_steps) < at_timeout + 3:
+            time.sleep(0.01)
+        cancelled = client.delete(f"/v1/steer/{job['job_id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        at_delete = len(slow_steps)
+        time.sleep(0.5)
+        assert len(slow_steps) <= at_delete + 1
+        assert client.get(f"/v1/steer/{job['job_id']}").json()["status"] == "cancelled"
+        # the lane is free again: a new job is admitted and runs
+        assert client.post("/v1/steer", json={**BODY, "steps": 1}).status_code == 202
