@@ -11,6 +11,7 @@ two, ``throughput_ratio["same_tokens_in"]`` (target >= 0.8). See :func:`plain_ge
     python -m evals.bench.serve_load --engine vllm
     python -m evals.bench.serve_load --engine hf --tiny --clients 8 --queries 2   # a quick check
     python -m evals.bench.serve_load --engine vllm --world smol   # SmolLM2-135M-Instruct
+    python -m evals.bench.serve_load --mode chat --engine hf      # chat completions, see serve_chat
 
 Run it alone: the machine's other processes distort the timings.
 """
@@ -83,7 +84,8 @@ def start_server(args, target: str | None, oracle: str | None, port: int, log_pa
     cmd = [sys.executable, "-c", "from oracle_cli import main; main()", "serve"]
     cmd += ["--engine", args.engine, "--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--batch-size", str(args.batch_size), "--queue-depth", str(args.queue_depth)]
-    cmd += ["--max-new-tokens", str(max(args.max_tokens, 1)), "--timeout", str(args.timeout)]
+    longest = max(args.max_tokens, getattr(args, "oracle_tokens", 0), 1)
+    cmd += ["--max-new-tokens", str(longest), "--timeout", str(args.timeout)]
     cmd += ["--log-level", "warning", "--dtype", args.dtype]
     cmd += ["--threads", str(args.server_threads or args.threads)]
     cmd += ["--batch-wait-ms", str(args.batch_wait_ms)]
@@ -268,11 +270,30 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
     return results
 
 
+def write(result: dict, out: Path | None) -> None:
+    """Print the result as JSON, and write it to ``out`` if given."""
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    parser.add_argument(
+        "--mode",
+        choices=["query", "chat"],
+        default="query",
+        help="query: /v1/query against plain generation; chat: /v1/chat/completions without "
+        "and with oracle questions (evals/bench/serve_chat.py)",
+    )
+    parser.add_argument("--questions", type=int, default=1, help="chat: oracle questions each")
+    parser.add_argument("--oracle-tokens", type=int, default=16, help="chat: answer tokens")
+    parser.add_argument("--rounds", type=int, default=2, help="chat: plain/oracle rounds")
     parser.add_argument("--target", default=None, help="default: the toy world")
     parser.add_argument("--oracle", default=None, help="default: the toy world")
     parser.add_argument(
@@ -315,6 +336,16 @@ def main() -> None:
         target, oracle = resolve(args.world, target, oracle)
     if args.tiny:
         target, oracle = tiny_oracle(work)
+    if args.mode == "chat":
+        from evals.bench.serve_chat import run_chat_mode
+
+        result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
+        result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
+        result.update(run_chat_mode(args, target, oracle, work))
+        write(result, args.out)
+        if result["bad_errors"]:
+            raise SystemExit(f"{result['bad_errors']} responses were errors other than 429/503")
+        return
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = work / "server.log"
@@ -353,11 +384,7 @@ def main() -> None:
             name: served["queries_per_s"] / plain["queries_per_s"]
             for name, plain in result["plain_generation"].items()
         }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write(result, args.out)
     if served["bad_errors"]:
         raise SystemExit(f"{served['bad_errors']} responses were errors other than 429/503")
 
