@@ -276,3 +276,28 @@ def test_a_full_lane_is_a_rate_limit_error_before_any_stream(toy_hf_engine):
         served = http.post("/v1/chat/completions", json=body)
         assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"]
         assert lane.admitted == 0
+
+
+def test_content_parts_and_the_developer_role_read_as_text_and_system(toy_hf_engine):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import ServeSettings
+
+    parts = [
+        {"role": "developer", "content": [{"type": "text", "text": "You are a pirate."}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Who "}, {"type": "text", "text": "are you?"}],
+        },
+    ]
+    body = {"temperature": 0, "max_tokens": 12}
+    with TestClient(create_app(ServeSettings(), engine=toy_hf_engine)) as http:
+        got = http.post("/v1/chat/completions", json={**body, "messages": parts}).json()
+        plain = http.post("/v1/chat/completions", json={**body, "messages": PIRATE}).json()
+        assert got["choices"] == plain["choices"] and got["usage"] == plain["usage"]
+        image = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+        refused = http.post("/v1/chat/completions", json={**body, "messages": image})
+        assert refused.status_code == 400 and refused.json()["error"]["param"].startswith(
+            "messages"
+        )
