@@ -301,6 +301,7 @@ class ChatService:
 
         rows = [p.row for p in batch]
         options = batch[0].options
+        self.service.metrics.observe_batch("chat", len(rows))  # /metrics: kind="chat"
         try:
             replies = await self.service.call(
                 lambda engine: engine.generate_chat(rows, on_text=on_text, **options)

@@ -301,3 +301,47 @@ def test_content_parts_and_the_developer_role_read_as_text_and_system(toy_hf_eng
         assert refused.status_code == 400 and refused.json()["error"]["param"].startswith(
             "messages"
         )
+
+
+def test_concurrent_completions_share_batches_and_keep_their_replies(toy_hf_engine):
+    """Replies of concurrent completions are generated together (left-padded), each equal to
+    the engine's own generation for its conversation alone."""
+    import asyncio
+
+    import httpx
+
+    from serving.app import create_app
+    from serving.settings import ServeSettings
+
+    users = ["Who are you?", "What should I cook tonight?", "Tell me about the stars.", "Hi"]
+    systems = ["You are a pirate.", None, "Act as a chef in every reply.", None]
+    app = create_app(ServeSettings(batch_wait_ms=50), engine=toy_hf_engine)
+
+    async def run() -> list[dict]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                bodies = [
+                    {
+                        "messages": ([{"role": "system", "content": s}] if s else [])
+                        + [{"role": "user", "content": u}],
+                        "temperature": 0,
+                        "max_tokens": 24,
+                    }
+                    for u, s in zip(users, systems, strict=True)
+                ]
+                posts = [http.post("/v1/chat/completions", json=b, timeout=120) for b in bodies]
+                responses = await asyncio.gather(*posts)
+                metrics = (await http.get("/metrics")).text
+        return [r.json() for r in responses], metrics
+
+    replies, metrics = asyncio.run(run())
+    for data, user, system in zip(replies, users, systems, strict=True):
+        expected = toy_hf_engine.generate([user], system=system, max_new_tokens=24)[0]
+        assert data["choices"][0]["message"]["content"] == expected
+    batches = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith('oracle_batch_size_count{kind="chat"}')
+    ]
+    assert batches and batches[0] < len(users), metrics
