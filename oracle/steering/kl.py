@@ -13,15 +13,13 @@ for 'all'. They are kept while they fit ``REFERENCE_BUDGET`` bytes, and beyond i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from oracle.steering.apply import steer_mask
-
-if TYPE_CHECKING:
-    from oracle.steering.run import _Steerer
 
 REFERENCE_BUDGET = 256 * 2**20  # bytes of unsteered log-probabilities kept for a run
 
@@ -35,6 +33,19 @@ def enforce_trainable(models: Sequence[nn.Module], trainable: Sequence[nn.Parame
             param.requires_grad_(id(param) in keep)
 
 
+class SteeringCore(Protocol):
+    """What the KL term needs of a steering run's state (``oracle.steering.run._Steerer``)."""
+
+    cfg: Any  # SteerConfig: its ``apply``
+    ao: Any  # the ActivationOracle: ``target``, ``adapter_disabled()``
+    models: Sequence[nn.Module]
+    trainable: Sequence[nn.Parameter]
+
+    def steered(
+        self, vector: torch.Tensor | None, mask_BT: torch.Tensor | None
+    ) -> AbstractContextManager: ...
+
+
 class KLTerm:
     """KL(steered || unsteered) on the token rows ``ids_BT`` (right-padded, ``mask_BT``).
 
@@ -44,7 +55,7 @@ class KLTerm:
 
     def __init__(
         self,
-        core: _Steerer,
+        core: SteeringCore,
         ids_BT: torch.Tensor,
         mask_BT: torch.Tensor,
         budget: int = REFERENCE_BUDGET,
