@@ -19,7 +19,7 @@ Threads are pinned: the server runs with ``--threads`` torch threads and that
 ``OMP_NUM_THREADS``, optionally on ``--server-cpus``; this process (the clients) on
 ``--client-cpus``. Run it alone on a quiet machine:
 
-    python -m evals.bench.mixed_load --server-cpus 0,1 --client-cpus 2     # toy world
+    python -m evals.bench.mixed_load --server-cpus 0,1 --client-cpus 2,3  # toy world
     python -m evals.bench.mixed_load --tiny --clients 2 --queries 2 --steer-steps 3 \\
         --audit-records 4 --hostile-rounds 1                               # a quick check
 """
