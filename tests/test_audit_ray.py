@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def cluster():
     mark = uuid.uuid4().hex
     saved = dict(os.environ)  # ray.init sets RAY_AUTH_MODE=token in this process
     os.environ[MARK] = mark
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are bounded
+    temp = tempfile.mkdtemp(prefix="rt")  # short (not under tmp_path): socket paths are bounded
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp)
         yield ray.get_runtime_context().gcs_address
@@ -79,6 +80,7 @@ def cluster():
             time.sleep(1)
         for p in left:  # reported below; killed so that the machine stays clean
             p.kill()
+        shutil.rmtree(temp, ignore_errors=True)  # Ray's session logs
         assert not left, [" ".join(p.cmdline()) for p in left]
 
 
