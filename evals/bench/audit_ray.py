@@ -4,7 +4,7 @@ end to end as a user runs it (start-up, engine loading, answers, report), and Ra
 at 1 actor (its time over the local audit's; target <= 1.3), end to end and without the
 start of the local Ray (read from Ray's own log line; a running cluster does not pay it).
 
-    python -m evals.bench.audit_ray [--records 200] [--positions 48] [--max-new-tokens 16] \
+    python -m evals.bench.audit_ray [--records 1000] [--positions 48] [--max-new-tokens 16] \
         [--batch-size 16] [--threads 1] [--actors 1,2] [--ray-cpus 2] [--repeats 1] \
         [--json FILE] [--oracle DIR]
 
@@ -76,7 +76,7 @@ def audit(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=200)
+    parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--positions", type=int, default=48)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
