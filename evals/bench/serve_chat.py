@@ -3,10 +3,10 @@ completions per second against a real ``oracle serve``, without and with ``oracl
 and their ratio (what monitoring every reply costs).
 
 One server; ``--clients`` concurrent clients each send ``--queries`` completions one after
-another, greedy, ``--max-tokens`` reply tokens at most: first a warm-up round, then the plain
-phase (no ``oracle`` field), then the same conversations with ``--questions`` oracle
-questions each (the phases alternate ``--rounds`` times, so that drift in the machine's load
-falls on both). The clients are aiohttp coroutines sending the OpenAI JSON by hand: the
+another, greedy, ``--max-tokens`` reply tokens at most: first a warm-up (one completion per
+client, with questions), then the plain phase (no ``oracle`` field), then the same
+conversations with ``--questions`` oracle questions each (the phases alternate ``--rounds``
+times, so that drift in the machine's load falls on both). The clients are aiohttp coroutines sending the OpenAI JSON by hand: the
 official client costs far more CPU per request, and the clients share the cores with the
 server.
 
@@ -33,9 +33,9 @@ PERSONA_QUESTIONS = [
 ]
 
 
-async def run_phase(url: str, args, questions: int, label: str) -> dict:
-    """``args.clients`` clients x ``args.queries`` completions; ``questions`` oracle questions
-    on each (0: a plain completion)."""
+async def run_phase(url: str, args, questions: int, label: str, queries: int | None = None) -> dict:
+    """``args.clients`` clients x ``queries`` (default ``args.queries``) completions;
+    ``questions`` oracle questions on each (0: a plain completion)."""
     import aiohttp
 
     from evals.bench.serve_load import PERSONAS, USER_TURNS
@@ -46,7 +46,7 @@ async def run_phase(url: str, args, questions: int, label: str) -> dict:
     tokens = {"prompt": 0, "completion": 0, "oracle_answers": 0}
 
     async def client(c: aiohttp.ClientSession, k: int) -> None:
-        for q in range(args.queries):
+        for q in range(args.queries if queries is None else queries):
             body: dict = {
                 "messages": [
                     {"role": "system", "content": rng.choice(PERSONAS)},
@@ -128,7 +128,7 @@ def run_chat_mode(args, target: str | None, oracle: str | None, work: Path) -> d
     phases: list[dict] = []
     try:
         wait_healthy(url, proc, args.startup_timeout, log_path)
-        asyncio.run(run_phase(url, args, args.questions, "warm-up"))
+        asyncio.run(run_phase(url, args, args.questions, "warm-up", queries=1))
         with TreeMemory(proc.pid) as memory:
             for _ in range(args.rounds):
                 for label, questions in (("plain", 0), ("with_oracle", args.questions)):
