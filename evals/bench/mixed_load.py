@@ -39,7 +39,7 @@ from pathlib import Path
 
 from evals.bench.mixed_hostile import hostile_client, hostile_requests, summarise
 from evals.bench.proc_stats import TreeMemory, tree_sum
-from evals.bench.serve_load import PERSONAS, QUESTIONS, USER_TURNS, free_port, tiny_oracle
+from evals.bench.serve_common import PERSONAS, QUESTIONS, USER_TURNS, free_port, tiny_oracle
 
 API_KEY = "mixed-load-bench"
 
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.sched_setaffinity(0, cpus(args.client_cpus))
     os.environ["OMP_NUM_THREADS"] = "1"  # the clients need no torch threads
 
-    from evals.bench.serve_load import wait_healthy
+    from evals.bench.serve_common import wait_healthy
 
     work = Path(tempfile.mkdtemp(prefix="bench_mixed_"))
     args.root = work / "audit"

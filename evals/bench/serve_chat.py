@@ -38,7 +38,7 @@ async def run_phase(url: str, args, questions: int, label: str, queries: int | N
     ``questions`` oracle questions on each (0: a plain completion)."""
     import aiohttp
 
-    from evals.bench.serve_load import PERSONAS, USER_TURNS
+    from evals.bench.serve_common import PERSONAS, USER_TURNS
 
     rng = random.Random(args.seed)  # the same conversations in every phase
     latencies: list[float] = []
@@ -119,7 +119,7 @@ def summarise(phases: list[dict]) -> dict:
 
 def run_chat_mode(args, target: str | None, oracle: str | None, work: Path) -> dict:
     """Start the server, run the phases, stop it; the result for the benchmark's JSON."""
-    from evals.bench.serve_load import batch_stats, free_port, start_server, wait_healthy
+    from evals.bench.serve_common import batch_stats, free_port, start_server, wait_healthy
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
