@@ -58,6 +58,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         options.update(address="local", num_cpus=config.ray_cpus, include_dashboard=False)
     else:
         options.update(address=config.ray_address)
+    log.info("starting Ray (%s)", "a local Ray" if config.local else config.ray_address)
     try:
         ray.init(**options)
     except ConnectionError as exc:

@@ -34,19 +34,20 @@ QUESTIONS = [
 ]
 
 
-# Ray's own log line once `ray.init` has started the local Ray (its time, to the millisecond).
-RAY_STARTED = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*Started a local Ray instance", re.M
-)
+# The driver's line before `ray.init` and Ray's own once the local Ray is up (ms timestamps).
+# (Not anchored: the progress bar shares their line.)
+STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+RAY_STARTING = re.compile(STAMP + r" INFO audit\.ray_runner: starting Ray")
+RAY_STARTED = re.compile(STAMP + r"\s+INFO \S+ -- Started a local Ray instance")
 
 
-def ray_start_seconds(stderr: str, started: float) -> float | None:
-    """Seconds from the command's start until its local Ray was up (None if not found)."""
-    found = RAY_STARTED.search(stderr)
-    if found is None:
+def ray_start_seconds(stderr: str) -> float | None:
+    """Seconds the command spent in `ray.init` starting its local Ray (None if not found)."""
+    starting, started = RAY_STARTING.search(stderr), RAY_STARTED.search(stderr)
+    if starting is None or started is None:
         return None
-    up = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return up - started
+    at = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f") for m in (starting, started)]
+    return (at[1] - at[0]).total_seconds()
 
 
 def audit(
@@ -61,7 +62,7 @@ def audit(
            *[a for q in QUESTIONS for a in ("--question", q)], *ray]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")  # fmt: skip
-    wall, start = time.time(), time.perf_counter()
+    start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
@@ -71,7 +72,7 @@ def audit(
     pairs = args.records * len(QUESTIONS)
     if not (summary["complete"] and summary["pairs"] == pairs and summary["errors"] == 0):
         raise SystemExit(f"{out}: {summary}")
-    return seconds, ray_start_seconds(proc.stderr, wall) if ray else None
+    return seconds, ray_start_seconds(proc.stderr) if ray else None
 
 
 def main() -> None:
