@@ -6,16 +6,24 @@ layer 0 (results/toy_world_secret_probe_full.log); or at the whole non-system sp
 (``--read span``). The target's vectors are captured once; a fresh LoRA oracle is trained on
 them with a plain loop (no Trainer: short prompts, fast), and scored on held-out rows by
 teacher-forced exact match of the whole answer (what greedy decoding gives), with each row's
-own vectors and with another row's (shuffled). Variants: injection site and coefficient, read layer, learning rate, LoRA rank,
-answer style.
+own vectors and with another row's (shuffled). Variants: injection site and coefficient, read
+layer, learning rate, LoRA rank, answer style; ``--label-vectors`` checks the loop itself.
 
     python evals/experiments/toy_world_readout.py --name base --steps 300
     python evals/experiments/toy_world_readout.py --name coef4 --coefficient 4
 
-Appends one JSON line per run to ``--out`` (default evals/experiments/results/readout.jsonl)
-when the run ends. No run has ended yet: ``results/toy_world_readout_base_partial.log`` holds
-the printed lines of the first one (``--name base --steps 300``, 1 thread, stopped after 50
-steps, under 17 minutes on a busy core, capture of the 12,000 training conversations included).
+Appends one JSON line per run to ``--out`` (default ``results/toy_world_readout.jsonl``) when
+the run ends. The committed lines came from (1 thread, each
+about 10 minutes on a busy core, most of it capturing the vectors):
+
+    for v in "base_small" "embedding_small --site embedding" "coef4_small --coefficient 4" \
+        "label_vectors_small --label-vectors"; do
+      python evals/experiments/toy_world_readout.py --n-train 4000 --steps 150 \
+          --eval-every 50 --name $v
+    done
+
+and ``results/toy_world_readout_base_partial.log`` holds the printed lines of a first run
+(``--name base --steps 300``, 12,000 conversations), stopped after 50 steps.
 """
 
 from __future__ import annotations
@@ -78,6 +86,19 @@ def featurise(model, tok, rows, layer: int, batch_size: int = 64) -> list[dict]:
         for f, v in zip(chunk, vecs, strict=True):
             f["vectors"] = v
     return feats
+
+
+def label_vectors(feats: list[dict], d: int, seed: int = 0) -> None:
+    """Replace each row's vectors (P, D) by one random direction per answer, at each
+    vector's own norm: the answer is then a function of the vectors, by construction."""
+    g = torch.Generator().manual_seed(seed)
+    protos: dict[tuple, torch.Tensor] = {}
+    for f in feats:
+        answer = tuple(f["input_ids"][f["answer_start"] :])
+        if answer not in protos:
+            protos[answer] = torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0)
+        norms_P1 = f["vectors"].norm(dim=-1, keepdim=True)
+        f["vectors"] = norms_P1 * protos[answer].to(f["vectors"].dtype)
 
 
 def loss_and_exact(model, spec, collate, feats, vectors):
@@ -144,7 +165,15 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=12000, help="training conversations")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path("evals/experiments/results/readout.jsonl"))
+    ap.add_argument(
+        "--out", type=Path, default=Path("evals/experiments/results/toy_world_readout.jsonl")
+    )
+    ap.add_argument(
+        "--label-vectors",
+        action="store_true",
+        help="sanity check: replace every row's vectors by a fixed random vector per answer "
+        "(same norms); an oracle that cannot learn these cannot learn from any vectors",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -163,6 +192,8 @@ def main() -> None:
         rows_for(world, tok, 600, 5, args.read, args.style, "heldout")[:256],
         args.read_layer,
     )
+    if args.label_vectors:
+        label_vectors(train + test, model.config.hidden_size)
     model = add_oracle_lora(model, args.lora_r, 2 * args.lora_r, 0.0, "all-linear")
     spec = InjectionSpec(args.site, args.mode, args.coefficient)
     collate = OracleCollator(tok.pad_token_id or 0)
@@ -192,7 +223,7 @@ def main() -> None:
             print(args.name, curve[-1], flush=True)
     result = {
         "name": args.name,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
         "n_train_rows": len(train),
         "n_test_rows": len(test),
         "curve": curve,
