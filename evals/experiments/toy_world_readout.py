@@ -21,6 +21,8 @@ about 10 minutes on a busy core, most of it capturing the vectors):
       python evals/experiments/toy_world_readout.py --n-train 4000 --steps 150 \
           --eval-every 50 --name $v
     done
+    # then the same way: "label_vectors_lr1e-2 --label-vectors --lr 1e-2 --steps 300" and
+    # "label_vectors_600 --label-vectors --steps 600" (the later --steps wins)
 
 and ``results/toy_world_readout_base_partial.log`` holds the printed lines of a first run
 (``--name base --steps 300``, 12,000 conversations), stopped after 50 steps.
