@@ -177,12 +177,14 @@ def test_cli_eval_runs_a_suite_file_and_reports_bad_ones(tiny_oracle, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_quick_mode_on_the_toy_world(tmp_path):
     """``oracle eval --quick`` on the shipped toy world, every suite and the ablations.
 
-    The budget, 5 minutes on 2 cores, is checked on this process's CPU time (at most 600 s
-    of CPU over 2 threads), which other work on a shared machine does not inflate.
+    The budget, 5 minutes on 2 cores, is checked on this process's CPU time with one torch
+    thread: at most 300 s of CPU, so under 5 minutes even on one free core. Two threads on a
+    shared machine spin while they wait for a core, which inflates CPU time (907 s measured
+    with two threads beside a training run, against 224 s with one).
     """
     import time
 
@@ -190,12 +192,19 @@ def test_quick_mode_on_the_toy_world(tmp_path):
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():
         pytest.skip("the toy world's oracle is not shipped in this checkout")
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.process_time()
-    results, paths = run_eval(
-        RunSpec(out_dir=str(tmp_path), quick=True, ablations_dir=str(ABLATIONS_DIR), device="cpu")
-    )
-    assert time.process_time() - start < 600
+    try:
+        results, paths = run_eval(
+            RunSpec(
+                out_dir=str(tmp_path), quick=True, ablations_dir=str(ABLATIONS_DIR), device="cpu"
+            )
+        )
+        cpu = time.process_time() - start
+    finally:
+        torch.set_num_threads(threads)
+    assert cpu < 300, cpu
     assert paths["html"].is_file()
     persona = results["suites"]["persona"]
     assert len({it["group"] for it in persona["items"]}) == 40
