@@ -248,7 +248,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--queries", type=int, default=10, help="queries per client per phase")
     parser.add_argument("--max-tokens", type=int, default=8, help="answer tokens per query")
-    parser.add_argument("--steer-steps", type=int, default=100000, help="cancelled at the end")
+    parser.add_argument(
+        "--steer-steps",
+        type=int,
+        default=500,
+        help="the most a request may ask; cancelled at the end",
+    )
     parser.add_argument("--audit-records", type=int, default=2000)
     parser.add_argument("--hostile-rounds", type=int, default=None, help="default: until done")
     parser.add_argument("--threads", type=int, default=2, help="the server's torch threads")
