@@ -24,7 +24,6 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,7 @@ from audit.parts import PARTS, move_parts
 from audit.questions import Question
 from audit.ray_config import RayConfig
 from audit.ray_worker import AuditWorker, PendingPairs, WorkerSpec
-from audit.results import ResultsFile
-from audit.runner import RESULTS, AuditProgress, AuditSpec, count_pairs
+from audit.runner import AuditProgress, AuditSpec, count_pairs, open_audit
 from oracle.errors import OracleConfigError, OracleError, OracleInputError
 
 log = logging.getLogger(__name__)
@@ -186,23 +184,11 @@ def run_audit_ray(
     oracle, dtype, device, ...): paths in them must be readable from every worker, as must
     the log and ``out``.
     """
-    if not questions:
-        raise OracleInputError("give at least one question")
-    if batch_size < 1:
-        raise OracleInputError("batch_size must be >= 1")
-    if max_positions is not None and max_positions < 1:
-        raise OracleInputError("max_positions must be >= 1")
     out = Path(out)
-    spec = spec or AuditSpec(
-        str(logs.path.resolve()), [asdict(q) for q in questions], list(shard), None, None,
-        max_new_tokens, max_positions,
-    )  # fmt: skip
-    spec.check_resume(out)
-    results = ResultsFile(out / RESULTS)
+    results = open_audit(
+        logs, questions, out, shard, batch_size, max_new_tokens, max_positions, spec
+    )
     parts = out / PARTS
-    recovered = move_parts(parts, results)
-    if recovered:
-        log.info("%s: %d pairs recovered from the parts of an earlier run", out, recovered)
     done = results.done_pairs()
     worker = WorkerSpec(
         str(logs.path.resolve()), list(questions), str(parts.resolve()), engine,

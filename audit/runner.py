@@ -96,6 +96,37 @@ def count_pairs(logs: ActivationLog, questions: Sequence[Question], shard: tuple
     )
 
 
+def open_audit(
+    logs: ActivationLog,
+    questions: Sequence[Question],
+    out: Path,
+    shard: tuple[int, int],
+    batch_size: int,
+    max_new_tokens: int,
+    max_positions: int | None,
+    spec: AuditSpec | None,
+) -> ResultsFile:
+    """The start that the local and the Ray audit share: check the settings, record the
+    audit's spec in ``out`` (or check that a rerun matches it), and open its results with the
+    parts that a killed Ray run of this audit left moved in first."""
+    if not questions:
+        raise OracleInputError("give at least one question")
+    if batch_size < 1:
+        raise OracleInputError("batch_size must be >= 1")
+    if max_positions is not None and max_positions < 1:
+        raise OracleInputError("max_positions must be >= 1")
+    spec = spec or AuditSpec(
+        str(logs.path.resolve()), [asdict(q) for q in questions], list(shard), None, None,
+        max_new_tokens, max_positions,
+    )  # fmt: skip
+    spec.check_resume(out)
+    results = ResultsFile(out / RESULTS)
+    recovered = move_parts(out / PARTS, results)
+    if recovered:
+        log.info("%s: %d pairs recovered from the parts of an earlier Ray run", out, recovered)
+    return results
+
+
 def run_audit(
     engine: Engine,
     logs: ActivationLog,
@@ -119,26 +150,15 @@ def run_audit(
     the last K positions of longer records (each record is still read and checked whole).
     Returns the final counts.
     """
-    if not questions:
-        raise OracleInputError("give at least one question")
-    if batch_size < 1:
-        raise OracleInputError("batch_size must be >= 1")
-    if max_positions is not None and max_positions < 1:
-        raise OracleInputError("max_positions must be >= 1")
     if logs.manifest.d_model != engine.d_model:
         raise OracleInputError(
             f"the log holds activations of size {logs.manifest.d_model} ({logs.manifest.model}); "
             f"the oracle reads size {engine.d_model}"
         )
     out = Path(out)
-    spec = spec or AuditSpec(
-        str(logs.path.resolve()), [asdict(q) for q in questions], list(shard), None, None,
-        max_new_tokens, max_positions,
-    )  # fmt: skip
-    spec.check_resume(out)
-    results = ResultsFile(out / RESULTS)
-    if move_parts(out / PARTS, results):  # left by a killed `oracle audit --ray` of this audit
-        log.info("%s: moved the result parts of an earlier Ray run into %s", out, RESULTS)
+    results = open_audit(
+        logs, questions, out, shard, batch_size, max_new_tokens, max_positions, spec
+    )
     done = results.done_pairs()
     state = AuditProgress(count_pairs(logs, questions, shard), len(done))
     if on_start is not None:
