@@ -38,7 +38,7 @@ async def run_phase(url: str, args, questions: int, label: str, queries: int | N
     ``questions`` oracle questions on each (0: a plain completion)."""
     import aiohttp
 
-    from evals.bench.serve_common import PERSONAS, USER_TURNS
+    from evals.bench.serve_common import PERSONAS, USER_TURNS, post_retrying
 
     rng = random.Random(args.seed)  # the same conversations in every phase
     latencies: list[float] = []
@@ -60,19 +60,11 @@ async def run_phase(url: str, args, questions: int, label: str, queries: int | N
                     "questions": PERSONA_QUESTIONS[:questions],
                     "max_tokens": args.oracle_tokens,
                 }
-            for _attempt in range(args.retries + 1):
-                start = time.perf_counter()
-                async with c.post(f"{url}/v1/chat/completions", json=body) as r:
-                    status = r.status
-                    retry = float(r.headers.get("Retry-After", "1"))
-                    data = await r.json() if status == 200 else None
-                statuses[status] = statuses.get(status, 0) + 1
-                if status in (429, 503):
-                    await asyncio.sleep(retry)
-                    continue
-                break
+            status, data, latency = await post_retrying(
+                c, f"{url}/v1/chat/completions", body, args.retries, statuses
+            )
             if status == 200:
-                latencies.append(time.perf_counter() - start)
+                latencies.append(latency)
                 tokens["prompt"] += data["usage"]["prompt_tokens"]
                 tokens["completion"] += data["usage"]["completion_tokens"]
                 if questions:

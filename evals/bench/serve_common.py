@@ -113,3 +113,23 @@ def batch_stats(url: str) -> dict[str, dict[str, float]]:
         }
         for kind, v in stats.items()
     }
+
+
+async def post_retrying(session, url: str, body: dict, retries: int, statuses: dict) -> tuple:
+    """POST ``body`` to ``url``; on 429 or 503 wait the server's Retry-After and try again, at
+    most ``retries`` more times. Every status is counted in ``statuses``. Returns the last
+    status, its JSON (200 only) and the last attempt's latency in seconds."""
+    import asyncio
+
+    for _attempt in range(retries + 1):
+        start = time.perf_counter()
+        async with session.post(url, json=body) as r:
+            status = r.status
+            retry = float(r.headers.get("Retry-After", "1"))
+            data = await r.json() if status == 200 else None
+        latency = time.perf_counter() - start
+        statuses[status] = statuses.get(status, 0) + 1
+        if status not in (429, 503):
+            break
+        await asyncio.sleep(retry)
+    return status, data, latency

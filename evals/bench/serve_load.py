@@ -35,6 +35,7 @@ from evals.bench.serve_common import (  # noqa: E402
     USER_TURNS,
     batch_stats,
     free_port,
+    post_retrying,
     start_server,
     tiny_oracle,
     wait_healthy,
@@ -69,19 +70,11 @@ async def run_clients(url: str, args) -> dict:
                 "max_tokens": args.max_tokens,
                 "temperature": 0.0,
             }
-            for _attempt in range(args.retries + 1):
-                start = time.perf_counter()
-                async with c.post(f"{url}/v1/query", json=body) as r:
-                    status = r.status
-                    retry = float(r.headers.get("Retry-After", "1"))
-                    data = await r.json() if status == 200 else None
-                statuses[status] = statuses.get(status, 0) + 1
-                if status in (429, 503):
-                    await asyncio.sleep(retry)
-                    continue
-                break
+            status, data, latency = await post_retrying(
+                c, f"{url}/v1/query", body, args.retries, statuses
+            )
             if status == 200:
-                latencies.append(time.perf_counter() - start)
+                latencies.append(latency)
                 for key in usage:
                     usage[key] += data["usage"][key]
                 shapes.append(
