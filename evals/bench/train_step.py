@@ -13,6 +13,12 @@ Models are randomly initialised from a config (no download):
     python -m evals.bench.train_step                                   # tiny, CPU, seconds
     python -m evals.bench.train_step --model qwen3-0.6b --dtype bf16 --device cuda
     python -m evals.bench.train_step --model qwen3-1.7b --dtype bf16 --device cuda --gradient-checkpointing
+    python -m evals.bench.train_step --model smollm2-135m --compare-dtypes --target-len 72 \
+        --positions 24 --answer-len 4     # fp32 vs bf16 (sdpa, eager) oracle steps, one run
+
+``--compare-dtypes`` times the oracle step of the same model in fp32, in bf16 weights with
+bf16 autocast (the LoRA and AdamW state in fp32, as training keeps them) and in bf16 with
+eager attention, alternating step by step, and prints each against fp32.
 
 Run it alone (other torch processes on the machine distort CPU timings).
 """
@@ -29,6 +35,18 @@ import torch
 
 # Shapes of the real checkpoints (from their config.json), random weights.
 SHAPES = {
+    # SmolLM2-135M-Instruct (Llama): the SmolLM2 world's target and oracle.
+    "smollm2-135m": dict(
+        model_type="llama",
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
     # Not a real checkpoint: a small Qwen3 for CPU runs where fixed overheads do not dominate.
     "qwen3-small": dict(
         hidden_size=512,
@@ -63,7 +81,7 @@ SHAPES = {
 }
 
 
-def build_model(name: str, dtype: torch.dtype, device: str):
+def build_model(name: str, dtype: torch.dtype, device: str, attention: str | None = None):
     """A random model of the named shape (``tiny``: the project's tiny Llama, hidden 64)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -74,10 +92,12 @@ def build_model(name: str, dtype: torch.dtype, device: str):
         return model.to(device=device, dtype=dtype)
     if name not in SHAPES:
         raise SystemExit(f"unknown --model {name!r}; choose tiny or one of {sorted(SHAPES)}")
-    config = AutoConfig.for_model("qwen3", **SHAPES[name])
+    shape = dict(SHAPES[name])
+    config = AutoConfig.for_model(shape.pop("model_type", "qwen3"), **shape)
     torch.manual_seed(0)
+    extra = {"attn_implementation": attention} if attention else {}
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, **extra)
     return model
 
 
@@ -100,7 +120,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", default="tiny", help="tiny | qwen3-small | qwen3-0.6b | qwen3-1.7b"
+        "--model",
+        default="tiny",
+        help="tiny | smollm2-135m | qwen3-small | qwen3-0.6b | qwen3-1.7b",
+    )
+    parser.add_argument(
+        "--compare-dtypes",
+        action="store_true",
+        help="time oracle steps in fp32, bf16 (sdpa) and bf16 (eager) side by side",
     )
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -118,6 +145,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare_dtypes:
+        compare_dtypes(args)
+        return
 
     from oracle.adapter import add_oracle_lora
     from oracle.inject import InjectionSpec, inject
@@ -208,6 +238,85 @@ def main() -> None:
     for key, value in result.items():
         shown = f"{value:.4g}" if isinstance(value, float) else value
         print(f"{key:>24}: {shown}")
+    if args.json:
+        print(json.dumps(result))
+
+
+def compare_dtypes(args) -> None:
+    """Oracle step times of one shape in fp32, bf16 + autocast (sdpa) and bf16 + autocast
+    (eager), alternating variant by variant on the same batches; ratios against fp32."""
+    from oracle.adapter import add_oracle_lora
+    from oracle.inject import InjectionSpec, inject
+    from oracle.layers import num_layers
+    from training.trainer import capture_vectors
+
+    variants = {
+        "fp32 sdpa": (torch.float32, "sdpa"),
+        "bf16 sdpa": (torch.bfloat16, "sdpa"),
+        "bf16 eager": (torch.bfloat16, "eager"),
+    }
+    models, optimizers = {}, {}
+    for name, (dtype, attention) in variants.items():
+        model = add_oracle_lora(
+            build_model(args.model, dtype, args.device, attention), r=args.lora_r
+        )
+        model.train()
+        models[name] = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizers[name] = torch.optim.AdamW(params, lr=1e-5)
+    any_model = next(iter(models.values()))
+    layer = args.read_layer if args.read_layer is not None else num_layers(any_model) // 2
+    spec = InjectionSpec("layer:1", "add", 1.0)
+    placeholders = list(range(8, 8 + args.positions))
+    read = list(range(args.target_len - args.positions, args.target_len))
+    vocab = any_model.get_input_embeddings().weight.shape[0]
+    batches = make_batches(args.warmup + args.steps, args, vocab, torch.Generator().manual_seed(0))
+
+    def step(name: str, batch) -> None:
+        model, (dtype, _) = models[name], variants[name]
+        target_BS, oracle_BT, labels_BT = batch
+        b = target_BS.shape[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            vectors = capture_vectors(model, target_BS, None, [layer] * b, [read] * b)
+            with inject(model, spec, [placeholders] * b, vectors, oracle_BT.shape[1]):
+                loss = model(input_ids=oracle_BT, labels=labels_BT).loss
+                loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i, batch in enumerate(batches):
+        for name in variants:  # alternate, so that drift in machine load hits all alike
+            start = time.perf_counter()
+            step(name, batch)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    tokens = args.batch_size * (args.target_len + batches[0][1].shape[1])
+    base = statistics.mean(times["fp32 sdpa"])
+    result = {
+        "model": args.model,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "target_len": args.target_len,
+        "oracle_len": batches[0][1].shape[1],
+        "steps": args.steps,
+    }
+    print(
+        f"{args.model}: batch {args.batch_size}, target {args.target_len} + oracle "
+        f"{batches[0][1].shape[1]} tokens, {args.threads} threads, {args.steps} steps each"
+    )
+    for name, values in times.items():
+        mean = statistics.mean(values)
+        result[name] = {
+            "step_s": mean,
+            "stdev_s": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "tokens_per_s": tokens / mean,
+            "speedup_vs_fp32": base / mean,
+        }
+        print(
+            f"{name:>12}: {mean:.3f} s a step ({tokens / mean:.0f} tokens/s), "
+            f"{base / mean:.2f}x fp32"
+        )
     if args.json:
         print(json.dumps(result))
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,21 @@ def generate_replies(
     max_new_tokens: int = 40,
     temperature: float = 0.7,
     top_p: float = 0.9,
+    progress: bool = False,
 ) -> int:
     """Append ``{"id", "reply", "n_tokens", "finished"}`` lines to ``out`` for every
-    conversation not yet there; returns how many were written in this call."""
+    conversation not yet there; returns how many were written in this call. ``progress``
+    shows a bar over the conversations (with its ETA and tokens/s)."""
     done = {r["id"] for r in read_jsonl(out)}
     tokenizer.padding_side = "left"
     written = 0
+    bar = tqdm(
+        total=len(conversations),
+        initial=sum(c["id"] in done for c in conversations),
+        desc=f"replies -> {out.name}",
+        unit="conv",
+        disable=not progress,
+    )
     for chunk_index, chunk in _chunks(conversations, batch_size):
         if all(c["id"] in done for c in chunk):
             continue
@@ -91,6 +101,8 @@ def generate_replies(
                 )
         written += len(chunk)
         seconds = time.perf_counter() - start
+        bar.update(len(chunk))
+        bar.set_postfix(tok_s=f"{n_tokens / seconds:.0f}")
         log.info(
             "chunk %d: %d replies, %d tokens in %.1f s (%.0f tokens/s)",
             chunk_index,
@@ -99,6 +111,7 @@ def generate_replies(
             seconds,
             n_tokens / seconds,
         )
+    bar.close()
     return written
 
 
@@ -112,15 +125,23 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--limit", type=int, default=None, help="only the first N conversations")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 where the CPU has it), fp32")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     from oracle.models import load_model
 
-    model, tokenizer = load_model(args.model, dtype="float32", device="cpu")
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device="cpu")
     convs = read_jsonl(args.convs)[: args.limit]
     n = generate_replies(
-        model, tokenizer, convs, args.out, args.seed, args.batch_size, args.max_new_tokens
+        model,
+        tokenizer,
+        convs,
+        args.out,
+        args.seed,
+        args.batch_size,
+        args.max_new_tokens,
+        progress=True,
     )
     log.info("wrote %d replies to %s", n, args.out)
 
