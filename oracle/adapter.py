@@ -51,6 +51,10 @@ def save_oracle(
         for item in nested.iterdir():
             item.replace(path / item.name)
         nested.rmdir()
+    # peft also writes a model card template naming the base's load path (a machine path)
+    card = path / "README.md"
+    if card.is_file() and "library_name: peft" in card.read_text(errors="replace")[:500]:
+        card.unlink()
     # peft records the base's load path; record the oracle's own (possibly relative) reference
     # instead, so that a shipped oracle names no path of the machine it was trained on.
     adapter_config = path / "adapter_config.json"

@@ -44,6 +44,35 @@ class OracleConfig:
     positions: str = field(
         default="non_system", metadata={"help": "default target positions to read"}
     )
+    centered: bool = field(
+        default=False,
+        metadata={
+            "help": "subtract the read layer's mean activation (activation_mean.safetensors) "
+            "before injecting"
+        },
+    )
+    pooling: str = field(
+        default="none",
+        metadata={
+            "help": "what reaches the oracle from the read positions: none (one vector each), "
+            "mean (their mean) or mean_last (the mean and the last position)"
+        },
+    )
+    max_positions: int | None = field(
+        default=None,
+        metadata={
+            "help": "read positions the oracle receives at most: the last ones of a longer "
+            "span (training's max_read_positions; null = all)"
+        },
+    )
+    capture_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": "dtype of the target's weights when the training activations were "
+            "captured (bfloat16, float32); serving in another dtype is allowed (the "
+            "evaluation's bf16 check measures the difference)"
+        },
+    )
     yes_answer: str = field(default="Yes", metadata={"help": "answer text meaning yes"})
     no_answer: str = field(default="No", metadata={"help": "answer text meaning no"})
     d_model: int | None = field(default=None, metadata={"help": "hidden size of the base model"})
@@ -73,6 +102,13 @@ class OracleConfig:
         for key in ("{layer}", "{placeholders}", "{question}"):
             if key not in self.prompt_template:
                 raise OracleConfigError(f"prompt_template must contain {key}")
+        from oracle.pooling import check_pooling
+
+        check_pooling(self.pooling)
+        if self.max_positions is not None and (
+            not isinstance(self.max_positions, int) or self.max_positions < 1
+        ):
+            raise OracleConfigError("max_positions must be a positive integer or null")
 
     @property
     def injection(self) -> InjectionSpec:

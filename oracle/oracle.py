@@ -17,6 +17,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from oracle.capture import Capture, capture, pad_id_of
+from oracle.centering import center, load_means
 from oracle.config import OracleConfig
 from oracle.errors import FingerprintMismatchError, OracleConfigError, OracleInputError
 from oracle.fingerprint import fingerprint
@@ -25,6 +26,7 @@ from oracle.inject import check_vectors, inject
 from oracle.inputs import TargetInput
 from oracle.layers import check_layer, hidden_size, model_device, num_layers
 from oracle.models import load_model
+from oracle.pooling import pool, pooled_count
 from oracle.positions import read_spec
 from oracle.prompts import OraclePrompt, answer_ids_of, build_oracle_prompt
 
@@ -59,6 +61,7 @@ class ActivationOracle:
         config: OracleConfig,
         oracle_model: nn.Module | None = None,
         oracle_tokenizer: PreTrainedTokenizerBase | None = None,
+        means: dict[int, torch.Tensor] | None = None,
     ) -> None:
         self.target = target
         self.tokenizer = tokenizer
@@ -76,6 +79,10 @@ class ActivationOracle:
         for layer in config.read_layers:
             check_layer(target, layer)
         check_layer(self.oracle_model, 0)
+        if config.centered and not means:
+            raise OracleConfigError("a centred oracle needs the mean activation of its layers")
+        # {read layer: (D,) mean}, subtracted before injection (oracle.centering)
+        self.means = means if config.centered else None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -140,11 +147,14 @@ class ActivationOracle:
                 )
             if differs:
                 log.warning("fingerprint differs in %s; used anyway (forced)", differs)
+        means = None
+        if config.centered:
+            means = load_means(oracle, config.read_layers, hidden_size(model))
         peft_model = PeftModel.from_pretrained(o_model, str(oracle), adapter_name=ADAPTER_NAME)
         peft_model.eval()
         if separate:
-            return cls(model, tokenizer, config, peft_model, o_tok)
-        return cls(peft_model, tokenizer, config)
+            return cls(model, tokenizer, config, peft_model, o_tok, means=means)
+        return cls(peft_model, tokenizer, config, means=means)
 
     # ------------------------------------------------------------------ capture
     def adapter_disabled(self) -> contextlib.AbstractContextManager:
@@ -187,12 +197,50 @@ class ActivationOracle:
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ answering
+    def injected(self, activations_ND: torch.Tensor, layer: int) -> torch.Tensor:
+        """The vectors as the oracle receives them, (N, D) -> (k, D): the last
+        ``max_positions`` of them (as training read them), centred on ``layer``'s mean when
+        the oracle is centred (``oracle.centering``), then pooled as its config says
+        (``oracle.pooling``). Every injecting path calls this, and builds the oracle's prompt
+        for the k vectors it returns."""
+        check_vectors(activations_ND, self.d_model)
+        if self.config.max_positions is not None:  # as trained: the span's last positions
+            activations_ND = activations_ND[-self.config.max_positions :]
+        if self.means is not None:
+            layer = check_layer(self.target, layer)
+            mean = self.means.get(layer)
+            if mean is None:
+                raise OracleInputError(
+                    f"this centred oracle has means for layers {sorted(self.means)}, not for {layer}"
+                )
+            activations_ND = center(activations_ND, mean)
+        return pool(activations_ND, self.config.pooling)
+
+    def n_injected(self, n_positions: int) -> int:
+        """Placeholders in the oracle's prompt for ``n_positions`` read positions."""
+        if self.config.max_positions is not None:
+            n_positions = min(n_positions, self.config.max_positions)
+        return pooled_count(self.config.pooling, n_positions)
+
+    def resolve_layer(self, layer: int | None) -> int:
+        """The read layer a question is asked about (the oracle's default when None)."""
+        return self.config.default_layer if layer is None else check_layer(self.target, layer)
+
+    def _injected_all(
+        self, activations: Sequence[torch.Tensor], questions: Sequence[str], layer: int | None
+    ) -> list[torch.Tensor]:
+        if len(activations) != len(questions):
+            raise OracleInputError("give one activation set per question")
+        for i, acts in enumerate(activations):
+            check_vectors(acts, self.d_model, what=f"activations of item {i}")
+        return [self.injected(a, self.resolve_layer(layer)) for a in activations]
+
     def _prompts(
         self, activations: Sequence[torch.Tensor], questions: Sequence[str], layer: int | None
     ) -> list[OraclePrompt]:
         if len(activations) != len(questions):
             raise OracleInputError("give one activation set per question")
-        layer = self.config.default_layer if layer is None else check_layer(self.target, layer)
+        layer = self.resolve_layer(layer)
         prompts = []
         for i, (acts, question) in enumerate(zip(activations, questions, strict=True)):
             check_vectors(acts, self.d_model, what=f"activations of item {i}")
@@ -242,6 +290,7 @@ class ActivationOracle:
             raise OracleInputError("max_new_tokens must be >= 1")
         if temperature < 0 or not 0 < top_p <= 1:
             raise OracleInputError("temperature must be >= 0 and top_p in (0, 1]")
+        activations = self._injected_all(activations, questions, layer)
         prompts = self._prompts(activations, questions, layer)
 
         def injection(start: int, ids_BT: torch.Tensor, shifts: list[int]):
@@ -261,6 +310,56 @@ class ActivationOracle:
             context=injection,
         )
 
+    @torch.no_grad()
+    def answer_logprobs(
+        self,
+        activations: Sequence[torch.Tensor],
+        questions: Sequence[str],
+        answers: Sequence[str],
+        layer: int | None = None,
+        batch_size: int = 8,
+    ) -> list[float]:
+        """log P(answer | activations, question) under the oracle: the sum over the answer's
+        tokens and its end-of-sequence token (teacher-forced, one forward pass per batch).
+        ``exp`` of it is the answer's own probability, a confidence the evaluation
+        calibrates."""
+        if not len(activations) == len(questions) == len(answers):
+            raise OracleInputError("give one activation set and one answer per question")
+        vectors = self._injected_all(activations, questions, layer)
+        layer = self.resolve_layer(layer)
+        prompts = []
+        for acts, question, answer in zip(vectors, questions, answers, strict=True):
+            prompts.append(
+                build_oracle_prompt(
+                    self.oracle_tokenizer,
+                    question,
+                    acts.shape[0],
+                    layer,
+                    self.config.placeholder,
+                    self.config.prompt_template,
+                    answer=answer if answer.strip() else self.oracle_tokenizer.eos_token or "?",
+                )
+            )
+        out: list[float] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            ids_BT, mask_BT, ctx = self._batch(chunk, vectors[start : start + batch_size])
+            # positions count real tokens only, as generation counts them under left padding
+            pos_BT = (mask_BT.cumsum(-1) - 1).clamp_min(0)
+            with ctx:
+                logits_BTV = self.oracle_model(
+                    input_ids=ids_BT, attention_mask=mask_BT, position_ids=pos_BT, use_cache=False
+                ).logits.float()
+            logp_BTV = logits_BTV.log_softmax(dim=-1)
+            width = ids_BT.shape[1]
+            for b, p in enumerate(chunk):
+                shift = width - len(p.input_ids)  # left padding
+                total = 0.0
+                for t in range(p.answer_start, len(p.input_ids)):
+                    total += float(logp_BTV[b, shift + t - 1, p.input_ids[t]])
+                out.append(total)
+        return out
+
     def yes_no_ids(self) -> tuple[int, int]:
         yes = answer_ids_of(self.oracle_tokenizer, self.config.yes_answer)
         no = answer_ids_of(self.oracle_tokenizer, self.config.no_answer)
@@ -277,6 +376,7 @@ class ActivationOracle:
         batch_size: int = 8,
     ) -> list[float]:
         """P(yes) from the next-token logits, normalised over the yes and no tokens."""
+        activations = self._injected_all(activations, questions, layer)
         prompts = self._prompts(activations, questions, layer)
         yes_id, no_id = self.yes_no_ids()
         scores: list[float] = []

@@ -107,12 +107,19 @@ class TrainConfig:
     save_total_limit: int | None = _help("keep at most this many checkpoints", default=2)
     logging_steps: int = _help("log the loss every N steps", default=10)
     dtype: str = _help(
-        "model weights dtype: auto (bf16 on GPU, fp32 on CPU), bf16, fp32", default="auto"
+        "base weights dtype: auto (bf16 on a GPU or a CPU with native bf16, AMX/AVX512-BF16; "
+        "fp32 elsewhere), bf16, fp32. The LoRA and the optimiser stay fp32",
+        default="auto",
+    )
+    attention: str = _help(
+        "attention kernel: auto (eager on a CPU, where it beat SDPA on short rows; the "
+        "library's default on a GPU), eager, sdpa",
+        default="auto",
     )
     device: str = _help(
         "auto, cpu, cuda, cuda:1 (multi-process runs place ranks themselves)", default="auto"
     )
-    bf16: bool | None = _help("bf16 autocast; null = on when training on a GPU", default=None)
+    bf16: bool | None = _help("bf16 autocast; null = on when the weights are bf16", default=None)
     gradient_checkpointing: bool = _help(
         "recompute activations in backward to save memory", default=False
     )
@@ -124,6 +131,35 @@ class TrainConfig:
         default=None,
     )
     dataloader_workers: int = _help("data-loader worker processes", default=0)
+    # --- what the oracle receives
+    center_activations: bool = _help(
+        "subtract each read layer's mean activation (over center_rows training rows, saved "
+        "with the oracle) before injecting: the shared mean otherwise dominates the direction",
+        default=False,
+    )
+    center_rows: int = _help("training rows whose read positions give the mean", default=512)
+    pooling: str = _help(
+        "what reaches the oracle from a row's read positions: none (one vector each), mean "
+        "(one vector, their mean) or mean_last (the mean and the last position)",
+        default="none",
+    )
+    # --- the reading check: held-out answers during training
+    check_data: str | None = _help(
+        "held-out rows (schema JSONL) the oracle answers every check_steps steps; accuracy and "
+        "top-answer share per 'source' are logged beside the loss (null = no check)",
+        default=None,
+    )
+    check_steps: int = _help("steps between reading checks", default=250)
+    check_stop_step: int | None = _help(
+        "the planned onset: a run whose every check family is still at or below its best "
+        "constant answer (+0.05) at this step stops there, reported as collapsed (null = never)",
+        default=None,
+    )
+    check_patience: int = _help(
+        "stop after this many checks without a better mean accuracy (0 = never); the best "
+        "check's adapter is what is saved",
+        default=0,
+    )
 
     def __post_init__(self) -> None:
         for name in ("model", "output_dir"):
@@ -136,7 +172,27 @@ class TrainConfig:
                 raise OracleInputError(
                     f"config field {name!r} must be a positive integer, got {value!r}"
                 )
-        for name in ("eval_steps", "save_steps", "dataloader_workers"):
+        if self.pooling not in ("none", "mean", "mean_last"):
+            raise OracleInputError(
+                f"config field 'pooling' must be none, mean or mean_last, got {self.pooling!r}"
+            )
+        if self.attention not in ("auto", "eager", "sdpa"):
+            raise OracleInputError(
+                f"config field 'attention' must be auto, eager or sdpa, got {self.attention!r}"
+            )
+        for name in ("center_rows", "check_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise OracleInputError(
+                    f"config field {name!r} must be a positive integer, got {value!r}"
+                )
+        if self.check_stop_step is not None and (
+            not isinstance(self.check_stop_step, int) or self.check_stop_step < 1
+        ):
+            raise OracleInputError(
+                f"config field 'check_stop_step' must be a positive integer or null, got {self.check_stop_step!r}"
+            )
+        for name in ("eval_steps", "save_steps", "dataloader_workers", "check_patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise OracleInputError(

@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from oracle.errors import OracleInputError
 from oracle.inputs import tokenize_input
+from oracle.pooling import pooled_count
 from oracle.positions import select_positions
 from oracle.prompts import build_oracle_prompt
 from training.config import TrainConfig
@@ -68,7 +69,7 @@ def prepare_row(
         prompt = build_oracle_prompt(
             tokenizer,
             row["question"],
-            len(read),
+            pooled_count(config.pooling, len(read)),
             layer,
             config.placeholder,
             config.prompt_template,

@@ -14,15 +14,19 @@ from transformers import TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from oracle.adapter import add_oracle_lora, save_oracle
+from oracle.adapter import ADAPTER_NAME, add_oracle_lora, save_oracle
 from oracle.capture import pad_id_of
+from oracle.centering import save_means
 from oracle.config import OracleConfig
 from oracle.errors import OracleInputError
-from oracle.models import load_config, load_model, load_tokenizer
+from oracle.models import load_config, load_model, load_tokenizer, resolve_dtype
 from training.collate import OracleCollator
 from training.config import TrainConfig
+from training.means import load_or_compute_means
 from training.prepare import prepare_dataset
+from training.reading_check import ReadingCheck
 from training.sampling import default_read_layers
+from training.schema import validate_row
 from training.trainer import LossLogger, OracleTrainer
 
 log = logging.getLogger(__name__)
@@ -42,9 +46,9 @@ def count_layers(model_path: str) -> int:
 
 
 def _training_args(
-    config: TrainConfig, on_gpu: bool, has_eval: bool, **extra: Any
+    config: TrainConfig, on_gpu: bool, has_eval: bool, bf16_weights: bool = False, **extra: Any
 ) -> TrainingArguments:
-    bf16 = on_gpu if config.bf16 is None else config.bf16
+    bf16 = bf16_weights if config.bf16 is None else config.bf16
     eval_every = config.eval_steps if has_eval and config.eval_steps else None
     return TrainingArguments(
         output_dir=str(Path(config.output_dir) / "ckpt"),
@@ -95,6 +99,30 @@ def _resume_path(config: TrainConfig) -> str | None:
     return str(config.resume)
 
 
+def _check_rows(path: str) -> list[dict[str, Any]]:
+    """The reading check's rows (a schema JSONL/Parquet file or dataset)."""
+    from training.data import load_rows
+
+    rows = load_rows(path).to_list()
+    if not rows:
+        raise OracleInputError(f"config field 'check_data': {path!r} holds no rows")
+    for i, row in enumerate(rows):
+        validate_row(row, i)
+    return rows
+
+
+def _load_best(peft_model: Any, best_dir: Path) -> None:
+    """Put the adapter weights of the best reading check back into ``peft_model``."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    files = sorted(best_dir.rglob("adapter_model.safetensors"))
+    if not files:
+        return
+    set_peft_model_state_dict(peft_model, load_file(str(files[0])), adapter_name=ADAPTER_NAME)
+    log.info("the adapter of the best reading check (%s) is the one saved", best_dir)
+
+
 def train_oracle(
     config: TrainConfig,
     train: Dataset,
@@ -117,6 +145,12 @@ def train_oracle(
     tokenizer = load_tokenizer(config.model)
     n_layers = count_layers(config.model)
     read_layers = config.read_layers or default_read_layers(n_layers)
+    for layer in read_layers:
+        if not -n_layers <= layer < n_layers:
+            raise OracleInputError(
+                f"config field 'read_layers': {layer} is out of range for {n_layers} blocks"
+            )
+    read_layers = sorted({layer % n_layers for layer in read_layers})
     train_set = prepare_dataset(train, tokenizer, n_layers, read_layers, config, "train set")
     eval_set = None
     if eval is not None:
@@ -124,27 +158,76 @@ def train_oracle(
     resume = _resume_path(config)
 
     # Weights load on the CPU in the dtype of the device they will train on; the Trainer moves
-    # them (to this rank's GPU under torchrun).
-    dtype = ("bf16" if on_gpu else "fp32") if config.dtype == "auto" else config.dtype
-    model, _ = load_model(config.model, dtype=dtype, device="cpu")
+    # them (to this rank's GPU under torchrun). peft keeps the LoRA in fp32 over bf16 weights.
+    dtype = resolve_dtype(config.dtype, "cuda" if on_gpu else "cpu")
+    attention = config.attention
+    if attention == "auto":
+        attention = None if on_gpu else "eager"
+    model, _ = load_model(config.model, dtype=dtype, device="cpu", attn_implementation=attention)
+    out = Path(config.output_dir)
+    means = None
+    if config.center_activations:
+        means = load_or_compute_means(
+            model, train_set, read_layers, pad_id_of(tokenizer), config.center_rows, out
+        )
     model = add_oracle_lora(
         model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets
     )
-    args = _training_args(config, on_gpu, eval_set is not None, disable_tqdm=not progress)
+    oracle_config = OracleConfig(
+        base_model=config.base_model_ref or config.model,
+        read_layers=list(read_layers),
+        injection_site=config.injection_site,
+        mode=config.mode,
+        coefficient=config.coefficient,
+        placeholder=config.placeholder,
+        prompt_template=config.prompt_template,
+        positions=config.serve_positions,
+        centered=means is not None,
+        pooling=config.pooling,
+        capture_dtype=str(dtype).removeprefix("torch."),
+        max_positions=config.max_read_positions,
+    )
+    args = _training_args(
+        config,
+        on_gpu,
+        eval_set is not None,
+        bf16_weights=dtype == torch.bfloat16,
+        disable_tqdm=not progress,
+    )
     logger = LossLogger()
+    callbacks: list[Any] = [logger]
+    check = None
+    if config.check_data:
+        check = ReadingCheck(
+            _check_rows(config.check_data),
+            tokenizer,
+            oracle_config,
+            means,
+            out,
+            config.check_steps,
+            config.check_stop_step,
+            config.check_patience,
+            config.max_read_positions,
+        )
+        callbacks.append(check)
     trainer = OracleTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=OracleCollator(pad_id_of(tokenizer)),
-        callbacks=[logger],
+        callbacks=callbacks,
         injection=config.to_injection(),
+        means=means,
+        pooling=config.pooling,
     )
     trainer.remove_callback(PrinterCallback)  # logs go through `logging` (LossLogger)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
+    final_step = int(result.global_step)
+    if check is not None and (out / "best").is_dir():
+        _load_best(trainer.accelerator.unwrap_model(trainer.model), out / "best")
     metrics: dict[str, Any] = {
         "train_loss": float(result.training_loss),
         "steps": int(result.global_step),
@@ -152,24 +235,27 @@ def train_oracle(
         "seconds": seconds,
         "read_layers": list(read_layers),
         "n_train": len(train_set),
+        "dtype": str(dtype).removeprefix("torch."),
+        "attention": attention or "default",
+        "centered": means is not None,
+        "pooling": config.pooling,
         "history": logger.history,
     }
+    if check is not None:
+        best = max(check.history, key=lambda h: h["mean_accuracy"], default=None)
+        metrics["reading_check"] = {
+            "history": check.history,
+            "best_step": best["step"] if best else None,
+            "shipped_step": best["step"] if (out / "best").is_dir() and best else final_step,
+            "stopped": check.stopped,
+        }
     if eval_set is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-    out = Path(config.output_dir)
     if trainer.is_world_process_zero():
-        oracle_config = OracleConfig(
-            base_model=config.base_model_ref or config.model,
-            read_layers=list(read_layers),
-            injection_site=config.injection_site,
-            mode=config.mode,
-            coefficient=config.coefficient,
-            placeholder=config.placeholder,
-            prompt_template=config.prompt_template,
-            positions=config.serve_positions,
-        )
         peft_model = trainer.accelerator.unwrap_model(trainer.model)
         save_oracle(peft_model, tokenizer, oracle_config, out)
+        if means is not None:
+            save_means(means, out)
         config.save(out / TRAINING_CONFIG_NAME)
         (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("saved the oracle to %s (train loss %.4f)", out, metrics["train_loss"])

@@ -5,7 +5,8 @@ Each step (train or eval):
 1. capture: the target's hidden states at each row's read layer, from the same model with the
    LoRA adapter disabled (peft's ``disable_adapter()``), under ``torch.no_grad()``, stopping
    after the deepest block read;
-2. inject: those vectors are written at the oracle prompt's placeholders (``oracle.inject``),
+2. inject: those vectors (less the layer's mean activation for a centred oracle, pooled as the
+   config says) are written at the oracle prompt's placeholders (``oracle.inject``),
    and the ordinary Trainer step runs inside that context, so the backward pass (and any
    gradient-checkpointing recomputation) sees the same injection;
 3. the loss is the causal-LM loss on the answer tokens only (labels are -100 elsewhere). Where
@@ -29,7 +30,9 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from oracle.capture import hidden_at_layers
+from oracle.centering import center
 from oracle.inject import InjectionSpec, inject
+from oracle.pooling import pool
 from training.collate import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -62,9 +65,18 @@ def capture_vectors(
 class OracleTrainer(Trainer):
     """``Trainer`` for oracle batches from :class:`training.collate.OracleCollator`."""
 
-    def __init__(self, *args: Any, injection: InjectionSpec, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        injection: InjectionSpec,
+        means: dict[int, torch.Tensor] | None = None,
+        pooling: str = "none",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.injection = injection
+        self.means = means  # {layer: (D,)}: centred injection (oracle.centering)
+        self.pooling = pooling  # oracle.pooling: how read vectors become injected ones
 
     def _oracle_context(
         self, model: nn.Module, inputs: dict[str, Any]
@@ -82,6 +94,12 @@ class OracleTrainer(Trainer):
                 extra["layers"],
                 extra["read_positions"],
             )
+        if self.means is not None:
+            vectors = [
+                center(v, self.means[layer])
+                for v, layer in zip(vectors, extra["layers"], strict=True)
+            ]
+        vectors = [pool(v, self.pooling) for v in vectors]
         seq_len = inputs["input_ids"].shape[1]
         ctx = inject(base, self.injection, extra["placeholder_positions"], vectors, seq_len)
         return inputs, ctx

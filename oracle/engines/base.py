@@ -101,6 +101,27 @@ class Engine(ABC):
             futures.append(future)
         return futures
 
+    def answer_logprobs(
+        self, requests: Sequence[AnswerRequest], answers: Sequence[str]
+    ) -> list[float]:
+        """log P(``answers[i]`` | request i) under the oracle, teacher-forced (the answer's
+        own probability is its exp): by the transformers copy, so that every engine scores
+        alike."""
+        ao = self.transformers_oracle()
+        out: list[float | None] = [None] * len(requests)
+        layers = {r.layer for r in requests}
+        for layer in layers:
+            idx = [i for i, r in enumerate(requests) if r.layer == layer]
+            scores = ao.answer_logprobs(
+                [requests[i].activations for i in idx],
+                [requests[i].question for i in idx],
+                [answers[i] for i in idx],
+                layer,
+            )
+            for i, score in zip(idx, scores, strict=True):
+                out[i] = score
+        return out  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ capture, then answer
     def capture_request(
         self, target_input: TargetInput, layer: int | None = None, positions: str | None = None
@@ -225,9 +246,14 @@ class Engine(ABC):
 
         cfg = self.config
         layer = cfg.default_layer if layer is None else layer
-        tokenizer = self.transformers_oracle().oracle_tokenizer
+        ao = self.transformers_oracle()
         prompt = build_oracle_prompt(
-            tokenizer, question, n_positions, layer, cfg.placeholder, cfg.prompt_template
+            ao.oracle_tokenizer,
+            question,
+            ao.n_injected(n_positions),
+            layer,
+            cfg.placeholder,
+            cfg.prompt_template,
         )
         return len(prompt.input_ids)
 

@@ -259,14 +259,14 @@ class VLLMEngine(Engine):
             )
 
     # ------------------------------------------------------------------ requests
-    def _prompt(self, request: AnswerRequest, index: int) -> OraclePrompt:
-        check_vectors(request.activations, self.d_model, what=f"activations of request {index}")
+    def _prompt(self, request: AnswerRequest, index: int, vectors: torch.Tensor) -> OraclePrompt:
+        """The oracle's prompt for the request's ``vectors`` (as injected: :meth:`_injected`)."""
         layer = self.config.default_layer if request.layer is None else request.layer
         layer = check_layer_index(self.n_layers, layer)
         prompt = build_oracle_prompt(
             self.tokenizer,
             request.question,
-            request.activations.shape[0],
+            vectors.shape[0],
             layer,
             self.config.placeholder,
             self.config.prompt_template,
@@ -274,13 +274,18 @@ class VLLMEngine(Engine):
         if self.max_model_len is not None and len(prompt.input_ids) >= self.max_model_len:
             raise OracleInputError(
                 f"request {index}: the oracle prompt has {len(prompt.input_ids)} tokens "
-                f"({request.activations.shape[0]} activation vectors), more than vLLM's "
+                f"({vectors.shape[0]} activation vectors), more than vLLM's "
                 f"max_model_len of {self.max_model_len} allows"
             )
         return prompt
 
+    def _injected(self, request: AnswerRequest) -> torch.Tensor:
+        """The request's vectors as the oracle receives them (centred if the oracle is)."""
+        return self.oracle.injected(request.activations, self.oracle.resolve_layer(request.layer))
+
     def prompt_embeds(self, prompt: OraclePrompt, activations_ND: torch.Tensor) -> torch.Tensor:
-        """The request's prompt embeddings (T, D) with its activations at the placeholders."""
+        """The request's prompt embeddings (T, D) with ``activations_ND`` (as injected, see
+        :meth:`_injected`) at the placeholders."""
         embeds_TD = self._embed(prompt.input_ids)
         pos = torch.tensor(prompt.placeholder_positions, dtype=torch.long)
         acts_ND = activations_ND.float().cpu()
@@ -322,10 +327,15 @@ class VLLMEngine(Engine):
         """
         if self.llm is None:
             raise RuntimeError("this vllm engine is closed")
-        prompts = [self._prompt(r, i) for i, r in enumerate(requests)]
+        for i, r in enumerate(requests):
+            check_vectors(r.activations, self.d_model, what=f"activations of request {i}")
+        vectors = [self._injected(r) for r in requests]
+        prompts = [
+            self._prompt(r, i, v) for i, (r, v) in enumerate(zip(requests, vectors, strict=True))
+        ]
         inputs = [
-            {"prompt_embeds": self.prompt_embeds(p, r.activations)}
-            for p, r in zip(prompts, requests, strict=True)
+            {"prompt_embeds": self.prompt_embeds(p, v)}
+            for p, v in zip(prompts, vectors, strict=True)
         ]
         params = [self._sampling(r) for r in requests]
         outputs = feeder_for(self.llm).submit(inputs, params)

@@ -120,7 +120,10 @@ class _Steerer:
         with self.steered(vector, self.reply_mask(idx, ids_BT.shape[1])):
             enforce_trainable(self.models, self.trainable)
             hidden_BTD = read_block(self.ao.target, ids_BT, mask_BT, self.read_layer)
-        acts = [hidden_BTD[b, self.items[i][1]] for b, i in enumerate(idx)]
+        acts = [
+            self.ao.injected(hidden_BTD[b, self.items[i][1]], self.read_layer)
+            for b, i in enumerate(idx)
+        ]
         enforce_trainable(self.models, self.trainable)
         otok = self.ao.oracle_tokenizer
         prompts = [
