@@ -13,13 +13,13 @@ import math
 from html import escape
 from pathlib import Path
 
-from evals.analysis import VERDICT_HIDDEN, VERDICT_NONE
 from evals.report_suite import suite_blocks
 from evals.svg import bar_chart
+from evals.verdicts import TEXT_BASELINES, VERDICT_HIDDEN, VERDICT_INCONCLUSIVE, VERDICT_NONE
 
 FIGURE_DIR = "figures"
 RED, GREEN, AMBER = "red", "green", "amber"
-VERDICT_COLOR = {VERDICT_HIDDEN: GREEN, VERDICT_NONE: RED}
+VERDICT_COLOR = {VERDICT_HIDDEN: GREEN, VERDICT_NONE: RED, VERDICT_INCONCLUSIVE: AMBER}
 
 
 def fmt(est: dict | None) -> str:
@@ -39,32 +39,41 @@ def headline_table(results: dict) -> tuple[list[str], list[list]]:
         "suite",
         "verdict",
         "metric",
-        "oracle: hidden, held-out wordings",
-        "best baseline there",
-        "oracle minus best baseline",
-        "best constant answer there",
-        "hidden groups / all",
+        "oracle: headline (hidden, held-out wordings)",
+        "headline groups / all; label mix",
+        "constant answer there",
+        "strongest text baseline there",
+        "oracle minus shuffled control there",
+        "counterfactual: follows the prompt",
         "oracle's top answer (share of items)",
     ]
     rows = []
     for name, res in results["suites"].items():
         s = res["summary"]
         head = s["figures"]["headline"]
-        best = s.get("best_baseline")
-        diff = s["oracle_minus"].get("headline", {}).get(best["method"]) if best else None
+        diffs = s["oracle_minus"].get("headline", {})
+        texts = [(m, head[m]) for m in TEXT_BASELINES if head.get(m, {}).get("n")]
+        text = max(texts, key=lambda t: t[1]["value"]) if texts else None
         dist = s["distributions"].get("oracle", {})
         top = f"{dist.get('top_answer')!r} ({dist.get('top_share', 0):.0%})" if dist else "n/a"
         verdict = s["verdict"] or "n/a"
+        mix = s["label_mix"].get("headline", {})
+        mix_text = ", ".join(f"{k} {v}" for k, v in list(mix.items())[:3])
+        mix_text += ", ..." if len(mix) > 3 else ""
+        cf = s.get("counterfactual") or {}
+        follows = "; ".join(f"{k}: {fmt(v['follows'])}" for k, v in cf.items()) or "n/a"
         rows.append(
             [
                 name,
                 cell(verdict, VERDICT_COLOR.get(verdict, AMBER)),
                 res["metric"],
                 fmt(head.get("oracle")),
-                f"{best['method']}: {fmt(best)}" if best else "n/a",
-                fmt(diff),
-                f"{s['constants']['headline']!r}: {fmt(head.get('constant'))}",
-                f"{s['subset_groups']['headline']} / {s['subset_groups']['all']}",
+                f"{s['subset_groups']['headline']} / {s['subset_groups']['all']}"
+                + (f"; {mix_text}" if mix_text else ""),
+                f"{s['constant']!r}: {fmt(head.get('constant'))}",
+                f"{text[0]}: {fmt(text[1])}" if text else "n/a",
+                fmt(diffs.get("shuffled")),
+                follows,
                 cell(top, RED if s["collapse"] else None),
             ]
         )
@@ -92,12 +101,15 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
         (
             "p",
             "Does the oracle read the activations, or only what the visible text already says? "
-            "Every test item is tagged hidden or visible by a text-only reader (TF-IDF + "
-            "logistic regression on the visible non-system text, fitted on the same train "
-            "conversations as the probe): items it gets right, or whose text contains the label "
-            "or its style words, are visible; the rest are hidden, and only the activations can "
-            "give their label. The headline is the hidden subset asked in held-out question "
-            "wordings. Figures are means over conversations (the wordings of one conversation "
+            "The headline of each suite is its items hidden by construction (the visible text "
+            "was made without regard to the label: the conversation stops after a user turn "
+            "drawn independently of the hidden prompt, or the reply is the same for every "
+            "label), asked in question wordings training never used; where a suite has no such "
+            "items, those the text-only reader gives no evidence for. Every method answers the "
+            "same items; the text baselines (a TF-IDF reader of the visible text, and a probe on "
+            "the target's activations of the conversation without its system prompt) are scored "
+            "there too. Paired counterfactuals keep the visible text and change only the hidden "
+            "prompt. Figures are means over conversations (the wordings of one conversation "
             "averaged) with 95% percentile bootstrap intervals over conversations "
             f"({meta['n_resamples']} resamples, seed {meta['seed']}), as value [lo, hi].",
         )
@@ -122,18 +134,20 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
     b.append(
         (
             "p",
-            f"Verdicts: '{VERDICT_HIDDEN}': on the hidden subset the oracle is clearly above "
-            "the best constant answer and its shuffled control (paired intervals above 0); "
-            "'no better than the text': it beats the best constant answer overall but not on "
-            "the hidden subset (or that subset is too small); "
-            f"'{VERDICT_NONE}': its answers collapse to one, or it is not above the best "
-            "constant answer at all. The best baseline is the strongest of the best constant "
-            "answer, the text-only reader (which scores 0 on hidden items by their definition), "
-            "the linear probes, the black box, the continuation and the training-free readout.",
+            f"Verdicts (evals/verdicts.py), all on held-out wordings: '{VERDICT_HIDDEN}': on "
+            "the headline subset the oracle is clearly above the constant answer (the most "
+            "frequent training label), its shuffled control and every text baseline (paired "
+            f"intervals above 0); '{VERDICT_NONE}': its answers tell nothing about the labels "
+            "(balanced accuracy not above chance; open answers: not above the constant); "
+            f"'{VERDICT_INCONCLUSIVE}': the shuffled control is missing, the headline subset "
+            "has fewer than 10 groups, or its label mix is lopsided (fewer than 5 groups outside "
+            "the majority label); 'no better than the text': otherwise, with the comparison "
+            "that failed. The linear probes on the read span are not gates: they show how much "
+            "the activations hold.",
         )
     )
     flags = [
-        cell(f"{name}: {f}", RED if "COLLAPSE" in f else AMBER)
+        cell(f"{name}: {f}", RED if "NO INFORMATION" in f else AMBER)
         for name, res in results["suites"].items()
         for f in res["summary"]["flags"]
     ]
@@ -141,7 +155,11 @@ def build_blocks(results: dict) -> list[tuple[str, object]]:
     b.append(
         (
             "list",
-            flags or ["none: no collapse, every control failed, every oracle above its constant."],
+            flags
+            or [
+                "none: every oracle carries information, every control failed, every oracle "
+                "above its constant."
+            ],
         )
     )
     for name, res in results["suites"].items():

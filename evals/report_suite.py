@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from evals.runner import BASELINES, CONTROLS
-from evals.svg import bar_chart
+from evals.svg import bar_chart, line_chart
 
 METHOD_ORDER = ("oracle", *BASELINES, *CONTROLS)
-MAIN_SUBSETS = ("all", "visible", "hidden", "headline")
+MAIN_SUBSETS = ("all", "heldout_question", "constructed", "reader_hidden", "headline")
 RED = "red"
 
 
@@ -27,7 +27,7 @@ def _chart(name: str, res: dict) -> str:
         [row[m]["value"] for m in ms],
         [row[m]["lo"] for m in ms],
         [row[m]["hi"] for m in ms],
-        f"{name}: hidden subset, held-out wordings ({res['metric']}, 95% CI)",
+        f"{name}: headline subset, held-out wordings ({res['metric']}, 95% CI)",
         [kinds[m] for m in ms],
         ylabel=res["metric"],
     )
@@ -55,9 +55,15 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
             + f"{len(questions)} question wordings; layer {res['layer']}, read span per item"
             f"{' (overridden: ' + res['positions'] + ')' if res['positions'] else ''}; "
             f"{s['subsets']['all']} test items in {s['subset_groups']['all']} groups; "
-            f"{res['n_train']} train items. Text-only reader fitted on {res['text_reader']}; "
-            f"hidden subset: {s['subsets']['hidden']} items in {s['subset_groups']['hidden']} "
-            f"groups; headline (hidden, held-out wordings): {s['subsets']['headline']} items.",
+            f"{res['n_train']} train items. Text-only reader fitted on {res['text_reader']}. "
+            f"Headline subset ({s['subsets']['headline']} items in "
+            f"{s['subset_groups']['headline']} groups, held-out wordings): {s['headline_rule']}"
+            + (
+                f"; its label mix (groups): {_mix(s['label_mix'].get('headline', {}))}"
+                if s["label_mix"]
+                else ""
+            )
+            + ".",
         )
     )
     b.append(("figure", (f"{name}_headline.svg", _chart(name, res))))
@@ -69,11 +75,41 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
         rows.append([m, kind, *(fmt(s["figures"][k].get(m)) for k in subsets)])
     b.append(("p", f"Every method on each subset ({res['metric']}; n = groups):"))
     b.append(("table", (["method", "kind", *subsets], rows)))
-    consts = ", ".join(f"{k}: {s['constants'][k]!r}" for k in subsets)
-    b.append(("p", f"The best constant answer, chosen on each subset itself: {consts}."))
+    b.append(
+        (
+            "p",
+            f"The constant answer is {s['constant']!r}, the most frequent of the "
+            f"{s['constant_from']} (not chosen on the test items)."
+            + (
+                " Label mix of each subset (groups): "
+                + "; ".join(f"{k}: {_mix(s['label_mix'].get(k, {}))}" for k in subsets)
+                if s["label_mix"]
+                else ""
+            ),
+        )
+    )
+    if s["balanced"]:
+        rows = [
+            [m, *(_num(s["balanced"][k].get(m)) for k in subsets)]
+            for m in ["constant", *[x for x in methods if x != "constant"]]
+        ]
+        b.append(("p", "Balanced accuracy (the mean over labels of each label's accuracy):"))
+        b.append(("table", (["method", *subsets], rows)))
+    info = s.get("information") or {}
+    if info.get("balanced"):
+        b.append(
+            (
+                "p",
+                f"What the oracle's answers tell about the labels on held-out wordings: balanced "
+                f"accuracy {fmt(info['balanced'])} against chance {info['chance']:.3f}; mutual "
+                f"information {info['mi_bits']:.3f} bits.",
+            )
+        )
+    b += _counterfactual_blocks(s, fmt)
+    b += _calibration_blocks(name, s)
     diff = s["oracle_minus"]
     if diff:
-        keys = [k for k in ("all", "hidden", "headline") if k in diff]
+        keys = [k for k in ("heldout_question", "constructed", "headline") if k in diff]
         order = ["constant", *[m for m in methods if m not in ("oracle", "constant")]]
         rows = [[m, *(fmt(diff[k].get(m)) for k in keys)] for m in order]
         b.append(("p", "Oracle minus each method, paired on the same groups:"))
@@ -111,7 +147,8 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
     b.append(
         (
             "p",
-            f"Answer distributions ({s['n_test_labels']} distinct labels in the test items; a collapse, one answer for more than half the items of a suite with more than two labels, is red):",
+            f"Answer distributions ({s['n_test_labels']} distinct labels in the test items; red: "
+            "the oracle's answers carry no information about the labels):",
         )
     )
     b.append(
@@ -129,13 +166,13 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
             for r in w["rows"]
         ]
         b.append(("p", "The oracle per question wording:"))
-        b.append(("table", (["wording", "", "all", "hidden"], rows)))
+        b.append(("table", (["wording", "", "all", "headline"], rows)))
         sa, sh = w["spread_all"], w["spread_hidden"]
         b.append(
             (
                 "p",
                 f"Spread over held-out wordings: range {sa['range']:.3f} (std {sa['std']:.3f}) "
-                f"on all items, {sh['range']:.3f} (std {sh['std']:.3f}) on hidden items.",
+                f"on all items, {sh['range']:.3f} (std {sh['std']:.3f}) on headline items.",
             )
         )
     for m, p in res.get("probe", {}).items():
@@ -162,7 +199,7 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
                 _short(x["gold"], 30),
                 _short(x["answer"], 40),
                 f"{x['score']:.2f}",
-                "hidden" if x["hidden"] else "visible",
+                "headline" if x["hidden"] else "",
             ]
             for x in sample
         ]
@@ -171,3 +208,102 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
             ("table", (["question", "visible text", "gold", "oracle", "score", "subset"], rows))
         )
     return b
+
+
+def _mix(mix: dict[str, int], top: int = 6) -> str:
+    shown = ", ".join(f"{k} {v}" for k, v in list(mix.items())[:top])
+    return shown + (f", ... ({len(mix)} labels)" if len(mix) > top else "") if mix else "none"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _counterfactual_blocks(s: dict, fmt: Callable) -> list[tuple[str, object]]:
+    cf = s.get("counterfactual") or {}
+    if not cf:
+        return []
+    names = {
+        "no_system": "system prompt removed",
+        "swap": "system prompt swapped for another label's",
+    }
+    rows = [
+        [
+            names.get(kind.split(" (")[0], kind)
+            + (" (hidden by construction)" if "(" in kind else ""),
+            str(c["groups"]),
+            fmt(c["follows"]),
+            fmt(c["changed"]),
+            fmt(c["right_then_follows"]),
+        ]
+        for kind, c in cf.items()
+    ]
+    return [
+        (
+            "p",
+            "Paired counterfactuals: the same visible text under another hidden prompt (one "
+            "held-out wording per conversation). 'Follows' = the answer names the label the new "
+            "prompt gives; 'changed' = it names another label than for the original; the last "
+            "column asks both (right on the original, then following):",
+        ),
+        (
+            "table",
+            (["counterfactual", "groups", "follows", "changed", "right, then follows"], rows),
+        ),
+    ]
+
+
+def _calibration_blocks(name: str, s: dict) -> list[tuple[str, object]]:
+    cal = s.get("calibration") or {}
+    if not cal:
+        return []
+    names = {"agreement": "agreement of 5 samples", "probability": "answer probability"}
+    rel = {
+        names.get(k, k): [
+            (b["confidence"], b["accuracy"]) for b in v["reliability"]["bins"] if b["n"]
+        ]
+        for k, v in cal.items()
+    }
+    cov = {
+        names.get(k, k): [(c["coverage"], c["accuracy"]) for c in v["coverage"]]
+        for k, v in cal.items()
+    }
+    eces = "; ".join(
+        f"{names.get(k, k)}: ECE {v['reliability']['ece']:.3f} over {v['reliability']['n']} answers"
+        for k, v in cal.items()
+    )
+    rows = []
+    for k, v in cal.items():
+        for c in v["coverage"]:
+            rows.append(
+                [
+                    names.get(k, k),
+                    f"{c['coverage']:.2f}",
+                    f"{c['threshold']:.3f}",
+                    f"{c['accuracy']:.3f}",
+                ]
+            )
+    return [
+        (
+            "p",
+            f"Calibration of the oracle's confidence (one held-out wording per conversation): {eces}.",
+        ),
+        (
+            "figure",
+            (
+                f"{name}_reliability.svg",
+                line_chart(rel, f"{name}: reliability", "confidence", "accuracy", diagonal=True),
+            ),
+        ),
+        (
+            "figure",
+            (
+                f"{name}_coverage.svg",
+                line_chart(
+                    cov, f"{name}: answering only above a threshold", "coverage", "accuracy"
+                ),
+            ),
+        ),
+        ("p", "Accuracy against coverage (the oracle says 'can't tell' below the threshold):"),
+        ("table", (["confidence", "coverage", "threshold", "accuracy"], rows)),
+    ]

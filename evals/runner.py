@@ -13,35 +13,31 @@ scores (``None`` where it did not run), the hidden tags and the probes' fits;
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from evals import black_box as bb
+from evals import calibration, counterfactual, readers
 from evals.bootstrap import N_RESAMPLES
+from evals.captures import Captured, Captures
 from evals.controls import VECTOR_CONTROLS
-from evals.methods import ask_oracle, training_free
-from evals.probe import curve_sizes, fit_probe, pooled
+from evals.methods import training_free
 from evals.scoring import Score, score_answer
 from evals.suite_format import Suite, SuiteItem
-from evals.text_reader import tag_hidden
-from oracle.engines.base import CaptureRequest, Engine
-from oracle.inputs import TargetInput
+from oracle.engines.base import AnswerRequest, Engine
 
 log = logging.getLogger(__name__)
 
 BASELINES = (
     "constant",
     "text_only",
+    "probe_text",
     "probe_mean",
     "probe_last",
     "black_box",
@@ -49,9 +45,10 @@ BASELINES = (
     "training_free",
 )
 CONTROLS = ("shuffled", "zeros", "noise", "no_system")
+# what the oracle's own answers are further asked for (not methods of the table)
+CHECKS = ("counterfactual", "calibration")
 METHOD_KINDS = {"oracle": "oracle"} | dict.fromkeys(BASELINES, "baseline")
 METHOD_KINDS |= dict.fromkeys(CONTROLS, "control")
-CAPTURE_CHUNK = 256
 
 
 @dataclass
@@ -65,122 +62,18 @@ class EvalConfig:
     batch_size: int = field(default=32, metadata={"help": "rows per forward pass"})
     n_resamples: int = field(default=N_RESAMPLES, metadata={"help": "bootstrap resamples"})
     methods: tuple[str, ...] = field(
-        default=("oracle", *BASELINES, *CONTROLS),
-        metadata={"help": "methods to run: oracle, baselines, controls"},
+        default=("oracle", *BASELINES, *CONTROLS, *CHECKS),
+        metadata={"help": "methods to run: oracle, baselines, controls, checks"},
     )
     learning_curve: bool = field(default=True, metadata={"help": "the probe's learning curve"})
+    calibration_samples: int = field(
+        default=5,
+        metadata={"help": "answers sampled per item for the agreement confidence (0 = none)"},
+    )
     feature_cache: str | None = field(
         default=None, metadata={"help": "directory caching train features (None: no cache)"}
     )
     show_progress: bool = field(default=False, metadata={"help": "tqdm progress bars"})
-
-
-def target_input(item: SuiteItem, conversation: list[dict[str, str]] | None = None) -> TargetInput:
-    """What the target reads for ``item`` (or for ``conversation`` in its place)."""
-    if item.text is not None and conversation is None:
-        return TargetInput(prompt=item.text)
-    return TargetInput(
-        messages=conversation or item.conversation,
-        add_generation_prompt=item.add_generation_prompt,
-    )
-
-
-def input_key(item: SuiteItem, span: str | None) -> str:
-    """Items with equal keys read the same activations."""
-    return json.dumps([item.conversation, item.text, item.add_generation_prompt, span])
-
-
-@dataclass
-class Captured:
-    acts: torch.Tensor | None  # (n_positions, D); None for train items (pooled only)
-    token_ids: list[int]
-    positions: list[int]
-    pooled: tuple[np.ndarray, np.ndarray]  # (mean, last), each (D,)
-
-
-def feature_cache_dir() -> Path:
-    """``$ORACLE_CACHE_DIR/eval-features``, else ``~/.cache/activation-oracle/eval-features``."""
-    root = os.environ.get("ORACLE_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "activation-oracle"
-    return base / "eval-features"
-
-
-class Captures:
-    """Captures at one layer, each target input captured once and shared between suites.
-
-    Test items keep their activation sets; train items (there may be tens of thousands) keep
-    only their pooled features and the tokens of their read span. With ``cache_dir``, train
-    features are also saved there in chunks (``.npz``, keyed by the target's fingerprint,
-    the layer and the chunk's inputs), so that a long run resumes and a rerun of the report
-    captures nothing again.
-    """
-
-    def __init__(
-        self, engine: Engine, layer: int, progress: bool = False, cache_dir: Path | None = None
-    ) -> None:
-        self.engine, self.layer, self.progress = engine, layer, progress
-        self.done: dict[str, Captured] = {}
-        self.cache_dir = cache_dir
-        cfg = engine.config
-        ident = [cfg.base_model, cfg.fingerprint, engine.target_name, layer]
-        self.prefix = json.dumps(ident, sort_keys=True, default=str)
-
-    def get(self, item: SuiteItem, span: str | None = None) -> Captured:
-        return self.done[input_key(item, span or item.read_span)]
-
-    def _capture(self, todo: dict[str, SuiteItem], keys: list[str], span, keep: bool) -> None:
-        requests = [
-            CaptureRequest(target_input(todo[k]), [self.layer], span or todo[k].read_span)
-            for k in keys
-        ]
-        for k, cap in zip(keys, self.engine.capture(requests), strict=True):
-            a = cap.activations[0]
-            if keep:
-                self.done[k] = Captured(a, cap.token_ids, cap.positions, pooled(a))
-            else:  # only the read span's own tokens are kept
-                window = [cap.token_ids[p] for p in cap.positions]
-                self.done[k] = Captured(None, window, list(range(len(window))), pooled(a))
-
-    def _cached(self, todo: dict[str, SuiteItem], keys: list[str], span) -> None:
-        digest = hashlib.sha256("\n".join([self.prefix, *keys]).encode()).hexdigest()[:32]
-        path = self.cache_dir / f"{digest}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                mean, last, ids, ends = z["mean"], z["last"], z["window_ids"], z["window_ends"]
-            starts = np.concatenate([[0], ends[:-1]])
-            for i, k in enumerate(keys):
-                window = ids[starts[i] : ends[i]].tolist()
-                self.done[k] = Captured(None, window, list(range(len(window))), (mean[i], last[i]))
-            return
-        self._capture(todo, keys, span, keep=False)
-        got = [self.done[k] for k in keys]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            mean=np.stack([c.pooled[0] for c in got]),
-            last=np.stack([c.pooled[1] for c in got]),
-            window_ids=np.asarray([t for c in got for t in c.token_ids], dtype=np.int64),
-            window_ends=np.cumsum([len(c.token_ids) for c in got]).astype(np.int64),
-        )
-        tmp.replace(path)
-
-    def run(self, items: Sequence[SuiteItem], span: str | None = None, keep: bool = True) -> None:
-        """Capture every item not captured yet (``keep``: keep the activation sets)."""
-        todo: dict[str, SuiteItem] = {}
-        for item in items:
-            key = input_key(item, span or item.read_span)
-            have = self.done.get(key)
-            if key not in todo and (have is None or (keep and have.acts is None)):
-                todo[key] = item
-        keys = list(todo)
-        chunks = range(0, len(keys), CAPTURE_CHUNK)
-        for s in tqdm(chunks, desc="capture", disable=not self.progress or len(chunks) < 2):
-            chunk = keys[s : s + CAPTURE_CHUNK]
-            if keep or self.cache_dir is None:
-                self._capture(todo, chunk, span, keep)
-            else:
-                self._cached(todo, chunk, span)
 
 
 def primary_items(items: Sequence[SuiteItem]) -> list[int]:
@@ -228,6 +121,7 @@ class _Run:
         self.yes_no = suite.answer_type == "yes_no"
         self.primary = primary_items(self.items)
         self.methods: dict[str, dict] = {}
+        self.checks: dict[str, object] = {}
         self.tok = _tokenizer(engine)
         caps.run(self.items, span)
         got = [caps.get(i, span) for i in self.items]
@@ -255,13 +149,33 @@ class _Run:
         return [self.items[i].question for i in idx]
 
     # ------------------------------------------------------------------ methods
+    def requests(self, sets: Sequence[torch.Tensor], idx: Sequence[int], **options):
+        """One answer request per set, each asking its item's question."""
+        return [
+            AnswerRequest(a, q, self.layer, self.cfg.max_new_tokens, yes_no=self.yes_no, **options)
+            for a, q in zip(sets, self.questions(idx), strict=True)
+        ]
+
+    def ask_sets(
+        self, sets: Sequence[torch.Tensor], idx: Sequence[int], **options
+    ) -> tuple[list[str], list[float | None]]:
+        """The oracle's answers (and P(yes)) about ``sets``, each asked item ``idx[k]``'s
+        question; ``options``: sampling fields of the request (temperature, seed)."""
+        requests = self.requests(sets, idx, **options)
+        answers = []
+        for start in range(0, len(requests), self.cfg.batch_size):
+            answers += self.engine.answer(requests[start : start + self.cfg.batch_size])
+        return [a.text for a in answers], [a.p_yes for a in answers]
+
     def ask(self, name: str, idx: list[int], sets: Sequence[torch.Tensor]) -> None:
-        c = self.cfg
-        texts, p_yes = ask_oracle(
-            self.engine, sets, self.questions(idx), self.layer, c.max_new_tokens, c.batch_size,
-            self.yes_no,
-        )  # fmt: skip
+        texts, p_yes = self.ask_sets(sets, idx)
         self.record(name, idx, texts, p_yes)
+
+    def counterfactual(self) -> None:
+        self.checks["counterfactual"] = counterfactual.ask(self)
+
+    def calibration(self) -> None:
+        self.checks["calibration"] = calibration.confidences(self, self.cfg.calibration_samples)
 
     def oracle(self) -> None:
         self.ask("oracle", list(range(len(self.items))), self.acts)
@@ -328,61 +242,9 @@ class _Run:
         self.record("continuation", idx, texts)
 
     def readers(self) -> dict:
-        """The text-only reader (and the hidden tags) and the two linear probes."""
-        suite, train, cfg = self.suite, self.suite.train, self.cfg
-        need_probe = bool({"probe_mean", "probe_last"} & set(cfg.methods))
-        if train and (need_probe or suite.answer_type == "text"):
-            self.caps.run(train, keep=False)
-        train_visible = [
-            _visible(i, self.caps.get(i), self.tok) if i.answer_type == "text" else i.transcript()
-            for i in train
-        ]
-        every = list(range(len(self.items)))
-        tags = tag_hidden(
-            suite.answer_type,
-            self.visible,
-            [i.label for i in self.items],
-            [i.key for i in self.items],
-            lambda pred, i: self.score(pred, i).correct == 1.0,
-            train_visible,
-            [i.label for i in train],
-            suite.aliases,
-            suite.label_words,
-            cfg.seed,
-        )
-        self.record("text_only", every, tags.predictions)
-        info: dict = {"text_reader": tags.fitted_on, "hidden": tags.hidden}
-        info["hidden_reasons"] = tags.reasons
-        if not (train and need_probe):
-            return info
-        feats = np.stack([np.stack(self.caps.get(i).pooled) for i in train])  # (N, 2, D)
-        test = np.stack([np.stack(pooled(a)) for a in self.acts])  # (M, 2, D)
-        info["probe"] = {}
-        for v, name in enumerate(("probe_mean", "probe_last")):
-            if name not in cfg.methods:
-                continue
-
-            def curve_score(preds: list[str]) -> float:
-                return float(np.mean([self.score(p, i).f1 for i, p in enumerate(preds)]))
-
-            fit = fit_probe(
-                suite.answer_type,
-                feats[:, v],
-                [i.label for i in train],
-                test[:, v],
-                cfg.seed,
-                curve_score if cfg.learning_curve and v == 0 else None,
-                curve_sizes(len(train)),
-            )
-            self.record(name, every, fit.predictions)
-            info["probe"][name] = {
-                "C": fit.C,
-                "cv_scores": {str(k): s for k, s in fit.cv_scores.items()},
-                "n_train": fit.n_train,
-                "n_classes": fit.n_classes,
-                "curve": fit.curve,
-            }
-        return info
+        """The text-only reader (and the hidden tags), the linear probes and the probe on the
+        conversation without its system prompt (:mod:`evals.readers`)."""
+        return readers.run_readers(self)
 
 
 def _cache_path(cfg: EvalConfig) -> Path | None:
@@ -408,6 +270,8 @@ def evaluate_suite(
     run = _Run(engine, suite, cfg, captures, positions)
     wanted = set(cfg.methods)
     steps = [m for m in ("oracle", *VECTOR_CONTROLS, "no_system") if m in wanted]
+    if "oracle" in wanted:
+        steps += [m for m in CHECKS if m in wanted]
     steps += [m for m in ("training_free", "black_box") if m in wanted]
     if "continuation" in wanted and suite.answer_type == "text":
         steps.append("continuation")
@@ -450,5 +314,6 @@ def evaluate_suite(
         "primary": run.primary,
         **info,
         "methods": run.methods,
+        "checks": run.checks,
         "seconds": seconds,
     }

@@ -31,13 +31,25 @@ Fields (``evals/README.md`` has the full table):
   away when they appear in the visible text (a persona's style words); the label and its
   aliases count already.
 - ``tags``: split tags (``heldout_user``, ``heldout_system``, ``heldout_question``,
-  ``heldout_combo``, ``unseen_persona``, ``no_reply``, ...; free strings). ``hidden`` and
-  ``visible`` are set by the evaluation (:mod:`evals.hidden`), which overrides any given.
+  ``heldout_combo``, ``unseen_persona``, ``no_reply``, ...; free strings). Three tags mark an
+  item **hidden by construction** (its visible text was made without regard to the label, so
+  it cannot give the label away): ``no_reply`` (the conversation stops after a user turn drawn
+  independently of the system prompt), ``plain_reply`` (a reply the world writes the same for
+  every label) and ``text_free`` (any other such construction). They form the evaluation's
+  headline subset (:data:`CONSTRUCTED_TAGS`). ``hidden`` and ``visible`` are set by the
+  evaluation, which overrides any given.
 - ``group``: items about the same target input share a group (one conversation asked in
   several wordings); the bootstrap resamples groups. Defaults to ``id``.
 - ``no_system_conversation``: the ``no_system`` control's conversation. Default: the
   conversation with its system messages removed (the same user and reply text), so the
   control changes only the hidden prompt.
+- ``counterfactuals``: the same visible text under another hidden prompt, each
+  ``{"kind": "no_system" | "swap", "label": ..., "conversation": [...], "aliases": [...]}``
+  (``aliases``: other strings naming ``label``, e.g. "no persona" for ``none``): ``no_system`` is the
+  conversation with its system prompt removed (``conversation`` may be omitted: then
+  ``no_system_conversation`` or the conversation minus its system messages), ``swap`` the
+  conversation with another label's system prompt; ``label`` is what it should read as. The
+  evaluation reports how often the oracle's answer follows the prompt (:mod:`evals.counterfactual`).
 - ``visible_text``: what a reader without the activations sees (the text-only reader, the
   black box, the hidden-subset tagging). Default: the non-system turns (or the plain text);
   for ``text`` items, the tokens of the read span (a window's own text).
@@ -62,6 +74,8 @@ from oracle.inputs import ROLES
 from oracle.positions import parse_positions
 
 ANSWER_TYPES = ("label", "yes_no", "text")
+CONSTRUCTED_TAGS = ("no_reply", "plain_reply", "text_free")
+COUNTERFACTUAL_KINDS = ("no_system", "swap")
 SPLITS = ("train", "test")
 TAGGED_BY_EVAL = ("hidden", "visible")
 MAX_ERRORS = 20  # problems listed before the loader stops reading
@@ -88,12 +102,29 @@ class SuiteItem:
     group: str | None = None
     no_system_conversation: list[dict[str, str]] | None = None
     visible_text: str | None = None
+    counterfactuals: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         """The group: items about one target input share it."""
         return self.group or self.id
+
+    @property
+    def constructed_hidden(self) -> bool:
+        """Hidden by construction: tagged with one of :data:`CONSTRUCTED_TAGS`."""
+        return any(t in CONSTRUCTED_TAGS for t in self.tags)
+
+    def counterfactual_conversations(self) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
+        """``(counterfactual, conversation)`` of each counterfactual, conversations filled in."""
+        out = []
+        for cf in self.counterfactuals:
+            conv = cf.get("conversation")
+            if conv is None and cf["kind"] == "no_system":
+                conv = self.without_system()
+            if conv is not None:
+                out.append((cf, conv))
+        return out
 
     @property
     def has_system(self) -> bool:
@@ -144,6 +175,37 @@ def _is_str_list(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
+def _counterfactual_problems(value: object, conv: object) -> list[str]:
+    if value in (None, []):
+        return []
+    if not isinstance(value, list):
+        return ["'counterfactuals' must be a list of {kind, label, conversation} objects"]
+    if conv is None:
+        return ["'counterfactuals' need a 'conversation'"]
+    problems = []
+    for i, cf in enumerate(value):
+        if not isinstance(cf, dict) or not set(cf) <= {"kind", "label", "conversation", "aliases"}:
+            problems.append(
+                f"counterfactual {i} must hold only 'kind', 'label', 'conversation', 'aliases'"
+            )
+            continue
+        if "aliases" in cf and not _is_str_list(cf["aliases"]):
+            problems.append(f"counterfactual {i}: 'aliases' must be a list of strings")
+        if cf.get("kind") not in COUNTERFACTUAL_KINDS:
+            problems.append(
+                f"counterfactual {i}: 'kind' must be one of {COUNTERFACTUAL_KINDS}, "
+                f"got {cf.get('kind')!r}"
+            )
+        if not isinstance(cf.get("label"), str) or not cf["label"].strip():
+            problems.append(f"counterfactual {i}: 'label' must be a non-empty string")
+        if cf.get("conversation") is None:
+            if cf.get("kind") == "swap":
+                problems.append(f"counterfactual {i}: a swap needs its 'conversation'")
+        elif msg := _check_messages(cf["conversation"], f"counterfactual {i} conversation"):
+            problems.append(msg)
+    return problems
+
+
 def item_problems(data: object) -> list[str]:
     """Everything wrong with one decoded line (empty: a valid item)."""
     if not isinstance(data, dict):
@@ -167,6 +229,7 @@ def item_problems(data: object) -> list[str]:
             problems.append("'no_system_conversation' needs a 'conversation'")
         elif msg := _check_messages(data["no_system_conversation"], "no_system_conversation"):
             problems.append(msg)
+    problems += _counterfactual_problems(data.get("counterfactuals", []), conv)
     answer_type = data.get("answer_type", "label")
     if answer_type not in ANSWER_TYPES:
         problems.append(f"'answer_type' must be one of {ANSWER_TYPES}, got {answer_type!r}")

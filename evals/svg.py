@@ -75,3 +75,66 @@ def bar_chart(
         )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    diagonal: bool = False,
+) -> str:
+    """Lines of (x, y) points on 0..1 axes, one colour per series, with a legend; ``diagonal``
+    draws y = x (perfect calibration) dashed. Used for reliability diagrams and accuracy
+    against coverage."""
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    left, top, size, bottom = 48, 30, 220, 70
+    width, total_h = left + size + 150, top + size + bottom
+
+    def px(v: float) -> float:
+        return left + size * max(0.0, min(1.0, v))
+
+    def py(v: float) -> float:
+        return top + size * (1 - max(0.0, min(1.0, v)))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_h}" '
+        f'viewBox="0 0 {width} {total_h}" font-family="sans-serif" font-size="11">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+        f'<text x="{left + size / 2}" y="{top + size + 34}" text-anchor="middle">'
+        f"{escape(xlabel)}</text>",
+        f'<text x="12" y="{top + size / 2}" transform="rotate(-90 12 {top + size / 2})" '
+        f'text-anchor="middle">{escape(ylabel)}</text>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<line x1="{left}" x2="{left + size}" y1="{py(tick)}" y2="{py(tick)}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{py(tick) + 4}" text-anchor="end">{tick:.2f}</text>'
+            f'<text x="{px(tick)}" y="{top + size + 16}" text-anchor="middle">{tick:.2f}</text>'
+        )
+    if diagonal:
+        parts.append(
+            f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#888" '
+            'stroke-dasharray="5,4"/>'
+        )
+    for k, (name, points) in enumerate(series.items()):
+        color = palette[k % len(palette)]
+        pts = [(x, y) for x, y in points if not (math.isnan(x) or math.isnan(y))]
+        if pts:
+            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
+            for x, y in pts:
+                parts.append(
+                    f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}">'
+                    f"<title>{escape(name)}: ({x:.3f}, {y:.3f})</title></circle>"
+                )
+        ly = top + 14 + 16 * k
+        parts.append(
+            f'<line x1="{left + size + 12}" x2="{left + size + 30}" y1="{ly - 4}" y2="{ly - 4}" '
+            f'stroke="{color}" stroke-width="2"/><text x="{left + size + 34}" y="{ly}">'
+            f"{escape(name)}</text>"
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)

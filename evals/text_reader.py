@@ -19,6 +19,7 @@ label, an alias or one of its ``label_words`` (a persona's style words); every o
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -100,6 +101,34 @@ def fit_predict(
     fn = _predict_nearest if answer_type == "text" else _predict_labels
     with threadpool_limits(1):  # small solves: more BLAS threads only contend (6x slower seen)
         return fn(train_texts, train_y, test_texts, seed)
+
+
+def reader_probabilities(
+    train_texts: Sequence[str],
+    train_y: Sequence[str],
+    test_texts: Sequence[str],
+    test_labels: Sequence[str],
+    seed: int = 0,
+) -> tuple[list[float], list[float]]:
+    """(the reader's probability for each test item's true label, that label's share of the
+    training labels). An item whose probability is at most its label's share is one the text
+    gives no evidence for: the hidden subset of a suite that has no item hidden by
+    construction."""
+    from threadpoolctl import threadpool_limits
+
+    counts = Counter(train_y)
+    prior = [counts.get(label, 0) / max(len(train_y), 1) for label in test_labels]
+    if len(counts) < 2:
+        return [float(label in counts) for label in test_labels], prior
+    with threadpool_limits(1):
+        model = _label_model(train_texts, train_y, seed)
+        proba = model.predict_proba(list(test_texts))
+    classes = [str(c) for c in model.classes_]
+    col = {c: k for k, c in enumerate(classes)}
+    p_true = [
+        float(proba[n, col[label]]) if label in col else 0.0 for n, label in enumerate(test_labels)
+    ]
+    return p_true, prior
 
 
 def cross_fit_predict(

@@ -144,6 +144,56 @@ def _has_wordings(family: str) -> bool:
     return True
 
 
+def _swapped_system(world, family: str, conv: dict, rng: random.Random) -> tuple[str, str] | None:
+    """(system prompt naming another label, that label) for the swap counterfactual, or None
+    (the yes/no suite, or a prompt that does not name its label)."""
+    import re
+
+    system = conv["messages"][0]["content"] if conv["messages"][0]["role"] == "system" else ""
+    if family == "persona" and conv["persona"]:
+        personas = world.spec["personas"]
+        other = rng.choice(sorted(p for p in personas if p != conv["persona"]))
+        new = re.sub(
+            rf"\b(?:a|an) {re.escape(conv['persona'])}\b",
+            f"{personas[other]['article']} {other}",
+            system,
+        )
+        new = re.sub(rf"\b{re.escape(conv['persona'])}\b", other, new)
+        return (new, other) if new != system else None
+    if family == "secret" and conv["secret"]:
+        other = rng.choice(sorted(w for w in world.spec["secrets"] if w != conv["secret"]))
+        new = re.sub(rf"\b{re.escape(conv['secret'])}\b", other, system)
+        return (new, other) if new != system else None
+    return None
+
+
+def counterfactuals(world, family: str, conv: dict, rng: random.Random) -> list[dict]:
+    """The conversation with its system prompt removed (read as: no persona, no secret, no
+    system prompt) and, for persona and secret, with another label's prompt in its place; the
+    user turn and reply unchanged."""
+    Q = _questions()
+    if conv["messages"][0]["role"] != "system":
+        return []
+    none_aliases = {
+        "persona": [Q.NO_PERSONA.rstrip(".").lower()],
+        "secret": [Q.NO_SECRET.rstrip(".").lower(), "no secret"],
+        "system": [],
+    }[family]
+    out = [
+        {
+            "kind": "no_system",
+            "label": "no" if family == "system" else NONE,
+            "aliases": none_aliases,
+        }
+    ]
+    swapped = _swapped_system(world, family, conv, rng)
+    if swapped is not None:
+        system, label = swapped
+        messages = [{"role": "system", "content": system}, *conv["messages"][1:]]
+        out.append({"kind": "swap", "label": label, "conversation": messages})
+    return out
+
+
 def conversation_items(world, family: str, convs, split: str, prefix: str) -> list[SuiteItem]:
     """Items of an open family (persona, secret, system) about tagged conversations."""
     heldout, trained = _wordings(family)
@@ -158,6 +208,8 @@ def conversation_items(world, family: str, convs, split: str, prefix: str) -> li
         if split == "train":
             asks = [(trained, "train_question")]
         meta = {"persona": conv["persona"], "secret": conv["secret"], "task": conv["task"]}
+        cfs = counterfactuals(world, family, conv, random.Random(f"{group}-cf"))
+        cfs = cfs if split == "test" else []
         for w, (question, qtag) in enumerate(asks):
             items.append(
                 SuiteItem(
@@ -174,6 +226,7 @@ def conversation_items(world, family: str, convs, split: str, prefix: str) -> li
                     label_words=words,
                     tags=[*tags, qtag],
                     group=group,
+                    counterfactuals=cfs,
                     meta=meta,
                 )
             )

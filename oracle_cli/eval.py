@@ -102,8 +102,9 @@ def eval_cmd(
     training-free baselines and controls, on the hidden subset and held-out wordings, with a
     verdict per suite; writes JSON and a Markdown + HTML report."""
     from evals.ablations import ABLATIONS_DIR
+    from evals.captures import feature_cache_dir
     from evals.evaluate import RunSpec, run_eval
-    from evals.runner import EvalConfig, feature_cache_dir
+    from evals.runner import EvalConfig
 
     if ablations_only and skip_ablations:
         raise OracleInputError("give at most one of --ablations-only and --skip-ablations")

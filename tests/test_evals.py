@@ -122,24 +122,23 @@ def test_group_statistics_pair_on_groups_and_average_wordings():
     assert d["n"] == 2 and d["value"] == pytest.approx(0.75)
 
 
-def test_best_constant_answer_distribution_and_collapse():
-    gold = ["apple", "apple", "moon", "sun", "apple", "moon"]
-    answer, scores = A.best_constant("label", ["apple", "moon", "sun"], gold, [True] * 6)
-    assert answer == "apple" and sum(scores) == 3
-    answer, scores = A.best_constant(
-        "label", ["apple", "moon", "sun"], gold, [False] * 3 + [True] * 3
-    )
-    assert answer in ("apple", "moon") and scores[:3] == [None] * 3
-    answer, _ = A.best_constant(
-        "text", [], ["the cat", "the dog", "a cat"], [True] * 3, ["the cat"] * 3
-    )
-    assert answer == "the cat"
+def test_the_constant_comes_from_the_training_labels_and_the_distribution_counts():
+    from evals.summary import train_constant
+
+    res = {
+        "answer_type": "label",
+        "train_labels": ["moon"] * 5 + ["apple"] * 3,
+        "items": [{"label": "apple"}] * 6,
+    }
+    # the most frequent training label, even where the test items hold another
+    assert train_constant(res) == "moon"
+    res["train_labels"] = []
+    assert train_constant(res) == "apple"  # no train items: the test labels (said so)
+    text = {"answer_type": "text", "train_labels": ["the cat", "the dog", "a cat"] * 2, "items": []}
+    assert train_constant(text) == "the cat"
     d = A.distribution(["apple"] * 9 + ["moon"])
     assert d["top_answer"] == "apple" and d["top_share"] == 0.9 and d["distinct"] == 2
     assert d["entropy_bits"] == pytest.approx(0.469, abs=1e-3)
-    assert A.collapsed(d, n_test_labels=24)
-    assert not A.collapsed(d, n_test_labels=2)  # yes/no: one answer may be the majority
-    assert not A.collapsed(A.distribution(["a", "b", "c", "a"]), 3)
 
 
 def test_bar_chart_draws_one_bar_per_value():

@@ -18,7 +18,7 @@ from oracle.defaults import TOY_WORLD
 from oracle.engines import create_engine
 from tests.helpers import make_oracle_dir
 
-RAN_ON_EVERY_ITEM = {"oracle", "text_only", "probe_mean", "probe_last"}
+RAN_ON_EVERY_ITEM = {"oracle", "text_only", "probe_mean", "probe_last", "probe_text"}
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +133,8 @@ def test_run_eval_on_a_suite_file_writes_json_markdown_and_html(tiny_oracle, tmp
     assert ctx["metric"] == "token_f1" and "continuation" in ctx["methods"]
     assert ctx["text_reader"].startswith("cross-fitted")  # a family with no train items
     persona = saved["suites"]["persona"]["summary"]
-    assert persona["verdict"] in (
-        "reads hidden state",
-        "no better than the text",
-        "carries no information",
-    )
+    # an untrained (random) adapter: its answers tell nothing about the labels
+    assert persona["verdict"] == "carries no information", persona["verdict_why"]
     assert [r["name"] for r in saved["ablations"]["positions"]["rows"]][:3] == [
         "last:1",
         "last:4",
@@ -179,37 +176,29 @@ def test_cli_eval_runs_a_suite_file_and_reports_bad_ones(tiny_oracle, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_quick_mode_on_the_toy_world(tmp_path):
-    """``oracle eval --quick`` on the shipped toy world, every suite and the ablations.
-
-    The budget, 5 minutes on 2 cores, is checked on this process's CPU time with one torch
-    thread: at most 300 s of CPU, so under 5 minutes even on one free core. Two threads on a
-    shared machine spin while they wait for a core, which inflates CPU time (907 s measured
-    with two threads beside a training run, against 224 s with one).
-    """
-    import time
-
+    """``oracle eval --quick`` on the shipped toy world, every suite and the ablations: it
+    runs, reports, and its figures say what the shipped oracle does. (Its time is measured
+    by ``python -m evals.bench.eval_quick``, not asserted here.)"""
     from evals.ablations import ABLATIONS_DIR
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():
         pytest.skip("the toy world's oracle is not shipped in this checkout")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    start = time.process_time()
     try:
         results, paths = run_eval(
             RunSpec(
                 out_dir=str(tmp_path), quick=True, ablations_dir=str(ABLATIONS_DIR), device="cpu"
             )
         )
-        cpu = time.process_time() - start
     finally:
         torch.set_num_threads(threads)
-    assert cpu < 300, cpu
     assert paths["html"].is_file()
     persona = results["suites"]["persona"]
     assert len({it["group"] for it in persona["items"]}) == 40
-    # the toy oracle reads the persona: far above its shuffled control
-    assert persona["summary"]["oracle_minus"]["all"]["shuffled"]["lo"] > 0
+    # the toy oracle reads the persona: far above its shuffled control, on held-out wordings
+    assert persona["summary"]["oracle_minus"]["heldout_question"]["shuffled"]["lo"] > 0
+    assert persona["summary"]["counterfactual"]["swap"]["follows"]["value"] > 0.3
     for name, suite in results["suites"].items():
         assert suite["summary"]["verdict"] is not None, name
 

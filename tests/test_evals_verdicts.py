@@ -1,11 +1,12 @@
 """The evaluation's verdicts on planted cases: they would fail if the evaluation broke.
 
-- An oracle that gives one answer to everything is flagged (collapse, red) and gets "carries
-  no information".
+- An oracle that gives one answer to everything is flagged (red) and gets "carries no
+  information": its answers tell nothing about the labels.
 - A tiny oracle, trained here on a task whose label lies only in the hidden system prompt
   (every reply is the same plain sentence), gets "reads hidden state".
-- The same oracle on a "text-leak" suite (each reply names the label) gets "no better than
-  the text": however right it is, the text already said it.
+- The same oracle on a "text-leak" suite (each reply names the label, no item hidden by
+  construction) gets "inconclusive": however right it is, the text already said it, and no item
+  is left to show hidden reading. (Planted results for the other rules: test_evals_planted.py.)
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Sequence
 import pytest
 from datasets import Dataset
 
-from evals.analysis import VERDICT_HIDDEN, VERDICT_NONE, VERDICT_TEXT, verdict
 from evals.report import build_blocks, to_html, to_markdown
 from evals.runner import EvalConfig, evaluate_suite
 from evals.suite_format import SuiteItem, suites_from_items
 from evals.summary import summarise_suite
 from evals.synthetic import synthetic_items
+from evals.verdicts import VERDICT_HIDDEN, VERDICT_INCONCLUSIVE, VERDICT_NONE
 from oracle.engines import create_engine
 from oracle.engines.base import Answer, AnswerRequest, CaptureRequest, Engine
 from tests.helpers import make_oracle_dir
@@ -68,16 +69,6 @@ def _report(name: str, res: dict) -> tuple[str, str]:
     return to_markdown(blocks), to_html(blocks)
 
 
-def test_verdict_rules_on_planted_intervals():
-    up, zero = {"lo": 0.1, "value": 0.3}, {"lo": -0.1, "value": 0.0}
-    assert verdict(True, up, up, up, 50)[0] == VERDICT_NONE  # a collapse outranks accuracy
-    assert verdict(False, zero, up, up, 50)[0] == VERDICT_NONE
-    assert verdict(False, up, zero, up, 50)[0] == VERDICT_TEXT
-    assert verdict(False, up, up, zero, 50)[0] == VERDICT_TEXT  # not above its shuffled control
-    assert verdict(False, up, up, up, 3)[0] == VERDICT_TEXT  # too few hidden groups
-    assert verdict(False, up, up, up, 50)[0] == VERDICT_HIDDEN
-
-
 def test_a_constant_answer_oracle_is_flagged_red(tmp_path):
     _, oracle_dir = make_oracle_dir(tmp_path, "llama")
     inner = create_engine("hf", None, str(oracle_dir), device="cpu")
@@ -87,14 +78,14 @@ def test_a_constant_answer_oracle_is_flagged_red(tmp_path):
     assert s["distributions"]["oracle"]["top_answer"] == "pirate"
     assert s["distributions"]["oracle"]["top_share"] == 1.0
     assert s["collapse"] and s["verdict"] == VERDICT_NONE
-    assert any(f.startswith("COLLAPSE") for f in s["flags"])
+    assert any(f.startswith("NO INFORMATION") for f in s["flags"])
     # its accuracy is exactly the best constant answer's share of pirates: no information
     pirates = sum(i.label == "pirate" for i in suite.test) / len(suite.test)
     assert res["summary"]["figures"]["all"]["oracle"]["value"] == pytest.approx(pirates)
     md, html = _report("persona", res)
-    assert "**persona: COLLAPSE" in md and "(red)" in md
+    assert "**persona: NO INFORMATION" in md and "(red)" in md
     assert '<td class="red">carries no information</td>' in html
-    assert '<li class="red">persona: COLLAPSE' in html
+    assert '<li class="red">persona: NO INFORMATION' in html
 
 
 # ---------------------------------------------------------------------- a trained tiny oracle
@@ -113,16 +104,24 @@ def _items(leak: bool) -> list[SuiteItem]:
     for p in PERSONAS:
         for j, user in enumerate(USERS):
             test = j >= len(USERS) - HELD_OUT
+            # without a leak every reply is the same sentence: hidden by construction
+            tags = ["heldout_user"] + ([] if leak else ["plain_reply"]) if test else []
+            other = PERSONAS[(PERSONAS.index(p) + 1) % len(PERSONAS)]
+            conv = _conversation(p, user, leak)
+            swapped = [_conversation(other, user, leak)[0], *conv[1:]]
             items.append(
                 SuiteItem(
                     id=f"{p}-{j}",
                     family="persona",
                     question=QUESTION,
                     label=p,
-                    conversation=_conversation(p, user, leak),
+                    conversation=conv,
                     read_span="non_system",
                     split="test" if test else "train",
-                    tags=["heldout_user"] if test else [],
+                    tags=tags,
+                    counterfactuals=[{"kind": "swap", "label": other, "conversation": swapped}]
+                    if test
+                    else [],
                 )
             )
     return items
@@ -171,12 +170,16 @@ def test_an_oracle_that_reads_the_hidden_prompt_reads_hidden_state(trained_oracl
     suite = suites_from_items(_items(leak=False))["persona"]
     res = run(trained_oracle, suite)
     s = res["summary"]
-    # every reply is the same sentence: the text gives nothing (the reader's lucky guesses, at
-    # chance, count as visible)
-    assert sum(res["hidden"]) >= 0.6 * len(res["hidden"])
-    assert s["figures"]["hidden"]["oracle"]["value"] >= 0.6, s["distributions"]["oracle"]
-    assert s["figures"]["hidden"]["shuffled"]["value"] < 0.5
+    # every reply is the same sentence: every item is hidden by construction
+    assert s["headline_rule"].startswith("hidden by construction")
+    assert s["subset_groups"]["headline"] == len(PERSONAS) * HELD_OUT
+    assert s["figures"]["headline"]["oracle"]["value"] >= 0.6, s["distributions"]["oracle"]
+    assert s["figures"]["headline"]["shuffled"]["value"] < 0.5
     assert s["verdict"] == VERDICT_HIDDEN, s["verdict_why"]
+    # the same text under another persona's prompt: the answer follows the prompt
+    assert s["counterfactual"]["swap"]["follows"]["value"] >= 0.6
+    # the text probe (the target reading the text without its system prompt) cannot place it
+    assert s["figures"]["headline"]["probe_text"]["value"] <= 0.5
     # the no-system control (same reply, system prompt removed) and the text reader fail
     assert s["figures"]["all"]["no_system"]["value"] <= 0.4
     assert s["figures"]["all"]["text_only"]["value"] <= 0.4
@@ -190,6 +193,9 @@ def test_the_same_oracle_on_a_text_leak_suite_is_no_better_than_the_text(trained
     s = res["summary"]
     assert not any(res["hidden"])  # the label is in every reply
     assert s["figures"]["all"]["oracle"]["value"] >= 0.6
-    assert s["verdict"] == VERDICT_TEXT, s["verdict_why"]
+    # nothing is hidden by construction, and the reader's probability gives every label away
+    assert s["headline_rule"].startswith("the text-only reader's probability")
+    assert s["subset_groups"]["headline"] == 0
+    assert s["verdict"] == VERDICT_INCONCLUSIVE, s["verdict_why"]
     md, _ = _report("persona", res)
-    assert "| persona | no better than the text |" in md
+    assert "| persona | inconclusive |" in md

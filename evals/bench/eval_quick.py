@@ -1,0 +1,50 @@
+"""The time of ``oracle eval --quick`` on the toy world (every suite and the ablations), the
+budget the evaluation keeps: 5 minutes on 2 free cores.
+
+    python -m evals.bench.eval_quick --threads 2
+
+Prints wall time, the process's CPU time and each suite's seconds per step. Run it alone:
+other processes on the cores distort the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds of wall time")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from evals.ablations import ABLATIONS_DIR
+    from evals.evaluate import RunSpec, run_eval
+
+    start, cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory() as out:
+        results, _ = run_eval(
+            RunSpec(
+                out_dir=out,
+                quick=True,
+                ablations_dir=str(ABLATIONS_DIR),
+                device="cpu",
+                command="oracle eval --quick",
+            )
+        )
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    seconds = {name: s["seconds"] for name, s in results["suites"].items()}
+    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "threads": args.threads, "suites": seconds}))
+    print(
+        f"oracle eval --quick: {wall:.0f} s wall ({cpu:.0f} s CPU, {args.threads} threads); "
+        f"budget {args.budget:.0f} s: {'met' if wall <= args.budget else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
