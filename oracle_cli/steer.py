@@ -59,6 +59,8 @@ def _steer(
     prompts: Path,
     out: Path,
     kl_prompts: Path | None,
+    val_prompts: Path | None,
+    choose: bool,
     world: str | None,
     target: str | None,
     oracle: Path | None,
@@ -67,20 +69,25 @@ def _steer(
     force: bool,
     **settings,
 ) -> None:
-    """Optimise a steering vector (or LoRA) so that the frozen oracle answers ANSWER to QUESTION
-    about the target's activations; saves it with its loss curve and prints the output path."""
+    """Make a steering vector: optimised so that the frozen oracle answers ANSWER to QUESTION
+    about the target's activations (or a LoRA likewise), or by contrastive activation addition
+    (--method caa --persona-prompt). A vector's apply mode and scale are then chosen on
+    validation prompts (the largest effect whose replies stay fluent) and saved with it, so
+    that `oracle generate --steer` uses them. Prints the output path."""
     from tqdm import tqdm
 
     from oracle.steering import SteerConfig, steer
     from oracle.steering.lora import save_steering_lora
+    from oracle.steering.make import make_steering_vector
 
     cfg = SteerConfig(**config_kwargs(SteerConfig, settings))
-    if cfg.method == "vector" and out.suffix != ".safetensors":
+    if cfg.method != "lora" and out.suffix != ".safetensors":
         raise OracleInputError(f"--out must end in .safetensors for a vector, got {str(out)!r}")
     texts = read_prompts(prompts)
     neutral = read_prompts(kl_prompts, "--kl-prompts") if kl_prompts else None
+    val = read_prompts(val_prompts, "--val-prompts") if val_prompts else None
     ao = _load(world, target, oracle, dtype, device, force)
-    bar = tqdm(total=cfg.steps, desc="steer", unit="step")
+    bar = tqdm(total=cfg.steps if cfg.method != "caa" else 0, desc="steer", unit="step")
 
     def progress(_step: int, metrics: dict[str, float]) -> None:
         bar.update(1)
@@ -91,19 +98,35 @@ def _steer(
         )
 
     try:
-        result = steer(ao, texts, cfg, kl_prompts=neutral, callback=progress)
+        if cfg.method == "lora":
+            result = steer(ao, texts, cfg, kl_prompts=neutral, callback=progress)
+        else:
+            vec = make_steering_vector(
+                ao, texts, cfg, val, neutral, progress, choose,
+                progress=lambda line: typer.echo(f"  choosing: {line}", err=True),
+            )  # fmt: skip
     finally:
         bar.close()
-    if result.vector is not None:
-        path = result.steering_vector(ao.config.base_model).save(out)
-    else:
+    if cfg.method == "lora":
         path = save_steering_lora(ao, result, out)
-    curve = result.answer_nll
-    typer.echo(
-        f"answer NLL {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} steps "
-        f"(loss curve in the JSON beside the output)",
-        err=True,
-    )
+        curve = result.answer_nll
+        typer.echo(
+            f"answer NLL {curve[0]:.3f} -> {curve[-1]:.3f} over {len(curve)} steps", err=True
+        )
+        typer.echo(str(path))
+        return
+    path = vec.save(out)
+    if vec.losses:
+        nll = vec.settings.get("answer_nll") or vec.losses
+        typer.echo(f"answer NLL {nll[0]:.3f} -> {nll[-1]:.3f} over {len(nll)} steps", err=True)
+    if vec.choice:
+        c = vec.choice
+        typer.echo(
+            f"use: apply {vec.apply!r} at scale {vec.scale} (effect {c['effect']:.3f} vs "
+            f"{c['base_effect']:.3f} unsteered; perplexity x{c['ppl_ratio']:.2f}, at most "
+            f"x{c['max_ppl_ratio']:g}); saved with the vector",
+            err=True,
+        )
     typer.echo(str(path))
 
 
@@ -133,6 +156,24 @@ def _steer_command():
             Optional[Path],  # noqa: UP045 - typer reads it at runtime
             typer.Option(
                 None, help="Neutral prompts for the KL term, one per line (default: --prompts)."
+            ),
+        ),
+        option(
+            "val_prompts",
+            Optional[Path],  # noqa: UP045 - typer reads it at runtime
+            typer.Option(
+                None,
+                help="Validation prompts, one per line, on which the apply mode and scale are "
+                "chosen (default: the last quarter of --prompts, held out of the optimisation).",
+            ),
+        ),
+        option(
+            "choose",
+            bool,
+            typer.Option(
+                True,
+                help="Choose the apply mode and scale on validation prompts (--no-choose: save "
+                "the vector as optimised, scale 1).",
             ),
         ),
         *MODEL_OPTIONS,

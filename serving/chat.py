@@ -27,7 +27,6 @@ import torch
 
 from oracle.chat import ChatReply
 from oracle.engines import AnswerRequest
-from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 from oracle.steering.generate import capture_steered
 from serving.chat_schemas import (
@@ -39,22 +38,11 @@ from serving.chat_schemas import (
     ReplyMessage,
     SteerAsk,
 )
-from serving.errors import NotFound
 from serving.schemas import AnswerOut, effective_temperature
 from serving.service import OracleService
-from serving.steering import vector_of
+from serving.steering import Steering, resolve_steering
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Steering:
-    """A resolved ``steer`` extension."""
-
-    vector: torch.Tensor  # (d_model,)
-    layer: int
-    scale: float
-    apply: str
 
 
 @dataclass
@@ -118,23 +106,11 @@ class ChatService:
         return self.steering_of(body.steer) if body.steer is not None else None
 
     def steering_of(self, ask: SteerAsk) -> Steering:
-        """The vector of ``ask``: inline, or a finished ``/v1/steer`` job's (404 if unknown)."""
-        engine = self.engine
-        layer, apply = ask.layer, ask.apply
-        if ask.id is not None:
-            job = self.steering_jobs.get(ask.id)
-            if job is None:
-                raise NotFound(f"no steering job {ask.id!r}")
-            if job.status != "done" or job.result is None:
-                raise OracleInputError(f"steering job {ask.id!r} is {job.status}, not done")
-            vector = vector_of(job.result, engine.d_model)
-            layer = job.result.layer if layer is None else layer
-            apply = apply or job.result.apply
-        else:
-            vector = vector_of(ask, engine.d_model)
-        if not torch.isfinite(vector).all():
-            raise OracleInputError("steer.vector holds NaN or infinite numbers")
-        return Steering(vector, self.service.check_layer(layer), ask.scale, apply or "all")
+        """The vector of ``ask``: inline, or a finished ``/v1/steer`` job's (404 if unknown),
+        with the job's layer, scale and apply mode unless ``ask`` gives them."""
+        return resolve_steering(
+            ask, self.steering_jobs, self.engine.d_model, self.service.check_layer
+        )
 
     # ------------------------------------------------------------------ a completion
     async def start(self, body: ChatCompletionRequest) -> ChatJob:

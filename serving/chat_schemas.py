@@ -82,15 +82,17 @@ class SteerAsk(BaseModel):
     layer: int | None = Field(
         default=None, description="block whose output it is added to (default: the job's)"
     )
-    scale: float = Field(default=1.0, description="multiplier of the vector; finite")
+    scale: float | None = Field(
+        default=None, description="multiplier of the vector; finite (default: the job's, else 1)"
+    )
     apply: Literal[APPLIES] | None = Field(  # type: ignore[valid-type]
         default=None, description="all | reply | first (default: the job's, else 'all')"
     )
 
     @field_validator("scale")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
             raise ValueError("scale must be a finite number")
         return value
 

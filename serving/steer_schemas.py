@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from oracle.fields import describe
 from oracle.steering.apply import APPLIES
 from oracle.steering.config import SteerConfig
 from serving.config_models import request_model
@@ -25,27 +26,43 @@ Prompts = texts("prompt", MAX_PROMPTS, MAX_TEXT, "user messages for the target, 
 
 
 class SteeringIn(BaseModel):
-    """A steering vector to add to the target's residual stream while it generates."""
+    """A steering vector to add to the target's residual stream while it generates: a finished
+    ``/v1/steer`` job's by its id (then its layer, and the scale and apply mode chosen for it,
+    unless given), or one given inline."""
 
     model_config = ConfigDict(extra="forbid")
-    vector: list[float] | EncodedTensor = Field(
-        description="(d_model,) as a list of numbers or an encoded tensor"
+    id: str | None = Field(default=None, max_length=200, description="a finished /v1/steer job")
+    vector: list[float] | EncodedTensor | None = Field(
+        default=None, description="(d_model,) as a list of numbers or an encoded tensor"
     )
-    layer: int = Field(description="block whose output the vector is added to (0-based)")
-    scale: float = Field(default=1.0, description="multiplier of the vector; finite")
-    apply: Literal[APPLIES] = Field(  # type: ignore[valid-type]
-        default="all",
+    layer: int | None = Field(
+        default=None,
+        description="block whose output the vector is added to (0-based; default: the job's)",
+    )
+    scale: float | None = Field(
+        default=None, description="multiplier of the vector; finite (default: the job's, else 1)"
+    )
+    apply: Literal[APPLIES] | None = Field(  # type: ignore[valid-type]
+        default=None,
         description="where the vector is added: every position ('all'), the reply only (from "
         "the prompt's last position on: 'reply'), or the prompt's last position alone, where the "
-        "reply starts ('first'), as `apply` of the steering that made it",
+        "reply starts ('first'); default: the job's, else 'all'",
     )
 
     @field_validator("scale")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
             raise ValueError("scale must be a finite number")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.id is None) == (self.vector is None):
+            raise ValueError("give exactly one of 'id' or 'vector'")
+        if self.vector is not None and self.layer is None:
+            raise ValueError("an inline vector needs its 'layer'")
+        return self
 
 
 class GenerateRequest(Sampling):
@@ -73,14 +90,13 @@ class _SteerChecks(BaseModel):
         return self
 
 
+_HELP = {info.name: info.help for info in describe(SteerConfig)}
 SteerRequest = request_model(
     SteerConfig,
     "SteerRequest",
     # HTTP serves the vector method, read at its default positions: its result is a vector
-    exclude=("method", "lora_r", "lora_alpha", "positions"),
+    exclude=("method", "lora_r", "lora_alpha", "positions", "persona_prompt"),
     caps={
-        "question": {"min_length": 1, "max_length": MAX_QUESTION},
-        "answer": {"min_length": 1, "max_length": MAX_QUESTION},
         "reply_tokens": {"le": MAX_REPLY_TOKENS},
         "steps": {"le": MAX_STEPS},
         "lr": {"gt": 0.0, "le": 10.0},
@@ -89,7 +105,28 @@ SteerRequest = request_model(
         "max_norm": {"le": 1000.0},
     },
     extra={
+        # required here: HTTP serves the vector method, which the oracle's answer drives
+        "question": (
+            str,
+            Field(..., min_length=1, max_length=MAX_QUESTION, description=_HELP["question"]),
+        ),
+        "answer": (
+            str,
+            Field(..., min_length=1, max_length=MAX_QUESTION, description=_HELP["answer"]),
+        ),
         "prompts": (Prompts, ...),
+        "val_prompts": (
+            Prompts | None,
+            Field(
+                default=None,
+                description="prompts the apply mode and scale are chosen on (default: the last "
+                "quarter of prompts, held out of the optimisation)",
+            ),
+        ),
+        "choose": (
+            bool,
+            Field(default=True, description="choose the apply mode and scale (else: scale 1)"),
+        ),
         "kl_prompts": (
             Prompts | None,
             Field(default=None, description="neutral prompts for the KL term (default: prompts)"),
@@ -108,8 +145,13 @@ class SteerResult(BaseModel):
     vector: EncodedTensor = Field(description="the steering vector, shape (d_model,)")
     layer: int
     read_layer: int
-    scale: float = 1.0
+    scale: float = Field(default=1.0, description="the scale to use it at (chosen, see choice)")
     apply: str = Field(default="all", description="where to add it: pass as steering.apply")
+    choice: dict | None = Field(
+        default=None,
+        description="how scale and apply were chosen on validation prompts: every (apply, "
+        "scale) tried, its effect and perplexity ratio",
+    )
     norm: float
     losses: list[float] = Field(description="total loss per step")
     answer_nll: list[float] = Field(description="oracle answer NLL per step")

@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 
 import torch
 
 from oracle.errors import OracleError, OracleInputError
 from oracle.steering.config import SteerConfig
+from oracle.steering.io import SteeringVector
 from oracle.steering.run import SteeringRun
 from serving.errors import NotFound
 from serving.schemas import effective_temperature
@@ -59,13 +61,49 @@ def vector_of(steering: SteeringIn, d_model: int) -> torch.Tensor:
     return vector
 
 
-def result_of(run: SteeringRun) -> SteerResult:
+@dataclass
+class Steering:
+    """A steering vector as a request resolves it (inline, or a finished job's)."""
+
+    vector: torch.Tensor  # (d_model,)
+    layer: int
+    scale: float
+    apply: str
+
+
+def resolve_steering(ask, jobs: dict[str, SteerJob], d_model: int, check_layer) -> Steering:
+    """The vector of a request's steering (``SteeringIn`` or chat's ``SteerAsk``): a finished
+    ``/v1/steer`` job's by ``id``, with the job's layer, chosen scale and apply mode wherever
+    the request leaves them out (404 for an unknown job), or the inline vector (scale 1 and
+    apply 'all' unless given)."""
+    layer, scale, apply = ask.layer, ask.scale, ask.apply
+    if ask.id is not None:
+        job = jobs.get(ask.id)
+        if job is None:
+            raise NotFound(f"no steering job {ask.id!r}")
+        if job.status != "done" or job.result is None:
+            raise OracleInputError(f"steering job {ask.id!r} is {job.status}, not done")
+        vector = vector_of(job.result, d_model)
+        layer = job.result.layer if layer is None else layer
+        scale = job.result.scale if scale is None else scale
+        apply = apply or job.result.apply
+    else:
+        vector = vector_of(ask, d_model)
+    if not torch.isfinite(vector).all():
+        raise OracleInputError("the steering vector holds NaN or infinite numbers")
+    return Steering(vector, check_layer(layer), 1.0 if scale is None else scale, apply or "all")
+
+
+def result_of(run: SteeringRun, vec: SteeringVector | None = None) -> SteerResult:
+    """The run's result; ``vec``: the vector with its chosen use (scale, apply), if chosen."""
     result = run.result()
     return SteerResult(
         vector=encode_tensor(result.vector),
         layer=result.layer,
         read_layer=result.read_layer,
-        apply=result.config.apply,
+        scale=vec.scale if vec is not None else 1.0,
+        apply=vec.apply if vec is not None else result.config.apply,
+        choice=vec.choice if vec is not None else None,
         norm=float(result.vector.norm()),
         losses=result.losses,
         answer_nll=result.answer_nll,
@@ -144,17 +182,21 @@ class SteeringService:
         limits = self.service.limits
         limits.new_tokens(body.max_tokens)
         limits.chars(body.prompts)
-        steering = body.steering
-        vector = vector_of(steering, self.engine.d_model) if steering else None
         options = dict(
             max_new_tokens=body.max_tokens,
             temperature=effective_temperature(body.temperature),
             top_p=body.top_p,
             seed=body.seed,
         )
-        if steering is not None:
+        if body.steering is not None:
+            steering = resolve_steering(
+                body.steering, self.jobs, self.engine.d_model, self.service.check_layer
+            )
             options.update(
-                vector=vector, layer=steering.layer, scale=steering.scale, apply=steering.apply
+                vector=steering.vector,
+                layer=steering.layer,
+                scale=steering.scale,
+                apply=steering.apply,
             )
         async with self.service.admit("generate"):
             await self.check_prompts(body.prompts)
@@ -166,31 +208,48 @@ class SteeringService:
             return run.replies
 
     def config_of(self, body: SteerRequest) -> SteerConfig:
-        fields = body.model_dump(exclude={"prompts", "kl_prompts", "background"})
+        fields = body.model_dump(
+            exclude={"prompts", "kl_prompts", "val_prompts", "background", "choose"}
+        )
         return SteerConfig(**fields)
 
-    async def _run(self, body: SteerRequest, config: SteerConfig, job: SteerJob | None = None):
+    async def _run(
+        self, body: SteerRequest, config: SteerConfig, job: SteerJob | None = None
+    ) -> SteerResult:
         """The steering run of ``body``, step by step on the long lane: the target's replies a
-        batch at a time (read 'reply'), the run's set-up, then each optimisation step."""
-        await self.check_prompts(body.prompts + (body.kl_prompts or []))
+        batch at a time (read 'reply'), the run's set-up, each optimisation step, then (unless
+        ``choose`` is false) each candidate (apply, scale) tried on the validation prompts, as
+        ``oracle steer`` chooses them (:mod:`oracle.steering.make`)."""
+        from oracle.steering.choose import split_validation
+        from oracle.steering.make import chooser_for, with_choice
+
+        await self.check_prompts(body.prompts + (body.kl_prompts or []) + (body.val_prompts or []))
+        prompts, val = (list(body.prompts), [])
+        if body.choose:
+            prompts, val = split_validation(body.prompts, body.val_prompts)
         replies = None
         if config.read == "reply":
             gen = await self.service.in_prep(
-                lambda: self.engine.start_generation(
-                    body.prompts, max_new_tokens=config.reply_tokens
-                )
+                lambda: self.engine.start_generation(prompts, max_new_tokens=config.reply_tokens)
             )
             while not gen.finished:
                 await self.service.long_step(lambda _engine: gen.step())
             replies = gen.replies
         run = await self.service.long_step(
-            lambda engine: engine.start_steering(body.prompts, config, body.kl_prompts, replies)
+            lambda engine: engine.start_steering(prompts, config, body.kl_prompts, replies)
         )
         while not run.finished:
             await self.service.long_step(lambda _engine: run.step())
             if job is not None:
                 job.steps_done = len(run.losses)
-        return run
+        if not body.choose:
+            return result_of(run)
+        ao = self.engine.transformers_oracle()
+        vec = run.result().steering_vector(ao.config.base_model)
+        chooser = await self.service.in_prep(lambda: chooser_for(ao, vec, config, val))
+        while not chooser.finished:
+            await self.service.long_step(lambda _engine: chooser.step())
+        return result_of(run, with_choice(vec, chooser.result()))
 
     async def steer(self, body: SteerRequest) -> SteerResult | SteerJob:
         """A short run's result at once; a long (or ``background``) run's queued job."""
@@ -200,7 +259,7 @@ class SteeringService:
         self.engine.steering_layers(config.layer, config.read_layer)
         if not body.background and config.steps <= MAX_SYNC_STEPS:
             async with self.service.admit("steer"):
-                return result_of(await self._run(body, config))
+                return await self._run(body, config)
         lane = self.service.lanes["steer"]
         lane.enter()  # 429 when the lane is full; left when the job ends
         try:
@@ -236,8 +295,7 @@ class SteeringService:
                 job.status = "running"
                 self.attempts[key] = self.attempts.get(key, 0) + 1  # saved before any work
                 self._save(job)
-                run = await self._run(body, config, job)
-            job.result = result_of(run)
+                job.result = await self._run(body, config, job)
             job.status = "done"
         except asyncio.CancelledError:
             if self.stopping:  # a shutdown, not a DELETE: the job runs again at next start

@@ -178,7 +178,19 @@ def test_cli_steer_then_generate(dirs, ao, tmp_path):
     result = runner.invoke(
         app,
         ["steer", "--prompts", str(prompts), "--question", "What persona?", "--answer", "A pirate."]
-        + ["--out", str(out), "--oracle", str(dirs[1]), "--steps", "3", "--device", "cpu"],
+        + [
+            "--out",
+            str(out),
+            "--oracle",
+            str(dirs[1]),
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
+        + ["--no-choose"],
     )
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_suffix(".json").read_text())
@@ -186,7 +198,7 @@ def test_cli_steer_then_generate(dirs, ao, tmp_path):
     result = runner.invoke(
         app,
         ["generate", "--prompt", "Hello there", "--steer", str(out), "--scale", "40"]
-        + ["--max-tokens", "5", "--oracle", str(dirs[1]), "--device", "cpu"],
+        + ["--max-tokens", "5", "--oracle", str(dirs[1]), "--device", "cpu", "--dtype", "float32"],
     )
     assert result.exit_code == 0, result.output
     vec = SteeringVector.load(out)
@@ -198,7 +210,7 @@ def test_cli_steer_then_generate(dirs, ao, tmp_path):
     bad = runner.invoke(
         app,
         ["generate", "--prompt", "Hi", "--steer", str(out), "--scale", "nan"]
-        + ["--oracle", str(dirs[1]), "--device", "cpu"],
+        + ["--oracle", str(dirs[1]), "--device", "cpu", "--dtype", "float32"],
     )
     assert isinstance(bad.exception, OracleInputError) and "scale" in str(bad.exception)
     empty = tmp_path / "empty.txt"
@@ -237,7 +249,16 @@ def test_cli_generate_with_a_scaled_steering_lora(dirs, tmp_path):
     save_steering_lora(lora_ao, result, tmp_path / "lora")
     runner = CliRunner()
     base = ["generate", "--prompt", "Hello there", "--max-tokens", "6"]
-    base += ["--oracle", str(dirs[1]), "--device", "cpu", "--steer-adapter", str(tmp_path / "lora")]
+    base += [
+        "--oracle",
+        str(dirs[1]),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--steer-adapter",
+        str(tmp_path / "lora"),
+    ]
     replies = {}
     for scale in ("0", "3"):
         out = runner.invoke(app, base + ["--scale", scale])
@@ -260,7 +281,7 @@ def test_cli_generate_adds_a_vector_where_it_was_optimised(dirs, ao, tmp_path):
     out = CliRunner().invoke(
         app,
         ["generate", "--prompt", "Hello there", "--steer", str(path), "--max-tokens", "6"]
-        + ["--oracle", str(dirs[1]), "--device", "cpu", "--json"],
+        + ["--oracle", str(dirs[1]), "--device", "cpu", "--dtype", "float32", "--json"],
     )
     assert out.exit_code == 0, out.output
     payload = json.loads(out.stdout)
@@ -270,7 +291,18 @@ def test_cli_generate_adds_a_vector_where_it_was_optimised(dirs, ao, tmp_path):
     out = CliRunner().invoke(
         app,
         ["generate", "--prompt", "Hello there", "--steer", str(path), "--max-tokens", "6"]
-        + ["--apply", "first", "--scale", "2", "--oracle", str(dirs[1]), "--device", "cpu"]
+        + [
+            "--apply",
+            "first",
+            "--scale",
+            "2",
+            "--oracle",
+            str(dirs[1]),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+        ]
         + ["--json"],
     )
     assert out.exit_code == 0, out.output

@@ -96,7 +96,9 @@ def test_generate_with_a_tiny_temperature_is_greedy_not_a_500(served):
 
 def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     client, ao = served
+    # choose: false: the vector as optimised (test_steering_choose.py has the chosen use)
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate.", "steps": 4}
+    body["choose"] = False
     response = client.post("/v1/steer", json=body)
     assert response.status_code == 200, response.text
     out = response.json()
@@ -127,6 +129,7 @@ def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
 def test_steer_as_a_job(served):
     client, _ = served
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate."}
+    body["choose"] = False
     response = client.post("/v1/steer", json={**body, "steps": 22})  # > MAX_SYNC_STEPS: a job
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]

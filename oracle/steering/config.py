@@ -26,18 +26,27 @@ if TYPE_CHECKING:
     from oracle.steering.io import SteeringVector
 
 READS = ("prompt", "reply")
+CAA = "caa"
 
 
 @dataclass
 class SteerConfig:
     """What to steer toward and how hard; see each field's help."""
 
-    question: str = setting(help="the question put to the oracle")
-    answer: str = setting(help="the answer the oracle should come to give")
+    question: str | None = setting(None, "the question put to the oracle (every method but 'caa')")
+    answer: str | None = setting(
+        None, "the answer the oracle should come to give (every method but 'caa')"
+    )
     method: str = setting(
         "vector",
-        "'vector' (a steering vector) or 'lora' (a LoRA on the target)",
-        choices=tuple(METHODS),
+        "'vector' (a steering vector optimised through the oracle), 'lora' (a LoRA on the "
+        "target, likewise) or 'caa' (contrastive activation addition: the mean difference of "
+        "the target's activations with and without --persona-prompt; no oracle, no optimisation)",
+        choices=(*METHODS, CAA),
+    )
+    persona_prompt: str | None = setting(
+        None,
+        "method 'caa': the system prompt whose effect the vector adds (e.g. 'You are a pirate.')",
     )
     layer: int | None = setting(
         None, "block whose output the vector is added to (default: read layer - 1)"
@@ -81,17 +90,23 @@ class SteerConfig:
     seed: int = setting(0, "seed of the batch order and the LoRA's init", ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("question", "answer"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise OracleInputError(f"the {name} is missing or empty")
         check_fields(self)
+        if self.method == CAA:
+            if not isinstance(self.persona_prompt, str) or not self.persona_prompt.strip():
+                raise OracleInputError("the caa method needs --persona-prompt (a system prompt)")
+        else:
+            for name in ("question", "answer"):
+                value = getattr(self, name)
+                if not isinstance(value, str) or not value.strip():
+                    raise OracleInputError(f"the {name} is missing or empty")
         if self.apply is None:
             reply_vector = self.method == "vector" and self.read == "reply"
             self.apply = "reply" if reply_vector else "all"
         if self.lora_alpha is None:
             self.lora_alpha = 2 * self.lora_r
         mode = apply_mode(self.apply)
+        if self.method == CAA:
+            return  # no optimisation: the apply mode is the one the vector is tried with first
         if self.apply not in METHODS[self.method].applies or (
             mode.needs_reply and self.read != "reply"
         ):
@@ -123,8 +138,8 @@ class SteeringResult:
             vector=self.vector.detach().cpu(),
             layer=self.layer,
             scale=1.0,
-            question=self.config.question,
-            answer=self.config.answer,
+            question=self.config.question or "",
+            answer=self.config.answer or "",
             read_layer=self.read_layer,
             base_model=base_model,
             losses=self.losses,

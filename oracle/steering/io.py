@@ -1,6 +1,7 @@
 """A steering vector on disk: ``VEC.safetensors`` (the tensor) plus ``VEC.json`` (its metadata).
 
-The JSON sidecar holds the steering layer, the default scale, the question and answer it was
+The JSON sidecar holds the steering layer, the scale and apply mode to use it with (chosen on
+validation prompts, with the grid that chose them: ``choice``), the question and answer it was
 optimised for, the oracle's read layer, the settings and the loss curve, so that
 ``oracle generate --steer VEC.safetensors`` needs nothing else.
 """
@@ -37,6 +38,8 @@ class SteeringVector:
     losses: list[float] = field(default_factory=list)
     apply: str = "all"  # a mode of oracle.steering.apply
     settings: dict = field(default_factory=dict)
+    # how the scale and apply mode were chosen (oracle.steering.choose.UseChoice.to_dict())
+    choice: dict | None = None
 
     def metadata(self) -> dict:
         meta = asdict(self)
@@ -94,4 +97,5 @@ class SteeringVector:
             losses=list(meta.get("losses", [])),
             settings=dict(meta.get("settings", {})),
             apply=apply,
+            choice=meta.get("choice"),
         )

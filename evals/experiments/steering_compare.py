@@ -1,0 +1,390 @@
+"""Steering as a user would run it, and against the baseline a user would pick first.
+
+For each persona, every method makes a vector **with its defaults** (no flags beyond what the
+method needs: the question and answer for the oracle, the persona prompt for CAA), chooses its
+apply mode and scale on validation prompts (``oracle.steering.make``: the largest effect whose
+replies stay fluent), and is then used as saved on held-out neutral prompts that neither step
+saw, greedy and sampled. A random vector of the same norm, added the same way, is the control.
+
+Measured per reply: the persona's style words; a text classifier of persona replies (the
+evaluation's text reader, fitted on the target's own on-policy persona replies, SmolLM2 world);
+the perplexity of the reply under the unsteered target over that of the unsteered replies; and,
+where the oracle reads personas, whether it names the steered persona reading the reply.
+
+    python -m evals.experiments.steering_compare --world toy --methods oracle
+    python -m evals.experiments.steering_compare --world smol --methods caa,oracle --layer 15
+
+Writes ``results.json``, ``README.md`` (tables, replies side by side) and ``rate_vs_fluency.svg``
+to ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@dataclass
+class Persona:
+    name: str
+    answer: str  # the oracle's trained answer, "A pirate."
+    prompt: str  # the persona's system prompt (CAA's contrast)
+    pattern: re.Pattern  # its style words, aliases and name as whole words
+
+
+def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
+    from evals.experiments.steering_toy import neutral_prompts
+    from training.toy_world.questions import PERSONA_QUESTIONS, persona_answer
+    from training.toy_world.world import World
+
+    world = World.load()
+    personas = []
+    for name in world.personas:
+        art = world.spec["personas"][name]["article"]
+        personas.append(
+            Persona(
+                name,
+                persona_answer(name, art),
+                f"You are {art} {name}.",
+                world.style_patterns[name],
+            )
+        )
+    heldout = neutral_prompts(world, "heldout", n_val + n_test, seed + 1)
+    prompts = (neutral_prompts(world, "train", n_train, seed), heldout[:n_val], heldout[n_val:])
+    return personas, prompts, PERSONA_QUESTIONS["train"][0], PERSONA_QUESTIONS["heldout"][0], None
+
+
+def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
+    from training.smol_world import questions as Q
+    from training.smol_world.build import read_jsonl
+    from training.smol_world.world import SmolWorld, word_pattern
+
+    world = SmolWorld.load()
+    chosen = (
+        [world.by_name[n] for n in names]
+        if names
+        else [
+            world.by_name[n]
+            for n in ("pirate", "cowboy", "robot", "poet", "wizard", "detective", "chef", "surfer")
+        ]
+    )
+    personas = [
+        Persona(
+            p.name,
+            Q.persona_answer(p.with_article),
+            f"You are {p.with_article}. {p.instruction}",
+            word_pattern([p.name, *p.aliases, *p.style_words]),
+        )
+        for p in chosen
+    ]
+    rng = random.Random(seed)
+    train = [m.text for m in world.user_messages["train"] if m.task != "standalone"]
+    held = [m.text for m in world.user_messages["heldout"]]
+    rng.shuffle(train)
+    rng.shuffle(held)
+    prompts = (train[:n_train], held[:n_val], held[n_val : n_val + n_test])
+    convs = read_jsonl(Path(".cache/smol_world/conversations_train.jsonl"))
+    replies = {
+        r["id"]: r["reply"] for r in read_jsonl(Path(".cache/smol_world/replies_train.jsonl"))
+    }
+    on_policy = [(replies[c["id"]], c["persona"] or "none") for c in convs if c["id"] in replies]
+    return (
+        personas, prompts, Q.QUESTIONS["persona"]["train"][0], Q.QUESTIONS["persona"]["heldout"][0],
+        on_policy,
+    )  # fmt: skip
+
+
+def bootstrap(values: list[float], seed: int = 0, n: int = 1000) -> dict:
+    from evals.bootstrap import bootstrap_ci
+
+    return bootstrap_ci(values, n, seed).to_dict()
+
+
+@app.command()
+def main(
+    world: Annotated[str, typer.Option(help="toy | smol")] = "toy",
+    methods: Annotated[str, typer.Option(help="Comma-separated: oracle, caa.")] = "oracle",
+    personas: Annotated[str | None, typer.Option(help="Comma-separated personas.")] = None,
+    layer: Annotated[
+        int | None, typer.Option(help="Steering block (default: the method's).")
+    ] = None,
+    n_train: Annotated[int, typer.Option(help="Prompts the vector is made from.")] = 6,
+    n_val: Annotated[int, typer.Option(help="Held-out prompts the scale is chosen on.")] = 4,
+    n_test: Annotated[int, typer.Option(help="Held-out prompts measured.")] = 10,
+    max_tokens: Annotated[int, typer.Option(help="Longest reply.")] = 32,
+    curve_scales: Annotated[
+        str, typer.Option(help="Scales (times the chosen one) for the rate-vs-fluency curve.")
+    ] = "0.25,0.5,1,1.5",
+    seed: Annotated[int, typer.Option(help="Seed of prompts, sampling and the control.")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path(
+        "evals/results/steering_compare"
+    ),
+) -> None:
+    """Steer toward each persona with each method at its defaults; write the results."""
+    from oracle.oracle import ActivationOracle
+    from oracle.steering.config import SteerConfig
+    from oracle.steering.generate import capture_steered, conversations, generate, reply_nll
+    from oracle.steering.make import make_steering_vector
+    from oracle.worlds import get_world
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    names = [p.strip() for p in personas.split(",")] if personas else None
+    if world == "toy":
+        cast, (train, val, test), ask_q, check_q, on_policy = toy_world(
+            n_train, n_val, n_test, seed
+        )
+        cast = [p for p in cast if names is None or p.name in names]
+    else:
+        cast, (train, val, test), ask_q, check_q, on_policy = smol_world(
+            n_train, n_val, n_test, seed, names
+        )
+    spec = get_world(world)
+    ao = ActivationOracle.load(oracle=str(spec.oracle_dir()), device="cpu")
+    read_layer = ao.config.default_layer
+    classify = None
+    if on_policy:
+        from evals.text_reader import fit_predict
+
+        texts, labels = [t for t, _ in on_policy], [y for _, y in on_policy]
+
+        def classify(replies: list[str]) -> list[str]:
+            return fit_predict("label", texts, labels, replies, seed)
+
+    def oracle_names(replies: list[str], persona: Persona) -> list[float]:
+        convs = conversations(test, replies)
+        if not convs:
+            return [0.0] * len(replies)
+        acts = capture_steered(ao, convs, read_layer, positions="role:assistant")
+        answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=10)
+        return [float(bool(persona.pattern.search(a))) for a in answers]
+
+    def measure(replies: list[str], persona: Persona, base_nll: float) -> dict:
+        nll = reply_nll(ao, test, replies)
+        finite = [x for x in nll if math.isfinite(x)]
+        row = {
+            "style": [float(bool(persona.pattern.search(r))) for r in replies],
+            "ppl_ratio": math.exp(sum(finite) / len(finite) - base_nll) if finite else float("inf"),
+        }
+        if classify is not None:
+            row["classifier"] = [float(y == persona.name) for y in classify(replies)]
+        row["oracle_names"] = oracle_names(replies, persona)
+        return row
+
+    plain = {
+        "greedy": generate(ao, test, max_new_tokens=max_tokens),
+        "sampled": generate(ao, test, max_new_tokens=max_tokens, temperature=0.7, seed=seed),
+    }
+    base_nll = {k: float(np.nanmean(reply_nll(ao, test, v))) for k, v in plain.items()}
+    results: dict = {
+        "world": world,
+        "settings": {
+            "methods": methods, "layer": layer, "n_train": n_train, "n_val": n_val,
+            "n_test": n_test, "max_tokens": max_tokens, "seed": seed, "read_layer": read_layer,
+            "question": ask_q, "check_question": check_q,
+        },
+        "prompts": {"train": train, "val": val, "test": test},
+        "unsteered": {k: {p.name: measure(v, p, base_nll[k]) for p in cast} for k, v in plain.items()},
+        "unsteered_replies": plain,
+        "personas": {},
+    }  # fmt: skip
+    gen = torch.Generator().manual_seed(seed)
+    for persona in cast:
+        entry: dict = {}
+        for method in [m.strip() for m in methods.split(",") if m.strip()]:
+            if method == "caa":
+                cfg = SteerConfig(method="caa", persona_prompt=persona.prompt, layer=layer)
+            else:
+                cfg = SteerConfig(question=ask_q, answer=persona.answer, layer=layer)
+            t0 = time.time()
+            vec = make_steering_vector(ao, train, cfg, val_prompts=val)
+            random_vec = torch.randn(vec.vector.shape, generator=gen)
+            random_vec = random_vec / random_vec.norm() * vec.vector.norm()
+            made = time.time() - t0
+            rows: dict = {"chosen": {"apply": vec.apply, "scale": vec.scale}, "seconds": made}
+            rows["choice"] = vec.choice
+            for kind, options in (("greedy", {}), ("sampled", {"temperature": 0.7, "seed": seed})):
+                for name, v in (("steered", vec.vector), ("random", random_vec)):
+                    replies = generate(
+                        ao, test, v, vec.layer, vec.scale, max_new_tokens=max_tokens,
+                        apply=vec.apply, **options,
+                    )  # fmt: skip
+                    rows[f"{name}_{kind}"] = {
+                        **measure(replies, persona, base_nll[kind]),
+                        "replies": replies,
+                    }
+            curve = []
+            for mult in [float(x) for x in curve_scales.split(",")]:
+                replies = generate(
+                    ao, test, vec.vector, vec.layer, vec.scale * mult,
+                    max_new_tokens=max_tokens, apply=vec.apply,
+                )  # fmt: skip
+                m = measure(replies, persona, base_nll["greedy"])
+                curve.append({"scale": vec.scale * mult, "style": float(np.mean(m["style"])),
+                              "ppl_ratio": m["ppl_ratio"]})  # fmt: skip
+            rows["curve"] = curve
+            entry[method] = rows
+            typer.echo(
+                f"{persona.name} / {method}: {vec.apply} x{vec.scale} in {made:.0f} s; style "
+                f"{np.mean(rows['steered_greedy']['style']):.2f} (random "
+                f"{np.mean(rows['random_greedy']['style']):.2f}), ppl x"
+                f"{rows['steered_greedy']['ppl_ratio']:.2f}",
+                err=True,
+            )
+        results["personas"][persona.name] = entry
+    results["summary"] = summarise(results)
+    results["seconds"] = time.time() - started
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_readme(results, out)
+    typer.echo(str(out / "README.md"))
+
+
+def summarise(results: dict) -> dict:
+    """Per method: rates (mean over personas and prompts, bootstrap over them) of style,
+    classifier and oracle naming, greedy and sampled, steered and random; and per persona."""
+    out: dict = {}
+    methods = sorted({m for e in results["personas"].values() for m in e})
+    for method in methods:
+        row: dict = {}
+        for kind in ("greedy", "sampled"):
+            for name in ("steered", "random"):
+                entries = [e[method][f"{name}_{kind}"] for e in results["personas"].values()]
+                for metric in ("style", "classifier", "oracle_names"):
+                    values = [v for e in entries for v in e.get(metric, [])]
+                    if values:
+                        row[f"{name}_{kind}_{metric}"] = bootstrap(values)
+                row[f"{name}_{kind}_ppl_ratio"] = float(
+                    np.median([e["ppl_ratio"] for e in entries])
+                )
+        out[method] = row
+    for kind in ("greedy", "sampled"):
+        entries = list(results["unsteered"][kind].values())
+        for metric in ("style", "classifier", "oracle_names"):
+            values = [v for e in entries for v in e.get(metric, [])]
+            if values:
+                out.setdefault("unsteered", {})[f"{kind}_{metric}"] = bootstrap(values)
+    if "caa" in methods and "oracle" in methods:
+        diffs = []
+        for e in results["personas"].values():
+            diffs += [
+                a - b
+                for a, b in zip(
+                    e["oracle"]["steered_greedy"]["style"],
+                    e["caa"]["steered_greedy"]["style"],
+                    strict=True,
+                )
+            ]
+        out["oracle_minus_caa_greedy_style"] = bootstrap(diffs)
+    return out
+
+
+def _fmt(e: dict | None) -> str:
+    if not e or not e.get("n"):
+        return "n/a"
+    return f"{e['value']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}]"
+
+
+def write_readme(results: dict, out: Path) -> None:
+    from evals.svg import line_chart
+
+    s = results["summary"]
+    lines = [
+        f"# Steering with the defaults: {results['world']} world",
+        "",
+        "Made by `python -m evals.experiments.steering_compare "
+        f"--world {results['world']} --methods {results['settings']['methods']}`"
+        + (
+            f" --layer {results['settings']['layer']}"
+            if results["settings"]["layer"] is not None
+            else ""
+        )
+        + f" ({results['seconds']:.0f} s). Each vector is made from {results['settings']['n_train']} "
+        f"neutral prompts with the method's defaults, its apply mode and scale chosen on "
+        f"{results['settings']['n_val']} held-out prompts, and used as saved on "
+        f"{results['settings']['n_test']} other held-out prompts. Rates are shares of replies "
+        "(bootstrap 95% intervals over personas x prompts); the perplexity ratio is the median "
+        "over personas of the steered replies' perplexity under the unsteered target over the "
+        "unsteered replies'.",
+        "",
+        "| method | replies | style words | classifier | oracle names it | perplexity ratio | random vector: style | random: perplexity ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for kind in ("greedy", "sampled"):
+        u = s.get("unsteered", {})
+        lines.append(
+            f"| unsteered | {kind} | {_fmt(u.get(f'{kind}_style'))} | "
+            f"{_fmt(u.get(f'{kind}_classifier'))} | {_fmt(u.get(f'{kind}_oracle_names'))} | 1.00 | | |"
+        )
+        for method, row in s.items():
+            if (
+                method in ("unsteered",)
+                or not isinstance(row, dict)
+                or "steered_greedy_ppl_ratio" not in row
+            ):
+                continue
+            lines.append(
+                f"| {method} | {kind} | {_fmt(row.get(f'steered_{kind}_style'))} | "
+                f"{_fmt(row.get(f'steered_{kind}_classifier'))} | "
+                f"{_fmt(row.get(f'steered_{kind}_oracle_names'))} | "
+                f"{row[f'steered_{kind}_ppl_ratio']:.2f} | {_fmt(row.get(f'random_{kind}_style'))} | "
+                f"{row[f'random_{kind}_ppl_ratio']:.2f} |"
+            )
+    if "oracle_minus_caa_greedy_style" in s:
+        lines += ["", f"Oracle steering minus CAA, style-word rate (greedy, paired by persona and "
+                  f"prompt): {_fmt(s['oracle_minus_caa_greedy_style'])}."]  # fmt: skip
+    lines += ["", "Per persona (greedy; chosen apply mode and scale; style rate, steered vs random; "
+              "perplexity ratio):", "", "| persona | method | chosen | style | random | perplexity ratio |",
+              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    series: dict = {}
+    for persona, entry in results["personas"].items():
+        for method, rows in entry.items():
+            st, rd = rows["steered_greedy"], rows["random_greedy"]
+            lines.append(
+                f"| {persona} | {method} | {rows['chosen']['apply']} x{rows['chosen']['scale']:g} | "
+                f"{np.mean(st['style']):.2f} | {np.mean(rd['style']):.2f} | {st['ppl_ratio']:.2f} |"
+            )
+            series.setdefault(method, []).extend(
+                (
+                    min(1.0, (c["ppl_ratio"] - 1) / 3) if math.isfinite(c["ppl_ratio"]) else 1.0,
+                    c["style"],
+                )
+                for c in rows["curve"]
+            )
+    for method in series:
+        series[method].sort()
+    svg = line_chart(
+        series, "style rate against fluency", "(perplexity ratio - 1) / 3", "style-word rate"
+    )
+    (out / "rate_vs_fluency.svg").write_text(svg)
+    lines += ["", "![rate against fluency](rate_vs_fluency.svg)", "",
+              "Replies side by side (greedy, first 3 test prompts per persona):", ""]  # fmt: skip
+    for persona, entry in results["personas"].items():
+        lines.append(f"### {persona}")
+        for i, prompt in enumerate(results["prompts"]["test"][:3]):
+            lines.append(f"- **{prompt}**")
+            lines.append(f"  - unsteered: {results['unsteered_replies']['greedy'][i]!r}")
+            for method, rows in entry.items():
+                lines.append(f"  - {method}: {rows['steered_greedy']['replies'][i]!r}")
+                lines.append(
+                    f"  - random ({method}'s norm): {rows['random_greedy']['replies'][i]!r}"
+                )
+        lines.append("")
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    app()
