@@ -40,13 +40,15 @@ def main() -> None:
     parser.add_argument("--layers", default="15,28")
     parser.add_argument("--sizes", default="300,600,1200,2400")
     parser.add_argument("--out", type=Path, default=Path("data/smol_world/probe_curve.json"))
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on a CPU with it), fp32")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     layers = [int(x) for x in args.layers.split(",")]
     sizes = [int(x) for x in args.sizes.split(",")]
-    ao = ActivationOracle.load(target="smollm2-135m", dtype="float32", device="cpu")
+    ao = ActivationOracle.load(target="smollm2-135m", dtype=args.dtype, device="cpu")
     test = [
         it
         for it in load_suite_file(args.suite)
@@ -74,9 +76,11 @@ def main() -> None:
         subsets = {
             "overall": idx,
             "with_label": [i for i in idx if test[i].label != "none"],
+            # hidden by construction: no reply, the user turn drawn apart from the system prompt
             "hidden_with_label": [
-                i for i in idx if test[i].label != "none" and "text_reader_hidden" in test[i].tags
+                i for i in idx if test[i].label != "none" and test[i].constructed_hidden
             ],
+            "hidden": [i for i in idx if test[i].constructed_hidden],
         }
         results["n_test"][family] = {k: len(v) for k, v in subsets.items()}
         for layer in layers:

@@ -21,11 +21,12 @@ import torch
 from training.smol_world.world import SMOL_WORLD, SmolWorld
 
 log = logging.getLogger(__name__)
-STAGES = ("conversations", "replies", "rows", "oracle")
+STAGES = ("conversations", "replies", "rows", "oracle", "suite")
 DEFAULT_WORK = Path(".cache") / "smol_world"
 MODEL = "smollm2-135m"
-# held-out conversations kept for the eval loss: the first EVAL_HEAD and the last EVAL_TAIL
-EVAL_HEAD, EVAL_TAIL = 24, 200
+# held-out conversations kept for the eval loss: the first EVAL_HEAD and the last EVAL_TAIL;
+# the reading check's come from the CHECK_SPAN before the tail (the suite uses the head's end)
+EVAL_HEAD, EVAL_TAIL, CHECK_SPAN = 24, 200, 600
 
 
 def _help(text: str, default):
@@ -38,14 +39,24 @@ class SmolBuildConfig:
 
     seed: int = _help("seed of conversations, replies and rows", 0)
     model: str = _help("the target: a known name, a folder or a .gguf file", MODEL)
+    dtype: str = _help(
+        "weights of the reply generation: auto (bf16 on a GPU or a CPU with native bf16), fp32",
+        "auto",
+    )
     n_train: int = _help("training conversations (one oracle row each)", 30000)
     n_heldout: int = _help("held-out conversations (evaluation)", 3000)
-    n_reply_train: int = _help("training conversations answered by the target", 144)
-    n_reply_heldout: int = _help("held-out conversations answered by the target", 96)
+    n_reply_train: int = _help("training conversations answered by the target", 3000)
+    n_reply_heldout: int = _help("held-out conversations answered by the target", 400)
     max_new_tokens: int = _help("longest reply (tokens)", 40)
     reply_batch: int = _help("replies generated per batch", 48)
     n_context: int = _help("context-prediction rows over the replies", 1500)
     n_eval_rows: int = _help("held-out rows for the eval loss tracked in training", 96)
+    n_check: int = _help("reading-check questions per family (persona, secret)", 60)
+    n_suite_noreply: int = _help("held-out conversations without a reply in the suite", 400)
+    n_suite_context: int = _help("context-prediction items in the suite", 120)
+    n_suite_train: int = _help(
+        "training conversations the suite gives the probe and text reader (half answered)", 2400
+    )
     config: str = _help("the oracle's training config", "configs/smol.yaml")
 
 
@@ -113,7 +124,7 @@ class SmolBuild:
         from training.smol_world.replies import generate_replies
 
         cfg = self.config
-        model, tokenizer = load_model(cfg.model, dtype="float32", device=self.device)
+        model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=self.device)
         for split, n, seed in (
             ("train", cfg.n_reply_train, cfg.seed),
             ("heldout", cfg.n_reply_heldout, cfg.seed + 1),
@@ -127,6 +138,7 @@ class SmolBuild:
                 seed,
                 cfg.reply_batch,
                 cfg.max_new_tokens,
+                progress=True,
             )
 
     def replies(self, split: str) -> dict[str, str]:
@@ -138,7 +150,7 @@ class SmolBuild:
 
         from oracle.models import load_tokenizer
         from training.smol_world.oracle_data import context_rows, conversation_rows
-        from training.smol_world.suite import eval_rows
+        from training.smol_world.suite import check_rows, eval_rows
 
         cfg = self.config
         replies = self.replies("train")
@@ -157,6 +169,42 @@ class SmolBuild:
         )
         cut = eval_rows(heldout[-EVAL_TAIL:], {}, self.world, half, cfg.seed)
         write_jsonl(self.work / "rows_eval.jsonl", answered + cut)
+        span = heldout[-EVAL_TAIL - CHECK_SPAN : -EVAL_TAIL]
+        write_jsonl(
+            self.work / "rows_check.jsonl", check_rows(span, self.world, cfg.n_check, cfg.seed)
+        )
+
+    def stage_suite(self) -> None:
+        """The held-out suite (``data/smol_world/suite.jsonl``, the evaluation's format):
+        persona and secret items about the held-out conversations after the eval-loss head
+        (answered ones, then ones cut after the user turn), context items over held-out
+        replies, and the training conversations the probe and text reader are fitted on."""
+        from oracle.models import load_tokenizer
+        from training.smol_world.suite import (
+            as_suite_dict,
+            context_items,
+            conversation_items,
+            train_suite_dicts,
+        )
+
+        cfg = self.config
+        heldout = read_jsonl(self.work / "conversations_heldout.jsonl")
+        replies = self.replies("heldout")
+        answered = [c for c in heldout[EVAL_HEAD:] if c["id"] in replies]
+        cut = [c for c in heldout[EVAL_HEAD:] if c["id"] not in replies][: cfg.n_suite_noreply]
+        items = conversation_items(answered + cut, replies, self.world, seed=5)
+        texts = [replies[c["id"]] for c in answered if replies[c["id"]].strip()]
+        tokenizer = load_tokenizer(cfg.model)
+        items += context_items(texts, tokenizer, cfg.n_suite_context, seed=6)
+        train = read_jsonl(self.work / "conversations_train.jsonl")
+        train_replies = self.replies("train")
+        half = cfg.n_suite_train // 2
+        with_reply = [c for c in train if c["id"] in train_replies][:half]
+        without = [c for c in train if c["id"] not in train_replies][: cfg.n_suite_train - half]
+        rows = [as_suite_dict(it, self.world) for it in items]
+        rows += train_suite_dicts(with_reply + without, train_replies, self.world)
+        write_jsonl(self.out / "suite.jsonl", rows)
+        log.info("suite: %d test and %d train items", len(items), len(rows) - len(items))
 
     def stage_oracle(self) -> None:
         from training.config import TrainConfig

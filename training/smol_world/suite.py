@@ -39,6 +39,34 @@ def _tags(conv: dict, has_reply: bool) -> list[str]:
     return tags
 
 
+NONE_ALIASES = {"persona": ["no persona"], "secret": ["no secret word", "no secret"]}
+
+
+def counterfactuals(
+    conv: dict, messages: list[dict], family: str, world: SmolWorld, rng: random.Random
+) -> list[dict]:
+    """The same conversation (user turn and reply unchanged) with the system prompt removed
+    (SmolLM2's template then writes its default prompt: no persona, no secret) and with
+    another training persona's (or secret word's) prompt in place of this one's."""
+    system = messages[0]["content"]
+    out = [{"kind": "no_system", "label": "none", "aliases": NONE_ALIASES[family]}]
+    new, label = system, None
+    if family == "persona" and conv["persona"] is not None:
+        mine = world.by_name[conv["persona"]]
+        other = rng.choice([p for p in world.train_personas if p.name != mine.name])
+        new = system.replace(mine.instruction, other.instruction)
+        new = new.replace(mine.with_article, other.with_article)
+        label = other.name
+    elif family == "secret" and conv["secret"] is not None:
+        other = rng.choice([w for w in world.secrets if w != conv["secret"]])
+        new = world.secret_pattern(conv["secret"]).sub(other, system)
+        label = other
+    if label is not None and new != system:
+        swapped = [{"role": "system", "content": new}, *messages[1:]]
+        out.append({"kind": "swap", "label": label, "conversation": swapped})
+    return out
+
+
 def conversation_items(
     conversations: list[dict], replies: dict[str, str], world: SmolWorld, seed: int
 ) -> list[dict]:
@@ -75,6 +103,7 @@ def conversation_items(
                     "label": label,
                     "kind": conv["kind"],
                     "tags": _tags(conv, reply is not None),
+                    "counterfactuals": counterfactuals(conv, messages, family, world, rng),
                 }
             )
     return items
@@ -137,3 +166,104 @@ def eval_rows(
         if len(rows) >= n:
             break
     return rows
+
+
+def check_rows(
+    conversations: list[dict], world: SmolWorld, n_per_family: int, seed: int
+) -> list[dict]:
+    """The reading check's rows (``training.reading_check``): ``n_per_family`` persona and as
+    many secret questions, hidden by construction (no reply: the visible text is a user
+    message drawn independently of the system prompt), in held-out wordings, over held-out
+    users. A fifth of each family asks about SmolLM2's default prompt (answer: none); personas
+    never trained are left out (a closed answer cannot name them)."""
+    from training.schema import make_row
+
+    rng = random.Random(seed + 29)
+    pools: dict[str, list[dict]] = {"persona": [], "secret": []}
+    defaults = [c for c in conversations if c["kind"] == "default"]
+    for family, key in (("persona", "persona"), ("secret", "secret")):
+        named = [c for c in conversations if c[key] is not None and not c["unseen_persona"]]
+        n_none = n_per_family // 5
+        pools[family] = named[: n_per_family - n_none] + defaults[:n_none]
+    rows = []
+    for family, convs in pools.items():
+        for conv in convs:
+            question, gold = question_and_answer(family, conv, world, rng, split="heldout")
+            messages, header = with_reply(conv, None)
+            rows.append(
+                make_row(
+                    question,
+                    gold,
+                    messages=messages,
+                    control="system",
+                    positions="non_system",
+                    sample_positions=False,
+                    add_generation_prompt=header,
+                    source=f"check/{family}",
+                )
+            )
+    return rows
+
+
+def as_suite_dict(item: dict, world: SmolWorld, split: str = "test") -> dict:
+    """One item of :func:`conversation_items` / :func:`context_items` in the evaluation's
+    suite format (``evals.suite_format``; a plain dict, so this package needs no evals)."""
+    context = item["family"].startswith("context")
+    persona = world.by_name.get(item["label"]) if item["family"] == "persona" else None
+    group = item["id"].rsplit("-", 1)[0] if not context else item["id"]
+    return {
+        "id": item["id"],
+        "family": item["family"],
+        "split": split,
+        "conversation": item["conversation"],
+        "text": item["text"],
+        "add_generation_prompt": bool(item["add_generation_prompt"]),
+        "read_span": item["read_span"],
+        "question": item["question"],
+        "answer_type": "text" if context else "label",
+        "label": item["label"],
+        "gold": item["gold"],
+        "aliases": [a for a in item["aliases"] if a != item["label"]]
+        + ([] if item["label"] != "none" else NONE_ALIASES.get(item["family"], [])),
+        "label_words": list(persona.style_words) if persona else [],
+        "tags": item["tags"],
+        "group": group,
+        "counterfactuals": item.get("counterfactuals", []),
+        "meta": {"kind": item["kind"]},
+    }
+
+
+def train_suite_dicts(
+    conversations: list[dict], replies: dict[str, str], world: SmolWorld
+) -> list[dict]:
+    """The probe's and the text reader's training conversations (persona and secret items,
+    asked in the first training wording), split=train."""
+    out = []
+    for conv in conversations:
+        reply = replies.get(conv["id"])
+        messages, header = with_reply(conv, reply)
+        for family, label in (("persona", conv["persona"]), ("secret", conv["secret"])):
+            persona = world.by_name.get(label) if family == "persona" else None
+            gold = (
+                Q.persona_answer(persona.with_article if persona else None)
+                if family == "persona"
+                else Q.secret_answer(label)
+            )
+            out.append(
+                {
+                    "id": f"{conv['id']}-{family}",
+                    "family": family,
+                    "split": "train",
+                    "conversation": messages,
+                    "add_generation_prompt": header,
+                    "read_span": "non_system",
+                    "question": Q.QUESTIONS[family]["train"][0],
+                    "label": label or "none",
+                    "gold": gold,
+                    "aliases": list(persona.aliases) if persona else NONE_ALIASES[family],
+                    "tags": ["reply" if reply else "no_reply"],
+                    "group": conv["id"],
+                    "meta": {"kind": conv["kind"]},
+                }
+            )
+    return out
