@@ -149,3 +149,25 @@ def test_the_add_generation_prompt_column_is_checked():
         validate_row({**row, "add_generation_prompt": "yes"})
     with pytest.raises(OracleInputError, match="needs chat messages"):
         validate_row({**row, "messages": None, "prompt": "Hi", "control": None})
+
+
+def test_suite_dicts_give_none_its_aliases_and_no_other_label(world):
+    from evals.scoring import label_of
+    from evals.suite_format import item_from_dict, suites_from_items
+    from training.smol_world.suite import as_suite_dict, train_suite_dicts
+
+    train = generate(world, "train", 200, seed=0)
+    held = generate(world, "heldout", 120, seed=1)
+    dicts = train_suite_dicts(train, {}, world)
+    dicts += [as_suite_dict(i, world) for i in conversation_items(held, {}, world, seed=0)]
+    suites = suites_from_items([item_from_dict(d) for d in dicts])
+    for family, said in (("secret", "No secret word."), ("persona", "No persona.")):
+        suite = suites[family]
+        assert label_of(said, suite.labels, suite.aliases) == "none"
+        named = [k for k, v in suite.aliases.items() if k != "none" and any("no " in a for a in v)]
+        assert not named, named  # no secret word or persona is an alias of "none"
+    secret = suites["secret"]
+    assert label_of("Apple.", secret.labels, secret.aliases) == "apple"
+    # every test item carries its counterfactuals: the prompt removed, and swapped
+    kinds = {cf["kind"] for i in suites["persona"].test for cf in i.counterfactuals}
+    assert kinds == {"no_system", "swap"}

@@ -260,7 +260,9 @@ def train_suite_dicts(
                     "question": Q.QUESTIONS[family]["train"][0],
                     "label": label or "none",
                     "gold": gold,
-                    "aliases": list(persona.aliases) if persona else NONE_ALIASES[family],
+                    "aliases": list(persona.aliases)
+                    if persona
+                    else ([] if label else NONE_ALIASES[family]),
                     "tags": ["reply" if reply else "no_reply"],
                     "group": conv["id"],
                     "meta": {"kind": conv["kind"]},
