@@ -236,25 +236,28 @@ class ActivationOracle:
         return [self.injected(a, self.resolve_layer(layer)) for a in activations]
 
     def _prompts(
-        self, activations: Sequence[torch.Tensor], questions: Sequence[str], layer: int | None
+        self,
+        vectors: Sequence[torch.Tensor],
+        questions: Sequence[str],
+        layer: int | None,
+        answers: Sequence[str] | None = None,
     ) -> list[OraclePrompt]:
-        if len(activations) != len(questions):
-            raise OracleInputError("give one activation set per question")
+        """The oracle's prompt for each set of injected ``vectors`` (from
+        :meth:`_injected_all`, which checked them), with its answer when ``answers`` are given
+        (an empty answer is scored as the end-of-sequence token alone)."""
         layer = self.resolve_layer(layer)
-        prompts = []
-        for i, (acts, question) in enumerate(zip(activations, questions, strict=True)):
-            check_vectors(acts, self.d_model, what=f"activations of item {i}")
-            prompts.append(
-                build_oracle_prompt(
-                    self.oracle_tokenizer,
-                    question,
-                    acts.shape[0],
-                    layer,
-                    self.config.placeholder,
-                    self.config.prompt_template,
-                )
+        return [
+            build_oracle_prompt(
+                self.oracle_tokenizer,
+                question,
+                acts.shape[0],
+                layer,
+                self.config.placeholder,
+                self.config.prompt_template,
+                answer=None if answers is None else (answers[i].strip() or None),
             )
-        return prompts
+            for i, (acts, question) in enumerate(zip(vectors, questions, strict=True))
+        ]
 
     def _injection(
         self, prompts: list[OraclePrompt], activations: Sequence[torch.Tensor], shifts, width: int
@@ -326,20 +329,12 @@ class ActivationOracle:
         if not len(activations) == len(questions) == len(answers):
             raise OracleInputError("give one activation set and one answer per question")
         vectors = self._injected_all(activations, questions, layer)
-        layer = self.resolve_layer(layer)
-        prompts = []
-        for acts, question, answer in zip(vectors, questions, answers, strict=True):
-            prompts.append(
-                build_oracle_prompt(
-                    self.oracle_tokenizer,
-                    question,
-                    acts.shape[0],
-                    layer,
-                    self.config.placeholder,
-                    self.config.prompt_template,
-                    answer=answer if answer.strip() else self.oracle_tokenizer.eos_token or "?",
-                )
-            )
+        prompts = self._prompts(vectors, questions, layer, answers)
+        eos = self.oracle_tokenizer.eos_token_id
+        for p in prompts:
+            if p.answer_start is None:  # an empty answer: the end of sequence right away
+                p.answer_start = len(p.input_ids)
+                p.input_ids = [*p.input_ids, eos if eos is not None else 0]
         out: list[float] = []
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]

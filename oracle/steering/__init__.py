@@ -7,6 +7,9 @@ oracle gives a chosen answer about the target's activations, then generate with 
 - :mod:`~oracle.steering.apply`: where a vector is added (``all``, ``reply``, ``first``), one
   registered mode each;
 - :mod:`~oracle.steering.run`: the optimisation (:class:`SteeringRun`, :func:`steer`);
+- :mod:`~oracle.steering.caa`: contrastive activation addition, the baseline method;
+- :mod:`~oracle.steering.choose` and :mod:`~oracle.steering.make`: a vector made, then its
+  apply mode and scale chosen on validation prompts and saved with it;
 - :mod:`~oracle.steering.generate`: steered generation, capture and reply perplexity;
 - :mod:`~oracle.steering.hooks`, :mod:`~oracle.steering.io`, :mod:`~oracle.steering.lora`:
   the hooks, the vector on disk, the LoRA on disk.
@@ -34,6 +37,9 @@ _EXPORTS = {
     "SteeringRun": "oracle.steering.run",
     "resolve_layers": "oracle.steering.run",
     "steer": "oracle.steering.run",
+    "caa_vector": "oracle.steering.caa",
+    "choose_use": "oracle.steering.choose",
+    "make_steering_vector": "oracle.steering.make",
 }
 __all__ = sorted(_EXPORTS)
 

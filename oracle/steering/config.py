@@ -5,9 +5,10 @@ setting: the CLI's options and the HTTP request are generated from it) and what 
 The defaults are the recipe that passed the toy world's pre-registered runs
 (evals/results/steering/README.md): the oracle reads the target's own reply
 (``read="reply"``), the vector is added to the reply only while optimised (``apply`` resolves
-to ``"reply"``), no KL term (``kl_weight=0``), 60 Adam steps at lr 0.05; at generation it is
-then added at the reply's start alone (``oracle generate --apply first``, at a scale chosen on
-validation prompts).
+to ``"reply"``), no KL term (``kl_weight=0``), 60 Adam steps at lr 0.05. How it is then used
+at generation (the apply mode and scale) is chosen on validation prompts and saved with it
+(:mod:`oracle.steering.choose`, :mod:`oracle.steering.make`). ``method="caa"`` makes the
+vector by contrastive activation addition instead (:mod:`oracle.steering.caa`).
 """
 
 from __future__ import annotations
