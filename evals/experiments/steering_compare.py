@@ -41,7 +41,8 @@ class Persona:
     name: str
     answer: str  # the oracle's trained answer, "A pirate."
     prompt: str  # the persona's system prompt (CAA's contrast)
-    pattern: re.Pattern  # its style words, aliases and name as whole words
+    pattern: re.Pattern  # its style words (and, SmolLM2 world, name and aliases), whole words
+    names: re.Pattern  # its name and aliases: what the oracle's answer must say
 
 
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
@@ -59,6 +60,7 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
                 persona_answer(name, art),
                 f"You are {art} {name}.",
                 world.style_patterns[name],
+                re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE),
             )
         )
     heldout = neutral_prompts(world, "heldout", n_val + n_test, seed + 1)
@@ -86,6 +88,7 @@ def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str
             Q.persona_answer(p.with_article),
             f"You are {p.with_article}. {p.instruction}",
             word_pattern([p.name, *p.aliases, *p.style_words]),
+            word_pattern([p.name, *p.aliases]),
         )
         for p in chosen
     ]
@@ -157,12 +160,15 @@ def main(
     read_layer = ao.config.default_layer
     classify = None
     if on_policy:
-        from evals.text_reader import fit_predict
+        from threadpoolctl import threadpool_limits
 
-        texts, labels = [t for t, _ in on_policy], [y for _, y in on_policy]
+        from evals.text_reader import _label_model
+
+        with threadpool_limits(1):  # the evaluation's text reader, fitted once
+            reader = _label_model([t for t, _ in on_policy], [y for _, y in on_policy], seed)
 
         def classify(replies: list[str]) -> list[str]:
-            return fit_predict("label", texts, labels, replies, seed)
+            return [str(y) for y in reader.predict(list(replies))]
 
     def oracle_names(replies: list[str], persona: Persona) -> list[float]:
         convs = conversations(test, replies)
@@ -170,7 +176,7 @@ def main(
             return [0.0] * len(replies)
         acts = capture_steered(ao, convs, read_layer, positions="role:assistant")
         answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=10)
-        return [float(bool(persona.pattern.search(a))) for a in answers]
+        return [float(bool(persona.names.search(a))) for a in answers]
 
     def measure(replies: list[str], persona: Persona, base_nll: float) -> dict:
         nll = reply_nll(ao, test, replies)
