@@ -128,3 +128,11 @@ class Captures:
                 self._capture(todo, chunk, span, keep)
             else:
                 self._cached(todo, chunk, span)
+
+
+def visible_text(item: SuiteItem, cap: Captured, tokenizer) -> str:
+    """What a reader without the activations sees (see ``SuiteItem.visible_text``)."""
+    if item.visible_text is not None or item.answer_type != "text":
+        return item.transcript()
+    window = [cap.token_ids[p] for p in cap.positions]
+    return tokenizer.decode(window) if tokenizer is not None else " ".join(map(str, window))

@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from evals.captures import visible_text
 from evals.probe import curve_sizes, fit_probe, pooled
 from evals.suite_format import SuiteItem
 from evals.text_reader import reader_probabilities, tag_hidden
 
 
 def _visible(run: Any, item: SuiteItem) -> str:
-    from evals.runner import _visible as visible_of
-
-    return visible_of(item, run.caps.get(item), run.tok)
+    return visible_text(item, run.caps.get(item), run.tok)
 
 
 def without_system(item: SuiteItem) -> SuiteItem | None:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from evals import black_box as bb
 from evals import calibration, counterfactual, readers
 from evals.bootstrap import N_RESAMPLES
-from evals.captures import Captured, Captures
+from evals.captures import Captures, visible_text
 from evals.controls import VECTOR_CONTROLS
 from evals.methods import training_free
 from evals.scoring import Score, score_answer
@@ -96,14 +96,6 @@ def direction_of(item: SuiteItem) -> str | None:
     return next((d for d in ("next", "previous") if item.family.endswith(d)), None)
 
 
-def _visible(item: SuiteItem, cap: Captured, tokenizer) -> str:
-    """What a reader without the activations sees (see ``SuiteItem.visible_text``)."""
-    if item.visible_text is not None or item.answer_type != "text":
-        return item.transcript()
-    window = [cap.token_ids[p] for p in cap.positions]
-    return tokenizer.decode(window) if tokenizer is not None else " ".join(map(str, window))
-
-
 def _tokenizer(engine: Engine):
     try:
         return engine.transformers_oracle().tokenizer
@@ -126,7 +118,7 @@ class _Run:
         caps.run(self.items, span)
         got = [caps.get(i, span) for i in self.items]
         self.acts = [c.acts for c in got]
-        self.visible = [_visible(i, c, self.tok) for i, c in zip(self.items, got, strict=True)]
+        self.visible = [visible_text(i, c, self.tok) for i, c in zip(self.items, got, strict=True)]
 
     def score(self, answer: str, i: int, p_yes: float | None = None) -> Score:
         s = self.suite

@@ -69,9 +69,9 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
 
 
 def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
+    from evals.suite_format import load_suite_file
     from training.smol_world import questions as Q
-    from training.smol_world.build import read_jsonl
-    from training.smol_world.world import SmolWorld, word_pattern
+    from training.smol_world.world import SMOL_WORLD, SmolWorld, word_pattern
 
     world = SmolWorld.load()
     chosen = (
@@ -98,11 +98,16 @@ def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str
     rng.shuffle(train)
     rng.shuffle(held)
     prompts = (train[:n_train], held[:n_val], held[n_val : n_val + n_test])
-    convs = read_jsonl(Path(".cache/smol_world/conversations_train.jsonl"))
-    replies = {
-        r["id"]: r["reply"] for r in read_jsonl(Path(".cache/smol_world/replies_train.jsonl"))
-    }
-    on_policy = [(replies[c["id"]], c["persona"] or "none") for c in convs if c["id"] in replies]
+    # the target's own on-policy replies to training conversations, with their persona: the
+    # training conversations the shipped suite carries for its probes and text reader
+    on_policy = [
+        (item.conversation[-1]["content"], item.label)
+        for item in load_suite_file(SMOL_WORLD / "suite.jsonl")
+        if item.split == "train"
+        and item.family == "persona"
+        and item.conversation
+        and item.conversation[-1]["role"] == "assistant"
+    ]
     return (
         personas, prompts, Q.QUESTIONS["persona"]["train"][0], Q.QUESTIONS["persona"]["heldout"][0],
         on_policy,
