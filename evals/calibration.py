@@ -5,7 +5,9 @@ Two confidences per answer (computed by the runner):
 - ``agreement``: the share of k answers sampled at temperature 1 that name the same label (or,
   for open answers, give the same normalised text) as the greedy answer;
 - ``probability``: the greedy answer's own probability under the oracle (the product of its
-  tokens' probabilities).
+  tokens' probabilities and the end of sequence); for yes/no questions, whose answer is
+  decided by P(yes) against P(no) at the first token rather than generated, the probability
+  of the side chosen, P(yes) / (P(yes) + P(no)) or its complement.
 
 A published study of activation oracles found the sampling-based confidence well calibrated
 and the log-probability not; both are reported so that a user can see which to trust here.
@@ -85,6 +87,13 @@ def agreement(greedy: str | None, samples: Sequence[str | None]) -> float | None
     return sum(s is not None and s == greedy for s in samples) / len(samples)
 
 
+def yes_no_probability(predicted: str | None, p_yes: float | None) -> float | None:
+    """The probability of the side a yes/no answer took (P(yes) normalised over yes and no)."""
+    if p_yes is None or predicted not in ("yes", "no"):
+        return None
+    return p_yes if predicted == "yes" else 1.0 - p_yes
+
+
 def confidences(run: Any, k: int) -> dict:
     """Each primary item's two confidences in the oracle's greedy answer (``run``: the
     runner's suite run): ``agreement`` of ``k`` answers sampled at temperature 1 (seeded),
@@ -100,14 +109,18 @@ def confidences(run: Any, k: int) -> dict:
         texts, p_yes = run.ask_sets(sets, idx, temperature=1.0, seed=run.cfg.seed * 1000 + j)
         for n, (i, text, p) in enumerate(zip(idx, texts, p_yes, strict=True)):
             samples[n].append(run.score(text, i, p).predicted)
-    requests = run.requests(sets, idx)
-    logps = run.engine.answer_logprobs(requests, [oracle["answers"][i] or "" for i in idx])
+    if run.yes_no:
+        probability = [yes_no_probability(oracle["predicted"][i], oracle["p_yes"][i]) for i in idx]
+    else:
+        requests = run.requests(sets, idx)
+        logps = run.engine.answer_logprobs(requests, [oracle["answers"][i] or "" for i in idx])
+        probability = [math.exp(lp) for lp in logps]
     return {
         "index": idx,
         "agreement": [
             agreement(oracle["predicted"][i], s) for i, s in zip(idx, samples, strict=True)
         ],
-        "probability": [math.exp(lp) for lp in logps],
+        "probability": probability,
         "correct": [oracle["correct"][i] for i in idx],
     }
 

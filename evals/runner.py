@@ -136,6 +136,9 @@ class _Run:
             "f1": [scores[i].f1 if i in scores else None for i in range(n)],
             "predicted": [scores[i].predicted if i in scores else None for i in range(n)],
         }
+        if self.yes_no:  # P(yes) over yes and no: the yes/no answer's own confidence
+            p_of = dict(zip(idx, p_yes, strict=True))
+            self.methods[name]["p_yes"] = [p_of.get(i) for i in range(n)]
 
     def questions(self, idx: Sequence[int]) -> list[str]:
         return [self.items[i].question for i in idx]

@@ -199,6 +199,16 @@ def test_quick_mode_on_the_toy_world(tmp_path):
     # the toy oracle reads the persona: far above its shuffled control, on held-out wordings
     assert persona["summary"]["oracle_minus"]["heldout_question"]["shuffled"]["lo"] > 0
     assert persona["summary"]["counterfactual"]["swap"]["follows"]["value"] > 0.3
+    # the yes/no suite's answer probability is that of the side taken (P(yes) over yes and no)
+    system = results["suites"]["system"]
+    conf = system["checks"]["calibration"]
+    assert conf["probability"] and all(0 <= p <= 1 for p in conf["probability"] if p is not None)
+    p_yes = system["methods"]["oracle"]["p_yes"]
+    for i, p in zip(conf["index"], conf["probability"], strict=True):
+        predicted = system["methods"]["oracle"]["predicted"][i]
+        assert p == pytest.approx(p_yes[i] if predicted == "yes" else 1 - p_yes[i])
+    # the toy oracle is right on nearly every system item, and sure of it
+    assert system["summary"]["calibration"]["probability"]["reliability"]["ece"] < 0.3
     for name, suite in results["suites"].items():
         assert suite["summary"]["verdict"] is not None, name
 
