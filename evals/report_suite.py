@@ -272,17 +272,17 @@ def _calibration_blocks(name: str, s: dict) -> list[tuple[str, object]]:
         f"{names.get(k, k)}: ECE {v['reliability']['ece']:.3f} over {v['reliability']['n']} answers"
         for k, v in cal.items()
     )
-    rows = []
+    rows: list[list[str]] = []
     for k, v in cal.items():
         for c in v["coverage"]:
-            rows.append(
-                [
-                    names.get(k, k),
-                    f"{c['coverage']:.2f}",
-                    f"{c['threshold']:.3f}",
-                    f"{c['accuracy']:.3f}",
-                ]
-            )
+            row = [
+                names.get(k, k),
+                f"{c['coverage']:.2f}",
+                f"{c['threshold']:.3f}",
+                f"{c['accuracy']:.3f}",
+            ]
+            if row not in rows:  # few confidence levels (agreement): one row per threshold
+                rows.append(row)
     return [
         (
             "p",
