@@ -74,7 +74,7 @@ def test_validation_prompts_are_held_out_of_the_optimisation():
 
 def test_caa_is_the_mean_difference_with_and_without_the_persona_prompt(ao):
     persona = "You are a pirate."
-    vec = caa_vector(ao, PROMPTS[:2], persona, 1)
+    vec = caa_vector(ao, PROMPTS[:2], persona, 1, read="prompt")
     # by hand: the user turn and header are the last tokens of both renderings
     diffs = []
     with torch.no_grad(), ao.adapter_disabled():
@@ -89,6 +89,32 @@ def test_caa_is_the_mean_difference_with_and_without_the_persona_prompt(ao):
             diffs.append((a - b).mean(0))
     torch.testing.assert_close(vec, torch.stack(diffs).mean(0))
     assert vec.norm() > 0
+
+
+def test_caa_by_default_contrasts_the_replies_written_with_and_without_the_persona(ao):
+    persona = "You are a pirate."
+    vec = caa_vector(ao, PROMPTS[:2], persona, 1, reply_tokens=6)
+    # by hand: each reply (greedy, with the persona prompt or without) read after the prompt
+    # alone, mean over its tokens; the difference of the two means over prompts
+    told = generate(ao, PROMPTS[:2], max_new_tokens=6, system=persona)
+    plain = generate(ao, PROMPTS[:2], max_new_tokens=6)
+    assert told != plain  # the persona prompt changes what the toy target says
+
+    def mean(replies):
+        out = []
+        with torch.no_grad(), ao.adapter_disabled():
+            for p, r in zip(PROMPTS[:2], replies, strict=True):
+                ids = prompt_ids(ao.tokenizer, [p])[0]
+                rid = ao.tokenizer.encode(r, add_special_tokens=False)
+                out.append(
+                    read_block(ao.target, torch.tensor([ids + rid]), None, 1)[0, len(ids) :].mean(0)
+                )
+        return torch.stack(out).mean(0)
+
+    torch.testing.assert_close(vec, mean(told) - mean(plain))
+    assert not torch.allclose(vec, caa_vector(ao, PROMPTS[:2], persona, 1, read="prompt"))
+    with pytest.raises(OracleInputError, match="caa reads"):
+        caa_vector(ao, PROMPTS[:2], persona, 1, read="both")
 
 
 def test_caa_needs_a_persona_prompt_and_no_question():

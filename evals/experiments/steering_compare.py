@@ -45,6 +45,33 @@ class Persona:
     names: re.Pattern  # its name and aliases: what the oracle's answer must say
 
 
+def style_pattern(phrases: list[str]) -> re.Pattern:
+    """Any phrase as whole words, case-insensitive, a possessive allowed ("a pirate's ship")."""
+    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![\w'])(?:{body})(?:'s)?(?![\w'])", re.IGNORECASE)
+
+
+def rescore(results: dict, cast: list[Persona]) -> None:
+    """Recount the style words of every saved reply with ``cast``'s patterns (no model runs)."""
+    by_name = {p.name: p for p in cast}
+
+    def count(replies: list[str], name: str) -> list[float]:
+        return [float(bool(by_name[name].pattern.search(r))) for r in replies]
+
+    for name, entry in results["personas"].items():
+        for rows in entry.values():
+            for row in rows.values():
+                if isinstance(row, dict) and "replies" in row:
+                    row["style"] = count(row["replies"], name)
+            for point in rows["curve"]:
+                if "replies" in point:
+                    point["style"] = float(np.mean(count(point["replies"], name)))
+        if name in results.get("prompted", {}):
+            results["prompted"][name]["style"] = count(results["prompted"][name]["replies"], name)
+        for kind, replies in results["unsteered_replies"].items():
+            results["unsteered"][kind][name]["style"] = count(replies, name)
+
+
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
     from evals.experiments.steering_toy import neutral_prompts
     from training.toy_world.questions import PERSONA_QUESTIONS, persona_answer
@@ -71,7 +98,7 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
 def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
     from evals.suite_format import load_suite_file
     from training.smol_world import questions as Q
-    from training.smol_world.world import SMOL_WORLD, SmolWorld, word_pattern
+    from training.smol_world.world import SMOL_WORLD, SmolWorld
 
     world = SmolWorld.load()
     chosen = (
@@ -87,8 +114,8 @@ def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str
             p.name,
             Q.persona_answer(p.with_article),
             f"You are {p.with_article}. {p.instruction}",
-            word_pattern([p.name, *p.aliases, *p.style_words]),
-            word_pattern([p.name, *p.aliases]),
+            style_pattern([p.name, *p.aliases, *p.style_words]),
+            style_pattern([p.name, *p.aliases]),
         )
         for p in chosen
     ]
@@ -136,6 +163,14 @@ def main(
         str, typer.Option(help="Scales (times the chosen one) for the rate-vs-fluency curve.")
     ] = "0.25,0.5,1,1.5",
     seed: Annotated[int, typer.Option(help="Seed of prompts, sampling and the control.")] = 0,
+    rescore_only: Annotated[
+        bool,
+        typer.Option(
+            "--rescore",
+            help="Only recount the style words of the replies saved in --out/results.json "
+            "with the current patterns, and rewrite its README (no model runs).",
+        ),
+    ] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path(
         "evals/results/steering_compare"
@@ -160,6 +195,12 @@ def main(
         cast, (train, val, test), ask_q, check_q, on_policy = smol_world(
             n_train, n_val, n_test, seed, names
         )
+    if rescore_only:
+        results = json.loads((out / "results.json").read_text())
+        rescore(results, cast)
+        save(results, out, results["seconds"])
+        typer.echo(str(out / "README.md"))
+        return
     spec = get_world(world)
     ao = ActivationOracle.load(oracle=str(spec.oracle_dir()), device="cpu")
     read_layer = ao.config.default_layer
@@ -203,7 +244,8 @@ def main(
     results: dict = {
         "world": world,
         "settings": {
-            "methods": methods, "layer": layer, "n_train": n_train, "n_val": n_val,
+            "methods": methods, "layer": layer, "personas": personas,
+            "curve_scales": curve_scales, "n_train": n_train, "n_val": n_val,
             "n_test": n_test, "max_tokens": max_tokens, "seed": seed, "read_layer": read_layer,
             "question": ask_q, "check_question": check_q,
         },
@@ -213,6 +255,15 @@ def main(
         "personas": {},
     }  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
+    prompted: dict = {}
+    for persona in cast:
+        # the target told the persona in its system prompt: what steering stands in for
+        replies = generate(ao, test, max_new_tokens=max_tokens, system=persona.prompt)
+        prompted[persona.name] = {
+            **measure(replies, persona, base_nll["greedy"]),
+            "replies": replies,
+        }
+    results["prompted"] = prompted
     for persona in cast:
         entry: dict = {}
         for method in [m.strip() for m in methods.split(",") if m.strip()]:
@@ -245,7 +296,7 @@ def main(
                 )  # fmt: skip
                 m = measure(replies, persona, base_nll["greedy"])
                 curve.append({"scale": vec.scale * mult, "style": float(np.mean(m["style"])),
-                              "ppl_ratio": m["ppl_ratio"]})  # fmt: skip
+                              "ppl_ratio": m["ppl_ratio"], "replies": replies})  # fmt: skip
             rows["curve"] = curve
             entry[method] = rows
             typer.echo(
@@ -256,12 +307,18 @@ def main(
                 err=True,
             )
         results["personas"][persona.name] = entry
+        # written after every persona: a run stopped early leaves the personas it finished
+        save(results, out, time.time() - started)
+    typer.echo(str(out / "README.md"))
+
+
+def save(results: dict, out: Path, seconds: float) -> None:
+    """Summarise and write ``results.json``, ``README.md`` and the plot (the personas so far)."""
     results["summary"] = summarise(results)
-    results["seconds"] = time.time() - started
+    results["seconds"] = seconds
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_readme(results, out)
-    typer.echo(str(out / "README.md"))
 
 
 def summarise(results: dict) -> dict:
@@ -283,23 +340,29 @@ def summarise(results: dict) -> dict:
                 )
         out[method] = row
     for kind in ("greedy", "sampled"):
-        entries = list(results["unsteered"][kind].values())
+        entries = [v for k, v in results["unsteered"][kind].items() if k in results["personas"]]
         for metric in ("style", "classifier", "oracle_names"):
             values = [v for e in entries for v in e.get(metric, [])]
             if values:
                 out.setdefault("unsteered", {})[f"{kind}_{metric}"] = bootstrap(values)
+    if results.get("prompted") and results["personas"]:
+        entries = [v for k, v in results["prompted"].items() if k in results["personas"]]
+        for metric in ("style", "classifier", "oracle_names"):
+            values = [v for e in entries for v in e.get(metric, [])]
+            if values:
+                out.setdefault("prompted", {})[f"greedy_{metric}"] = bootstrap(values)
+        out.setdefault("prompted", {})["greedy_ppl_ratio"] = float(
+            np.median([e["ppl_ratio"] for e in entries])
+        )
     if "caa" in methods and "oracle" in methods:
-        diffs = []
-        for e in results["personas"].values():
-            diffs += [
-                a - b
-                for a, b in zip(
-                    e["oracle"]["steered_greedy"]["style"],
-                    e["caa"]["steered_greedy"]["style"],
-                    strict=True,
-                )
-            ]
-        out["oracle_minus_caa_greedy_style"] = bootstrap(diffs)
+        for metric in ("style", "classifier"):
+            diffs = []
+            for e in results["personas"].values():
+                a = e["oracle"]["steered_greedy"].get(metric, [])
+                b = e["caa"]["steered_greedy"].get(metric, [])
+                diffs += [x - y for x, y in zip(a, b, strict=True)]
+            if diffs:
+                out[f"oracle_minus_caa_greedy_{metric}"] = bootstrap(diffs)
     return out
 
 
@@ -317,12 +380,23 @@ def write_readme(results: dict, out: Path) -> None:
         f"# Steering with the defaults: {results['world']} world",
         "",
         "Made by `python -m evals.experiments.steering_compare "
-        f"--world {results['world']} --methods {results['settings']['methods']}`"
+        f"--world {results['world']} --methods {results['settings']['methods']}"
         + (
             f" --layer {results['settings']['layer']}"
             if results["settings"]["layer"] is not None
             else ""
         )
+        + (
+            f" --personas {results['settings']['personas']}"
+            if results["settings"].get("personas")
+            else ""
+        )
+        + (
+            f" --curve-scales {results['settings']['curve_scales']}"
+            if results["settings"].get("curve_scales", "0.25,0.5,1,1.5") != "0.25,0.5,1,1.5"
+            else ""
+        )
+        + "`"
         + f" ({results['seconds']:.0f} s). Each vector is made from {results['settings']['n_train']} "
         f"neutral prompts with the method's defaults, its apply mode and scale chosen on "
         f"{results['settings']['n_val']} held-out prompts, and used as saved on "
@@ -334,6 +408,13 @@ def write_readme(results: dict, out: Path) -> None:
         "| method | replies | style words | classifier | oracle names it | perplexity ratio | random vector: style | random: perplexity ratio |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    if "prompted" in s:
+        pr = s["prompted"]
+        lines.append(
+            f"| the persona's system prompt (no steering) | greedy | {_fmt(pr.get('greedy_style'))} | "
+            f"{_fmt(pr.get('greedy_classifier'))} | {_fmt(pr.get('greedy_oracle_names'))} | "
+            f"{pr['greedy_ppl_ratio']:.2f} | | |"
+        )
     for kind in ("greedy", "sampled"):
         u = s.get("unsteered", {})
         lines.append(
@@ -342,7 +423,7 @@ def write_readme(results: dict, out: Path) -> None:
         )
         for method, row in s.items():
             if (
-                method in ("unsteered",)
+                method in ("unsteered", "prompted")
                 or not isinstance(row, dict)
                 or "steered_greedy_ppl_ratio" not in row
             ):
@@ -354,14 +435,22 @@ def write_readme(results: dict, out: Path) -> None:
                 f"{row[f'steered_{kind}_ppl_ratio']:.2f} | {_fmt(row.get(f'random_{kind}_style'))} | "
                 f"{row[f'random_{kind}_ppl_ratio']:.2f} |"
             )
-    if "oracle_minus_caa_greedy_style" in s:
-        lines += ["", f"Oracle steering minus CAA, style-word rate (greedy, paired by persona and "
-                  f"prompt): {_fmt(s['oracle_minus_caa_greedy_style'])}."]  # fmt: skip
+    for metric, what in (("style", "style-word rate"), ("classifier", "classifier rate")):
+        if f"oracle_minus_caa_greedy_{metric}" in s:
+            lines += ["", f"Oracle steering minus CAA, {what} (greedy, each at its chosen scale, "
+                      "both chosen under the same fluency bound; paired by persona and prompt): "
+                      f"{_fmt(s[f'oracle_minus_caa_greedy_{metric}'])}."]  # fmt: skip
     lines += ["", "Per persona (greedy; chosen apply mode and scale; style rate, steered vs random; "
               "perplexity ratio):", "", "| persona | method | chosen | style | random | perplexity ratio |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     series: dict = {}
     for persona, entry in results["personas"].items():
+        if persona in results.get("prompted", {}):
+            pr = results["prompted"][persona]
+            lines.append(
+                f"| {persona} | system prompt | | {np.mean(pr['style']):.2f} | | "
+                f"{pr['ppl_ratio']:.2f} |"
+            )
         for method, rows in entry.items():
             st, rd = rows["steered_greedy"], rows["random_greedy"]
             lines.append(
@@ -381,6 +470,8 @@ def write_readme(results: dict, out: Path) -> None:
         series, "style rate against fluency", "(perplexity ratio - 1) / 3", "style-word rate"
     )
     (out / "rate_vs_fluency.svg").write_text(svg)
+    if results.get("notes"):
+        lines += ["", "Notes on this run:", ""] + [f"- {n}" for n in results["notes"]]
     lines += ["", "![rate against fluency](rate_vs_fluency.svg)", "",
               "Replies side by side (greedy, first 3 test prompts per persona):", ""]  # fmt: skip
     for persona, entry in results["personas"].items():
@@ -388,6 +479,10 @@ def write_readme(results: dict, out: Path) -> None:
         for i, prompt in enumerate(results["prompts"]["test"][:3]):
             lines.append(f"- **{prompt}**")
             lines.append(f"  - unsteered: {results['unsteered_replies']['greedy'][i]!r}")
+            if persona in results.get("prompted", {}):
+                lines.append(
+                    f"  - with the system prompt: {results['prompted'][persona]['replies'][i]!r}"
+                )
             for method, rows in entry.items():
                 lines.append(f"  - {method}: {rows['steered_greedy']['replies'][i]!r}")
                 lines.append(

@@ -62,7 +62,9 @@ class SteerConfig:
         "reply",
         "what the oracle reads: 'reply' (each prompt is followed by the unsteered target's own "
         "greedy reply and the oracle reads the reply, where the features that drive generation "
-        "live) or 'prompt' (the prompt's tokens)",
+        "live) or 'prompt' (the prompt's tokens). Method 'caa': what is contrasted, 'reply' "
+        "(the replies written with and without the persona prompt, both read without it) or "
+        "'prompt' (the prompt's tokens after the system prompt, with and without it)",
         choices=READS,
     )
     apply: str | None = setting(

@@ -31,7 +31,9 @@ def caa_steering_vector(
     """The CAA vector at the steering layer (the same default as a vector optimised through
     the oracle: the block before the oracle's read layer), at scale 1."""
     layer, read_layer = resolve_layers(ao, cfg.layer, cfg.read_layer)
-    vector = caa_vector(ao, prompts, cfg.persona_prompt or "", layer)
+    vector = caa_vector(
+        ao, prompts, cfg.persona_prompt or "", layer, read=cfg.read, reply_tokens=cfg.reply_tokens
+    )
     return SteeringVector(
         vector=vector,
         layer=layer,
