@@ -227,6 +227,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    # with no --target the server runs the oracle on its own target (its base model)
+    default_target = "the oracle's own base model" if args.world == "smol" else "toy world"
     target, oracle = args.target, args.oracle
     if args.world is not None:
         from oracle.worlds import resolve
@@ -238,7 +240,7 @@ def main() -> None:
         from evals.bench.serve_chat import run_chat_mode
 
         result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
-        result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
+        result["target"], result["oracle"] = target or default_target, oracle or "toy world"
         result.update(run_chat_mode(args, target, oracle, work))
         write(result, args.out)
         if result["bad_errors"]:
@@ -271,7 +273,7 @@ def main() -> None:
         log.close()
     shapes = served.pop("shapes")
     result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
-    result["target"], result["oracle"] = target or "toy world", oracle or "toy world"
+    result["target"], result["oracle"] = target or default_target, oracle or "toy world"
     result["world"] = args.world or ("toy" if args.target is None and args.oracle is None else None)
     result["serving"] = served
     if not args.no_baseline and shapes:
