@@ -88,7 +88,10 @@ class MicroBatcher:
                 job = queue.popleft()
                 if not job.future.done():
                     job.future.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        # the engine call in progress, if any, runs to its end in the executor's thread: wait
+        # for it, so that the engine is idle when stop returns (a step of steering may be
+        # inside the model, its hooks on it)
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     async def submit(self, kind: str, item: Any, lane: str = "interactive") -> Any:
         """Queue one job on ``lane`` and wait for its result (raises what its engine call

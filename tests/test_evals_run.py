@@ -12,6 +12,7 @@ from evals.black_box import black_box, continuation, render_transcript
 from evals.evaluate import RunSpec, run_eval
 from evals.methods import training_free
 from evals.runner import BASELINES, CONTROLS, EvalConfig, evaluate_suite, primary_items
+from evals.scoring import yes_no_of
 from evals.suite_format import SuiteItem, suites_from_items, write_suite_file
 from evals.synthetic import synthetic_items
 from oracle.defaults import TOY_WORLD
@@ -204,9 +205,10 @@ def test_quick_mode_on_the_toy_world(tmp_path):
     conf = system["checks"]["calibration"]
     assert conf["probability"] and all(0 <= p <= 1 for p in conf["probability"] if p is not None)
     p_yes = system["methods"]["oracle"]["p_yes"]
+    answers = system["methods"]["oracle"]["answers"]
     for i, p in zip(conf["index"], conf["probability"], strict=True):
-        predicted = system["methods"]["oracle"]["predicted"][i]
-        assert p == pytest.approx(p_yes[i] if predicted == "yes" else 1 - p_yes[i])
+        side = yes_no_of(answers[i], p_yes[i])  # as the scoring read the answer
+        assert p == pytest.approx(p_yes[i] if side == "yes" else 1 - p_yes[i]), answers[i]
     # the toy oracle is right on nearly every system item, and sure of it
     assert system["summary"]["calibration"]["probability"]["reliability"]["ece"] < 0.3
     for name, suite in results["suites"].items():

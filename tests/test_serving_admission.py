@@ -318,3 +318,33 @@ def test_position_selection_equals_testing_every_span():
             start = rng.randint(0, 40)
             offsets.append((start, start + rng.randint(0, 4)))
         assert _overlapping(offsets, spans) == _brute_overlaps(offsets, spans)
+
+
+def test_stop_returns_only_when_the_engine_call_in_progress_has_ended():
+    """A server stopped during a steering step leaves the engine idle: the step in progress
+    ends before stop returns (a second server on the same engine would otherwise run its
+    steps while the first one's hooks are on the model)."""
+    inside, ended = threading.Event(), threading.Event()
+
+    def slow_step(_engine):
+        inside.set()
+        threading.Event().wait(0.3)
+        ended.set()
+        return 1
+
+    def run_batch(kind, items):
+        return [item(None) for item in items] if kind == "call" else list(items)
+
+    async def main():
+        batcher = MicroBatcher(run_batch, batch_size=1, wait_s=0.0)
+        batcher.start()
+        task = asyncio.create_task(batcher.submit("call", slow_step, lane="long"))
+        while not inside.is_set():
+            await asyncio.sleep(0.005)
+        await batcher.stop()
+        stopped_after_the_step = ended.is_set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return stopped_after_the_step
+
+    assert asyncio.run(main())
