@@ -177,6 +177,17 @@ def write(result: dict, out: Path | None) -> None:
     print(text)
 
 
+def shown(path) -> str | None:
+    """A model path as results record it: relative to the working directory when inside it
+    (no machine paths in committed results)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,7 +251,10 @@ def main() -> None:
         from evals.bench.serve_chat import run_chat_mode
 
         result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
-        result["target"], result["oracle"] = target or default_target, oracle or "toy world"
+        result["target"], result["oracle"] = (
+            shown(target) or default_target,
+            shown(oracle) or "toy world",
+        )
         result.update(run_chat_mode(args, target, oracle, work))
         write(result, args.out)
         if result["bad_errors"]:
@@ -273,7 +287,10 @@ def main() -> None:
         log.close()
     shapes = served.pop("shapes")
     result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
-    result["target"], result["oracle"] = target or default_target, oracle or "toy world"
+    result["target"], result["oracle"] = (
+        shown(target) or default_target,
+        shown(oracle) or "toy world",
+    )
     result["world"] = args.world or ("toy" if args.target is None and args.oracle is None else None)
     result["serving"] = served
     if not args.no_baseline and shapes:
