@@ -45,12 +45,6 @@ class Persona:
     names: re.Pattern  # its name and aliases: what the oracle's answer must say
 
 
-def style_pattern(phrases: list[str]) -> re.Pattern:
-    """Any phrase as whole words, case-insensitive, a possessive allowed ("a pirate's ship")."""
-    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'])(?:{body})(?:'s)?(?![\w'])", re.IGNORECASE)
-
-
 def rescore(results: dict, cast: list[Persona]) -> None:
     """Recount the style words of every saved reply with ``cast``'s patterns (no model runs)."""
     by_name = {p.name: p for p in cast}
@@ -98,7 +92,7 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
 def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
     from evals.suite_format import load_suite_file
     from training.smol_world import questions as Q
-    from training.smol_world.world import SMOL_WORLD, SmolWorld
+    from training.smol_world.world import SMOL_WORLD, SmolWorld, word_pattern
 
     world = SmolWorld.load()
     chosen = (
@@ -114,8 +108,8 @@ def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str
             p.name,
             Q.persona_answer(p.with_article),
             f"You are {p.with_article}. {p.instruction}",
-            style_pattern([p.name, *p.aliases, *p.style_words]),
-            style_pattern([p.name, *p.aliases]),
+            word_pattern([p.name, *p.aliases, *p.style_words], possessive=True),
+            word_pattern([p.name, *p.aliases], possessive=True),
         )
         for p in chosen
     ]

@@ -50,10 +50,12 @@ class UserMessage:
     topic: str | None
 
 
-def word_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern:
-    """A case-insensitive pattern matching any phrase as whole words."""
+def word_pattern(phrases: list[str] | tuple[str, ...], possessive: bool = False) -> re.Pattern:
+    """A case-insensitive pattern matching any phrase as whole words (with ``possessive``,
+    also followed by "'s": "a pirate's ship")."""
     body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'])(?:{body})(?![\w'])", re.IGNORECASE)
+    tail = "(?:'s)?" if possessive else ""
+    return re.compile(rf"(?<![\w'])(?:{body}){tail}(?![\w'])", re.IGNORECASE)
 
 
 class SmolWorld:
