@@ -45,25 +45,41 @@ class Persona:
     names: re.Pattern  # its name and aliases: what the oracle's answer must say
 
 
-def rescore(results: dict, cast: list[Persona]) -> None:
-    """Recount the style words of every saved reply with ``cast``'s patterns (no model runs)."""
+def is_loop(reply: str, n: int = 8, min_distinct: float = 0.5) -> bool:
+    """A reply stuck in a loop: under ``min_distinct`` of its character ``n``-grams are
+    distinct ("I, I, I, ...", "ororor...", "the olden' days when the olden' days when ...").
+    Such replies can have a low perplexity under the target, so the perplexity ratio alone
+    calls them fluent."""
+    text = " ".join(reply.split())
+    grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+    return len(grams) >= 4 * n and len(set(grams)) / len(grams) < min_distinct
+
+
+def rescore(results: dict, cast: list[Persona], classify=None) -> None:
+    """Recount the style words and loops of every saved reply with ``cast``'s patterns, and
+    reclassify them with ``classify`` where given (no model runs)."""
     by_name = {p.name: p for p in cast}
 
-    def count(replies: list[str], name: str) -> list[float]:
-        return [float(bool(by_name[name].pattern.search(r))) for r in replies]
+    def recount(row: dict, replies: list[str], name: str) -> None:
+        row["style"] = [float(bool(by_name[name].pattern.search(r))) for r in replies]
+        row["loops"] = [float(is_loop(r)) for r in replies]
+        if classify is not None:
+            row["classifier"] = [float(y == name) for y in classify(replies)]
 
     for name, entry in results["personas"].items():
         for rows in entry.values():
             for row in rows.values():
                 if isinstance(row, dict) and "replies" in row:
-                    row["style"] = count(row["replies"], name)
+                    recount(row, row["replies"], name)
             for point in rows["curve"]:
                 if "replies" in point:
-                    point["style"] = float(np.mean(count(point["replies"], name)))
+                    point["style"] = float(
+                        np.mean([bool(by_name[name].pattern.search(r)) for r in point["replies"]])
+                    )
         if name in results.get("prompted", {}):
-            results["prompted"][name]["style"] = count(results["prompted"][name]["replies"], name)
+            recount(results["prompted"][name], results["prompted"][name]["replies"], name)
         for kind, replies in results["unsteered_replies"].items():
-            results["unsteered"][kind][name]["style"] = count(replies, name)
+            recount(results["unsteered"][kind][name], replies, name)
 
 
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
@@ -90,9 +106,8 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
 
 
 def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
-    from evals.suite_format import load_suite_file
     from training.smol_world import questions as Q
-    from training.smol_world.world import SMOL_WORLD, SmolWorld, word_pattern
+    from training.smol_world.world import SmolWorld, word_pattern
 
     world = SmolWorld.load()
     chosen = (
@@ -119,20 +134,62 @@ def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str
     rng.shuffle(train)
     rng.shuffle(held)
     prompts = (train[:n_train], held[:n_val], held[n_val : n_val + n_test])
-    # the target's own on-policy replies to training conversations, with their persona: the
-    # training conversations the shipped suite carries for its probes and text reader
-    on_policy = [
-        (item.conversation[-1]["content"], item.label)
-        for item in load_suite_file(SMOL_WORLD / "suite.jsonl")
-        if item.split == "train"
-        and item.family == "persona"
-        and item.conversation
-        and item.conversation[-1]["role"] == "assistant"
-    ]
+    # prompts for the target's own on-policy replies, the text classifier's training data:
+    # training prompts the vectors are not made from, disjoint from the validation and test ones
+    on_policy = train[n_train : n_train + ON_POLICY_PROMPTS]
     return (
         personas, prompts, Q.QUESTIONS["persona"]["train"][0], Q.QUESTIONS["persona"]["heldout"][0],
         on_policy,
     )  # fmt: skip
+
+
+ON_POLICY_PROMPTS = 40
+
+
+def on_policy_replies(ao, prompts: list[str], cast: list[Persona], max_tokens: int, seed: int):
+    """The target's replies to ``prompts`` with each persona's system prompt and with none,
+    greedy and sampled: (reply, label) pairs, label a persona's name or "none"."""
+    from oracle.steering.generate import generate
+
+    rows = []
+    for label, system in [("none", None), *((p.name, p.prompt) for p in cast)]:
+        for options in ({}, {"temperature": 0.7, "seed": seed}):
+            replies = generate(ao, prompts, max_new_tokens=max_tokens, system=system, **options)
+            rows += [
+                {"prompt": q, "reply": r, "label": label}
+                for q, r in zip(prompts, replies, strict=True)
+            ]
+    return rows
+
+
+def fit_classifier(rows: list[dict], seed: int):
+    """The evaluation's text reader fitted on on-policy replies: ``classify`` (replies -> labels)
+    and its accuracy on replies to a quarter of the prompts held out of its fit."""
+    from threadpoolctl import threadpool_limits
+
+    from evals.text_reader import _label_model
+
+    prompts = sorted({r["prompt"] for r in rows})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: len(prompts) // 4])
+    with threadpool_limits(1):
+        fit = [r for r in rows if r["prompt"] not in held]
+        check = [r for r in rows if r["prompt"] in held]
+        model = _label_model([r["reply"] for r in fit], [r["label"] for r in fit], seed)
+        predicted = model.predict([r["reply"] for r in check])
+        accuracy = float(np.mean([p == r["label"] for p, r in zip(predicted, check, strict=True)]))
+        labels = [r["label"] for r in rows]
+        model = _label_model([r["reply"] for r in rows], labels, seed)
+
+    def classify(replies: list[str]) -> list[str]:
+        return [str(y) for y in model.predict(list(replies))]
+
+    return classify, {
+        "held_out_accuracy": accuracy,
+        "chance": 1 / len(set(labels)),
+        "n_fit": len(rows),
+        "n_held_out": len(check),
+    }
 
 
 def bootstrap(values: list[float], seed: int = 0, n: int = 1000) -> dict:
@@ -165,6 +222,14 @@ def main(
             "with the current patterns, and rewrite its README (no model runs).",
         ),
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Keep the personas already in --out/results.json (same settings) and run the "
+            "rest.",
+        ),
+    ] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path(
         "evals/results/steering_compare"
@@ -189,26 +254,31 @@ def main(
         cast, (train, val, test), ask_q, check_q, on_policy = smol_world(
             n_train, n_val, n_test, seed, names
         )
+    on_policy_file = out / "on_policy.json"
     if rescore_only:
         results = json.loads((out / "results.json").read_text())
-        rescore(results, cast)
+        classify = None
+        if on_policy_file.exists():
+            classify, results["classifier"] = fit_classifier(
+                json.loads(on_policy_file.read_text()), seed
+            )
+        rescore(results, cast, classify)
         save(results, out, results["seconds"])
         typer.echo(str(out / "README.md"))
         return
     spec = get_world(world)
     ao = ActivationOracle.load(oracle=str(spec.oracle_dir()), device="cpu")
     read_layer = ao.config.default_layer
-    classify = None
+    classify = classifier_info = None
     if on_policy:
-        from threadpoolctl import threadpool_limits
-
-        from evals.text_reader import _label_model
-
-        with threadpool_limits(1):  # the evaluation's text reader, fitted once
-            reader = _label_model([t for t, _ in on_policy], [y for _, y in on_policy], seed)
-
-        def classify(replies: list[str]) -> list[str]:
-            return [str(y) for y in reader.predict(list(replies))]
+        # the classifier's data: written once per output folder, reused by --resume and --rescore
+        if on_policy_file.exists():
+            rows = json.loads(on_policy_file.read_text())
+        else:
+            rows = on_policy_replies(ao, on_policy, cast, max_tokens, seed)
+            out.mkdir(parents=True, exist_ok=True)
+            on_policy_file.write_text(json.dumps(rows, indent=1) + "\n")
+        classify, classifier_info = fit_classifier(rows, seed)
 
     def oracle_names(replies: list[str], persona: Persona) -> list[float]:
         convs = conversations(test, replies)
@@ -223,6 +293,7 @@ def main(
         finite = [x for x in nll if math.isfinite(x)]
         row = {
             "style": [float(bool(persona.pattern.search(r))) for r in replies],
+            "loops": [float(is_loop(r)) for r in replies],
             "ppl_ratio": math.exp(sum(finite) / len(finite) - base_nll) if finite else float("inf"),
         }
         if classify is not None:
@@ -230,35 +301,56 @@ def main(
         row["oracle_names"] = oracle_names(replies, persona)
         return row
 
-    plain = {
-        "greedy": generate(ao, test, max_new_tokens=max_tokens),
-        "sampled": generate(ao, test, max_new_tokens=max_tokens, temperature=0.7, seed=seed),
-    }
-    base_nll = {k: float(np.nanmean(reply_nll(ao, test, v))) for k, v in plain.items()}
-    results: dict = {
-        "world": world,
-        "settings": {
-            "methods": methods, "layer": layer, "personas": personas,
-            "curve_scales": curve_scales, "n_train": n_train, "n_val": n_val,
-            "n_test": n_test, "max_tokens": max_tokens, "seed": seed, "read_layer": read_layer,
-            "question": ask_q, "check_question": check_q,
-        },
-        "prompts": {"train": train, "val": val, "test": test},
-        "unsteered": {k: {p.name: measure(v, p, base_nll[k]) for p in cast} for k, v in plain.items()},
-        "unsteered_replies": plain,
-        "personas": {},
+    settings = {
+        "methods": methods, "layer": layer, "personas": personas,
+        "curve_scales": curve_scales, "n_train": n_train, "n_val": n_val,
+        "n_test": n_test, "max_tokens": max_tokens, "seed": seed, "read_layer": read_layer,
+        "question": ask_q, "check_question": check_q,
     }  # fmt: skip
+    results: dict | None = None
+    if resume and (out / "results.json").exists():
+        results = json.loads((out / "results.json").read_text())
+        same = {k: v for k, v in results["settings"].items() if k != "personas"}
+        if same != {k: v for k, v in settings.items() if k != "personas"}:
+            raise typer.BadParameter(
+                f"{out / 'results.json'} was made with other settings: {results['settings']}",
+                param_hint="--resume",
+            )
+        results["settings"] = settings
+        rescore(results, cast, classify)  # the saved personas, with this run's classifier
+    if results is None:
+        plain = {
+            "greedy": generate(ao, test, max_new_tokens=max_tokens),
+            "sampled": generate(ao, test, max_new_tokens=max_tokens, temperature=0.7, seed=seed),
+        }
+        results = {
+            "world": world, "settings": settings, "prompts": {"train": train, "val": val, "test": test},
+            "unsteered": {k: {} for k in plain}, "unsteered_replies": plain, "prompted": {},
+            "personas": {},
+        }  # fmt: skip
+    if classifier_info is not None:
+        results["classifier"] = classifier_info
+    plain = results["unsteered_replies"]
+    base_nll = {k: float(np.nanmean(reply_nll(ao, test, v))) for k, v in plain.items()}
+    for kind, replies in plain.items():
+        for p in cast:
+            if p.name not in results["unsteered"][kind]:
+                results["unsteered"][kind][p.name] = measure(replies, p, base_nll[kind])
     gen = torch.Generator().manual_seed(seed)
-    prompted: dict = {}
     for persona in cast:
+        if persona.name in results["prompted"]:
+            continue
         # the target told the persona in its system prompt: what steering stands in for
         replies = generate(ao, test, max_new_tokens=max_tokens, system=persona.prompt)
-        prompted[persona.name] = {
+        results["prompted"][persona.name] = {
             **measure(replies, persona, base_nll["greedy"]),
             "replies": replies,
         }
-    results["prompted"] = prompted
     for persona in cast:
+        if persona.name in results["personas"]:
+            for _ in results["personas"][persona.name]:  # its controls' draws, as a fresh run
+                torch.randn(ao.d_model, generator=gen)
+            continue
         entry: dict = {}
         for method in [m.strip() for m in methods.split(",") if m.strip()]:
             if method == "caa":
@@ -325,7 +417,7 @@ def summarise(results: dict) -> dict:
         for kind in ("greedy", "sampled"):
             for name in ("steered", "random"):
                 entries = [e[method][f"{name}_{kind}"] for e in results["personas"].values()]
-                for metric in ("style", "classifier", "oracle_names"):
+                for metric in ("style", "classifier", "oracle_names", "loops"):
                     values = [v for e in entries for v in e.get(metric, [])]
                     if values:
                         row[f"{name}_{kind}_{metric}"] = bootstrap(values)
@@ -335,13 +427,13 @@ def summarise(results: dict) -> dict:
         out[method] = row
     for kind in ("greedy", "sampled"):
         entries = [v for k, v in results["unsteered"][kind].items() if k in results["personas"]]
-        for metric in ("style", "classifier", "oracle_names"):
+        for metric in ("style", "classifier", "oracle_names", "loops"):
             values = [v for e in entries for v in e.get(metric, [])]
             if values:
                 out.setdefault("unsteered", {})[f"{kind}_{metric}"] = bootstrap(values)
     if results.get("prompted") and results["personas"]:
         entries = [v for k, v in results["prompted"].items() if k in results["personas"]]
-        for metric in ("style", "classifier", "oracle_names"):
+        for metric in ("style", "classifier", "oracle_names", "loops"):
             values = [v for e in entries for v in e.get(metric, [])]
             if values:
                 out.setdefault("prompted", {})[f"greedy_{metric}"] = bootstrap(values)
@@ -397,23 +489,25 @@ def write_readme(results: dict, out: Path) -> None:
         f"{results['settings']['n_test']} other held-out prompts. Rates are shares of replies "
         "(bootstrap 95% intervals over personas x prompts); the perplexity ratio is the median "
         "over personas of the steered replies' perplexity under the unsteered target over the "
-        "unsteered replies'.",
+        "unsteered replies'. Loops: replies under half of whose character 8-grams are distinct "
+        "(repetition the perplexity ratio does not count against fluency).",
         "",
-        "| method | replies | style words | classifier | oracle names it | perplexity ratio | random vector: style | random: perplexity ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| method | replies | style words | classifier | oracle names it | perplexity ratio | loops | random vector: style | random: perplexity ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     if "prompted" in s:
         pr = s["prompted"]
         lines.append(
             f"| the persona's system prompt (no steering) | greedy | {_fmt(pr.get('greedy_style'))} | "
             f"{_fmt(pr.get('greedy_classifier'))} | {_fmt(pr.get('greedy_oracle_names'))} | "
-            f"{pr['greedy_ppl_ratio']:.2f} | | |"
+            f"{pr['greedy_ppl_ratio']:.2f} | {_fmt(pr.get('greedy_loops'))} | | |"
         )
     for kind in ("greedy", "sampled"):
         u = s.get("unsteered", {})
         lines.append(
             f"| unsteered | {kind} | {_fmt(u.get(f'{kind}_style'))} | "
-            f"{_fmt(u.get(f'{kind}_classifier'))} | {_fmt(u.get(f'{kind}_oracle_names'))} | 1.00 | | |"
+            f"{_fmt(u.get(f'{kind}_classifier'))} | {_fmt(u.get(f'{kind}_oracle_names'))} | 1.00 | "
+            f"{_fmt(u.get(f'{kind}_loops'))} | | |"
         )
         for method, row in s.items():
             if (
@@ -426,9 +520,17 @@ def write_readme(results: dict, out: Path) -> None:
                 f"| {method} | {kind} | {_fmt(row.get(f'steered_{kind}_style'))} | "
                 f"{_fmt(row.get(f'steered_{kind}_classifier'))} | "
                 f"{_fmt(row.get(f'steered_{kind}_oracle_names'))} | "
-                f"{row[f'steered_{kind}_ppl_ratio']:.2f} | {_fmt(row.get(f'random_{kind}_style'))} | "
+                f"{row[f'steered_{kind}_ppl_ratio']:.2f} | {_fmt(row.get(f'steered_{kind}_loops'))} | "
+                f"{_fmt(row.get(f'random_{kind}_style'))} | "
                 f"{row[f'random_{kind}_ppl_ratio']:.2f} |"
             )
+    if results.get("classifier"):
+        c = results["classifier"]
+        lines += ["", f"Classifier: the evaluation's text reader fitted on {c['n_fit']} of the "
+                  "target's own replies to training prompts (with each persona's system prompt "
+                  f"and with none, greedy and sampled); on replies to held-out prompts it names "
+                  f"the right one of {round(1 / c['chance'])} labels for {c['held_out_accuracy']:.2f} "
+                  f"({c['n_held_out']} replies; chance {c['chance']:.2f})."]  # fmt: skip
     for metric, what in (("style", "style-word rate"), ("classifier", "classifier rate")):
         if f"oracle_minus_caa_greedy_{metric}" in s:
             lines += ["", f"Oracle steering minus CAA, {what} (greedy, each at its chosen scale, "
