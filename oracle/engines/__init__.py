@@ -10,7 +10,7 @@ from oracle.errors import OracleInputError
 # name -> "module:Class"; imported lazily so that vLLM is needed only when asked for.
 ENGINES: dict[str, str] = {
     "hf": "oracle.engines.hf:HFEngine",
-    "vllm": "oracle.engines.vllm:VLLMEngine",
+    "vllm": "oracle.engines.vllm.engine:VLLMEngine",
 }
 
 

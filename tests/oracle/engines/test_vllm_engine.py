@@ -41,7 +41,7 @@ def engines(toy_oracle_dirs, toy_vllm_engine, toy_hf_engine):
 
     All on the shipped toy world's oracle, over the session's one vLLM engine.
     """
-    from oracle.engines.vllm import VLLMEngine
+    from oracle.engines.vllm.engine import VLLMEngine
     from oracle.oracle import ActivationOracle
 
     embedding_dir = toy_oracle_dirs[1]
@@ -175,7 +175,7 @@ def test_engine_options_are_not_overridable(tmp_path):
 def test_merged_oracle_matches_adapter_and_is_cached(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from oracle.engines.vllm_merge import merged_oracle_dir
+    from oracle.engines.vllm.merge import merged_oracle_dir
     from oracle.oracle import ActivationOracle
 
     base_dir, oracle_dir = make_oracle_dir(tmp_path, "llama", **VLLM_TINY)
@@ -208,7 +208,7 @@ class _VLLMStyleBlock(torch.nn.Module):
 
 
 def test_worker_hooks_restore_placeholder_and_add_norm_matched():
-    from oracle.engines.vllm_worker import FLAG_NORM, InjectionState
+    from oracle.engines.vllm.worker import FLAG_NORM, InjectionState
     from oracle.hooks import count_hooks, hooks
     from oracle.inject import InjectionSpec, apply_injection
 
@@ -250,7 +250,7 @@ def test_worker_hooks_restore_placeholder_and_add_norm_matched():
 @pytest.fixture
 def feeder(engines):
     """The feeder of the session's vLLM engine (the one its answers go through)."""
-    from oracle.engines.vllm_feed import feeder_for
+    from oracle.engines.vllm.feed import feeder_for
 
     return feeder_for(engines["vllm"].llm)
 
@@ -301,7 +301,7 @@ def test_a_request_vllm_refuses_fails_alone(engines, feeder):
 def test_close_shuts_the_engine_down(toy_oracle_dirs, tmp_path):
     """On an engine of its own (the session's shared engine stays open for the other tests,
     whatever their order): closing the owner stops it and the engines that share its vLLM."""
-    from oracle.engines.vllm import VLLMEngine
+    from oracle.engines.vllm.engine import VLLMEngine
     from oracle.oracle import ActivationOracle
 
     engine = create_engine(
