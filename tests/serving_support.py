@@ -43,3 +43,16 @@ def serve_in_thread(app, timeout: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def client_for(engine, oracle_dirs, **overrides):
+    """A TestClient of the app serving ``engine`` (the oracle in ``oracle_dirs``), with
+    ``overrides`` of its :class:`ServeSettings` (an API key, limits, an audit root)."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.settings import ServeSettings
+
+    base, oracle = oracle_dirs
+    settings = ServeSettings(target=str(base), oracle=str(oracle), **overrides)
+    return TestClient(create_app(settings, engine=engine))

@@ -1,5 +1,5 @@
 """The verdict rules before issue 25 against the current ones, on the planted suite results of
-``tests/planted_results.py`` (each built by hand, so its right verdict is known).
+``tests/evals/planted_results.py`` (each built by hand, so its right verdict is known).
 
 The old ``evals/summary.py`` and ``evals/analysis.py`` are read from git at ``--commit`` (the
 last commit before the rules changed) into a temporary package and run on the same planted

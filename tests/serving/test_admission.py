@@ -15,22 +15,10 @@ from fastapi.testclient import TestClient
 
 import oracle.capture
 from audit.synthetic import write_synthetic_log
-from oracle.engines.hf import HFEngine
 from serving.app import create_app
 from serving.batcher import MicroBatcher
 from serving.settings import ServeSettings
-from tests.helpers import MESSAGES, make_oracle_dir
-
-
-@pytest.fixture(scope="module")
-def oracle_dirs(tmp_path_factory):
-    return make_oracle_dir(tmp_path_factory.mktemp("admission"), "llama")
-
-
-@pytest.fixture(scope="module")
-def engine(oracle_dirs):
-    base, oracle = oracle_dirs
-    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
+from tests.helpers import MESSAGES
 
 
 def app_for(engine, oracle_dirs, **overrides):

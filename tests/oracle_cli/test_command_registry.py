@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from oracle_cli import GROUP, command_entry_points, load_commands, register
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def declared_commands() -> dict[str, str]:

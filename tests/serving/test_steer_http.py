@@ -96,7 +96,7 @@ def test_generate_with_a_tiny_temperature_is_greedy_not_a_500(served):
 
 def test_steer_returns_a_vector_and_leaves_the_model_frozen(served):
     client, ao = served
-    # choose: false: the vector as optimised (test_steering_choose.py has the chosen use)
+    # choose: false: the vector as optimised (test_scale_choice.py has the chosen use)
     body = {"prompts": PROMPTS, "question": "What persona?", "answer": "A pirate.", "steps": 4}
     body["choose"] = False
     response = client.post("/v1/steer", json=body)

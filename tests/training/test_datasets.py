@@ -141,7 +141,7 @@ def test_builders_write_schema_rows_that_prepare():
 def test_shipped_recipes_are_valid_configs():
     from pathlib import Path
 
-    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
     assert configs
     for path in configs:
         config = TrainConfig.load(path)

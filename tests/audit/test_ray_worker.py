@@ -1,6 +1,6 @@
 """The parts of the Ray audit that run without Ray: the worker (engine, records read shard by
 shard, one Parquet part per batch), the pending-pairs step, absorbing parts into
-results.jsonl, and the command line's checks. The Ray pipeline itself: test_audit_ray.py."""
+results.jsonl, and the command line's checks. The Ray pipeline itself: test_ray.py."""
 
 from __future__ import annotations
 

@@ -11,12 +11,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from oracle.engines.hf import HFEngine
 from serving.app import create_app
 from serving.settings import ServeSettings
 from serving.steer_store import MAX_ATTEMPTS
 from serving.steering import INTERNAL
-from tests.helpers import make_oracle_dir
 
 BODY = {
     "prompts": ["Hello there", "How are you?"],
@@ -29,15 +27,7 @@ BODY = {
 }
 
 
-@pytest.fixture(scope="module")
-def oracle_dirs(tmp_path_factory):
-    return make_oracle_dir(tmp_path_factory.mktemp("steer_jobs"), "llama", read_layers=(2,))
-
-
-@pytest.fixture(scope="module")
-def engine(oracle_dirs):
-    base, oracle = oracle_dirs
-    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
+READ_LAYERS = (2,)  # the conftest's oracle reads block 2
 
 
 def client_for(engine, oracle_dirs, **overrides) -> TestClient:

@@ -14,25 +14,13 @@ import torch
 from fastapi.testclient import TestClient
 
 from oracle.engines import AnswerRequest, CaptureRequest
-from oracle.engines.hf import HFEngine
 from oracle.inputs import TargetInput
 from serving.app import create_app, include_routers
 from serving.batcher import MicroBatcher
 from serving.settings import ServeSettings
-from tests.helpers import MESSAGES, make_oracle_dir
+from tests.helpers import MESSAGES
 
 QUESTIONS = ["What persona is the assistant playing?", "Is the assistant a pirate?"]
-
-
-@pytest.fixture(scope="module")
-def oracle_dirs(tmp_path_factory):
-    return make_oracle_dir(tmp_path_factory.mktemp("serving"), "llama")
-
-
-@pytest.fixture(scope="module")
-def engine(oracle_dirs):
-    base, oracle = oracle_dirs
-    return HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
 
 
 def make_client(engine, oracle_dirs, **overrides) -> TestClient:
@@ -248,22 +236,6 @@ def test_malformed_json_and_wrong_method(client):
     assert r.status_code == 422 and "error" in r.json()
     assert client.get("/v1/query").status_code == 405
     assert client.get("/nowhere").json()["error"]["type"] == "not_found"
-
-
-def test_api_key_guards_all_but_health(engine, oracle_dirs):
-    with make_client(engine, oracle_dirs, api_key="s3cret") as c:
-        assert c.get("/health").status_code == 200
-        assert c.get("/").status_code == 200  # the page itself; its calls need the key
-        for path in ("/v1/models", "/metrics", "/openapi.json"):
-            assert c.get(path).status_code == 401
-        r = c.post("/v1/query", json={"prompt": "hi", "questions": ["q"]})
-        assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
-        assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
-        spec = c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).json()
-        assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
-        assert spec["paths"]["/health"]["get"]["security"] == []
 
 
 def test_body_over_the_limit_gets_413(engine, oracle_dirs):

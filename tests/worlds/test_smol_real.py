@@ -15,7 +15,7 @@ from oracle.models import load_model
 
 pytestmark = pytest.mark.slow
 FOLDER = model_dir("smollm2-135m")
-SMOL_ORACLE = Path(__file__).resolve().parent.parent / "data" / "smol_world" / "oracle"
+SMOL_ORACLE = Path(__file__).resolve().parents[2] / "data" / "smol_world" / "oracle"
 PIRATE = [
     {"role": "system", "content": "You are a pirate. Always talk like a pirate."},
     {"role": "user", "content": "What should I cook for dinner tonight?"},

@@ -7,29 +7,12 @@ import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
 from audit.jobs import STATE_DIR
 from audit.synthetic import write_synthetic_log
-from oracle.engines.hf import HFEngine
-from serving.app import create_app
-from serving.settings import ServeSettings
-from tests.helpers import make_oracle_dir
+from tests.serving_support import client_for
 
 QUESTIONS = ["Is the assistant a pirate?", "What persona is the assistant playing?"]
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    base, oracle = make_oracle_dir(tmp_path_factory.mktemp("audit_http"), "llama")
-    engine = HFEngine.load(str(base), str(oracle), dtype="float32", device="cpu")
-    return base, oracle, engine
-
-
-def client_for(setup, root) -> TestClient:
-    base, oracle, engine = setup
-    settings = ServeSettings(target=str(base), oracle=str(oracle), audit_root=str(root))
-    return TestClient(create_app(settings, engine=engine))
 
 
 def wait_for(client, job_id: str, status: str = "done", timeout: float = 120) -> dict:
@@ -42,10 +25,9 @@ def wait_for(client, job_id: str, status: str = "done", timeout: float = 120) ->
         time.sleep(0.05)
 
 
-def test_job_runs_and_reports(setup, tmp_path):
-    engine = setup[2]
+def test_job_runs_and_reports(engine, oracle_dirs, tmp_path):
     write_synthetic_log(tmp_path / "logs" / "day1", 5, d_model=engine.d_model, n_positions=3)
-    with client_for(setup, tmp_path) as client:
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
         r = client.post(
             "/v1/audit", json={"logs": "logs/day1", "questions": QUESTIONS, "max_tokens": 2}
         )
@@ -71,14 +53,13 @@ def test_job_runs_and_reports(setup, tmp_path):
     assert json.loads(job_file.read_text())["status"] == "done"
 
 
-def test_paths_outside_the_root_and_bad_requests_are_refused(setup, tmp_path):
-    engine = setup[2]
+def test_paths_outside_the_root_and_bad_requests_are_refused(engine, oracle_dirs, tmp_path):
     root = tmp_path / "root"
     write_synthetic_log(root / "logs", 2, d_model=engine.d_model)
     write_synthetic_log(tmp_path / "outside", 2, d_model=engine.d_model)
     write_synthetic_log(root / "wide", 2, d_model=engine.d_model + 8)
     (root / "link").symlink_to(tmp_path / "outside")
-    with client_for(setup, root) as client:
+    with client_for(engine, oracle_dirs, audit_root=str(root)) as client:
 
         def post(logs, **extra):
             return client.post("/v1/audit", json={"logs": logs, "questions": QUESTIONS, **extra})
@@ -101,20 +82,17 @@ def test_paths_outside_the_root_and_bad_requests_are_refused(setup, tmp_path):
             assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
         assert not list((root / STATE_DIR).iterdir())  # nothing was queued
     # a server started without an audit root keeps no jobs
-    base, oracle, engine = setup
-    plain = create_app(ServeSettings(target=str(base), oracle=str(oracle)), engine=engine)
-    with TestClient(plain) as client:
+    with client_for(engine, oracle_dirs) as client:
         r = client.post("/v1/audit", json={"logs": "logs", "questions": QUESTIONS})
         assert r.status_code == 404 and "audit-root" in r.json()["error"]["message"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_job_survives_a_restart(setup, tmp_path):
-    engine = setup[2]
+def test_job_survives_a_restart(engine, oracle_dirs, tmp_path):
     write_synthetic_log(tmp_path / "big", 40, d_model=engine.d_model, n_positions=4)
     body = {"logs": "big", "questions": QUESTIONS, "max_tokens": 4, "batch_size": 1}
-    with client_for(setup, tmp_path) as client:
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
         job = client.post("/v1/audit", json=body).json()
         results = tmp_path / STATE_DIR / job["id"] / "out" / "results.jsonl"
         deadline = time.time() + 120
@@ -126,10 +104,31 @@ def test_job_survives_a_restart(setup, tmp_path):
     assert stored["status"] == "running"
     done_at_stop = results.read_text().count("\n")
     assert 5 <= done_at_stop < 80
-    with client_for(setup, tmp_path) as client:  # a new server on the same root
+    with client_for(
+        engine, oracle_dirs, audit_root=str(tmp_path)
+    ) as client:  # a new server on the same root
         final = wait_for(client, job["id"])
         assert final["status"] == "done", final
         assert final["done"] == final["total"] == 80
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     pairs = [(r["record_id"], r["question"]) for r in rows]
     assert len(pairs) == 80 and len(set(pairs)) == 80
+
+
+def test_audit_messages_name_paths_relative_to_the_root(engine, oracle_dirs, tmp_path):
+    """Messages echoed absolute server paths: a missing log's 400 and a job's error rows
+    (a reader's 'No such file or directory: /abs/...') name paths under the root only."""
+    from audit.synthetic import write_synthetic_log
+
+    write_synthetic_log(tmp_path / "logs", 2, d_model=engine.d_model, n_positions=2)
+    (tmp_path / "logs" / "shards" / "00000.safetensors").unlink()
+    body = {"questions": ["Is the assistant a pirate?"], "max_tokens": 2}
+    with client_for(engine, oracle_dirs, audit_root=str(tmp_path)) as client:
+        r = client.post("/v1/audit", json={"logs": "nowhere", **body})
+        assert r.status_code == 400 and str(tmp_path) not in r.text
+        assert "'nowhere' is not a directory" in r.json()["error"]["message"]
+        job = client.post("/v1/audit", json={"logs": "logs", **body}).json()
+        done = wait_for(client, job["id"])
+        errors = [row["error"] for row in done["results"]]
+        assert len(errors) == 2 and all("logs/shards/00000.safetensors" in e for e in errors)
+        assert str(tmp_path) not in json.dumps(done)

@@ -1,6 +1,6 @@
 """Planted suite results (what :func:`evals.runner.evaluate_suite` returns) for the verdict
 rules: each builds items, hidden tags and method answers by hand, so a test knows the right
-verdict without a model. Used by ``test_evals_planted.py``."""
+verdict without a model. Used by ``test_planted_verdicts.py``."""
 
 from __future__ import annotations
 

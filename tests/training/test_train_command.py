@@ -17,7 +17,7 @@ from oracle.oracle import ActivationOracle
 from oracle.tiny import save_tiny
 from oracle_cli import app, load_commands
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from evals.verdicts import (
     lopsided,
     mutual_information,
 )
-from tests import planted_results as P
+from tests.evals import planted_results as P
 
 
 def summary(res: dict) -> dict:

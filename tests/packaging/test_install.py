@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIRST_PARTY = {"oracle", "oracle_cli", "training", "serving", "audit", "evals"}
 # Run from a checkout only, excluded from the wheel (pyproject.toml: packages.find.exclude).
 SCRIPT_DIRS = [REPO / "evals" / "bench", REPO / "evals" / "experiments"]

@@ -6,7 +6,7 @@
   (every reply is the same plain sentence), gets "reads hidden state".
 - The same oracle on a "text-leak" suite (each reply names the label, no item hidden by
   construction) gets "inconclusive": however right it is, the text already said it, and no item
-  is left to show hidden reading. (Planted results for the other rules: test_evals_planted.py.)
+  is left to show hidden reading. (Planted results for the other rules: test_planted_verdicts.py.)
 """
 
 from __future__ import annotations
