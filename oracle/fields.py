@@ -34,15 +34,20 @@ def setting(
     *,
     choices: tuple[str, ...] | None = None,
     envvar: str | None = None,
+    repeat: bool = False,
     **bounds: float,
 ) -> Any:
     """A dataclass field with its help string, its choices (for strings), numeric bounds
     (``ge``, ``gt``, ``le``, ``lt``) and, for the command line, an environment variable that
-    may give it (its value then never shown); without ``default`` the field is required."""
+    may give it (its value then never shown) or, for a list of strings, ``repeat``: an option
+    given once per item (``--suite a.jsonl --suite b.jsonl``) rather than as YAML; without
+    ``default`` the field is required."""
     unknown = set(bounds) - set(BOUNDS)
     if unknown:
         raise TypeError(f"unknown bounds {sorted(unknown)}; use {BOUNDS}")
-    metadata = {"help": help, "choices": choices, "bounds": bounds, "envvar": envvar}
+    metadata = {
+        "help": help, "choices": choices, "bounds": bounds, "envvar": envvar, "repeat": repeat
+    }  # fmt: skip
     return field(default=default, metadata=metadata)
 
 
@@ -57,6 +62,7 @@ class FieldInfo:
     choices: tuple[str, ...] | None
     bounds: dict[str, float]
     envvar: str | None = None
+    repeat: bool = False  # a list option given once per item
 
     @property
     def required(self) -> bool:
@@ -93,6 +99,7 @@ def describe(cls: type) -> list[FieldInfo]:
                 meta.get("choices"),
                 dict(meta.get("bounds", {})),
                 meta.get("envvar"),
+                meta.get("repeat", False),
             )
         )
     return out

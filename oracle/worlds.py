@@ -20,6 +20,12 @@ from oracle.known_models import resolve_model
 
 SMOL_WORLD = REPO_ROOT / "data" / "smol_world"
 
+# The --world option's help, one text for every command that takes it.
+WORLD_HELP = (
+    "A named world: toy (the default with no model given) or smol (SmolLM2-135M-Instruct; "
+    "`oracle models fetch smollm2-135m` once). --target/--oracle override its parts."
+)
+
 
 @dataclass(frozen=True)
 class WorldSpec:

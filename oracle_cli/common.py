@@ -10,6 +10,7 @@ import typer
 from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 from oracle.jsonio import read_json
+from oracle.worlds import WORLD_HELP
 from oracle_cli.options import option
 
 
@@ -49,13 +50,7 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 ForceOpt = Annotated[
     bool, typer.Option(help="Use the oracle even if its base-model fingerprint differs.")
 ]
-WorldOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="A named world: toy (the default with no model given) or smol (SmolLM2-135M-"
-        "Instruct; `oracle models fetch smollm2-135m` once). --target/--oracle override its parts."
-    ),
-]
+WorldOpt = Annotated[str | None, typer.Option(help=WORLD_HELP)]
 
 
 def resolve_models(

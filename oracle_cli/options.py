@@ -23,7 +23,7 @@ def option_type(info: FieldInfo) -> type:
 
 
 def takes_yaml(info: FieldInfo) -> bool:
-    return info.base_type not in SIMPLE
+    return info.base_type not in SIMPLE and not info.repeat
 
 
 def parse_yaml(value: str) -> Any:
@@ -51,6 +51,8 @@ def field_options(
         text = info.help + (" (YAML)" if takes_yaml(info) else "")
         if info.choices is not None:
             kind = Literal[info.choices]  # typer offers and checks the choices
+        if info.repeat:  # --name a --name b
+            kind = list[str]
         if overrides_only:
             default = typer.Option(None, help=text, show_default=False)
             annotation: Any = Optional[kind]  # noqa: UP045 - typer reads it at runtime
