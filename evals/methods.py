@@ -42,13 +42,5 @@ def training_free(
     batch_size: int,
     yes_no: bool = False,
 ) -> tuple[list[str], list[float | None]]:
-    """The same injection into the base model, the oracle adapter off (``transformers_oracle``)."""
-    ao = engine.transformers_oracle()
-    with ao.adapter_disabled():
-        texts = ao.answer(
-            list(sets), list(questions), layer, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
-        p_yes: list[float | None] = [None] * len(texts)
-        if yes_no:
-            p_yes = list(ao.p_yes(list(sets), list(questions), layer, batch_size=batch_size))
-    return texts, p_yes
+    """The same injection into the base model, the oracle adapter off (``Engine.answer_base``)."""
+    return engine.answer_base(sets, questions, layer, max_new_tokens, batch_size, yes_no)

@@ -98,7 +98,7 @@ def direction_of(item: SuiteItem) -> str | None:
 
 def _tokenizer(engine: Engine):
     try:
-        return engine.transformers_oracle().tokenizer
+        return engine.target_tokenizer
     except Exception:  # an engine with no transformers copy: windows shown as token ids
         return None
 

@@ -28,7 +28,6 @@ import torch
 from oracle.chat import ChatReply
 from oracle.engines import AnswerRequest
 from oracle.inputs import TargetInput
-from oracle.steering.generate import capture_steered
 from serving.chat_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -220,9 +219,8 @@ class ChatService:
             positions = request.prepared.positions
 
             def steered(engine) -> torch.Tensor:
-                ao = engine.transformers_oracle()
-                acts = capture_steered(
-                    ao, [conversation], layer, steering.vector, steering.layer,
+                acts = engine.capture_steered(
+                    [conversation], layer, steering.vector, steering.layer,
                     steering.scale, ask.positions, apply=steering.apply,
                 )  # fmt: skip
                 return acts[0]

@@ -221,7 +221,7 @@ class SteeringService:
         ``choose`` is false) each candidate (apply, scale) tried on the validation prompts, as
         ``oracle steer`` chooses them (:mod:`oracle.steering.make`)."""
         from oracle.steering.choose import split_validation
-        from oracle.steering.make import chooser_for, with_choice
+        from oracle.steering.make import with_choice
 
         await self.check_prompts(body.prompts + (body.kl_prompts or []) + (body.val_prompts or []))
         prompts, val = (list(body.prompts), [])
@@ -244,9 +244,8 @@ class SteeringService:
                 job.steps_done = len(run.losses)
         if not body.choose:
             return result_of(run)
-        ao = self.engine.transformers_oracle()
-        vec = run.result().steering_vector(ao.config.base_model)
-        chooser = await self.service.in_prep(lambda: chooser_for(ao, vec, config, val))
+        vec = run.result().steering_vector(self.engine.config.base_model)
+        chooser = await self.service.in_prep(lambda: self.engine.start_choice(vec, config, val))
         while not chooser.finished:
             await self.service.long_step(lambda _engine: chooser.step())
         return result_of(run, with_choice(vec, chooser.result()))

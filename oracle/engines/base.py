@@ -26,8 +26,10 @@ from oracle.inputs import TargetInput
 if TYPE_CHECKING:
     from oracle.chat import ChatReply
     from oracle.oracle import ActivationOracle
+    from oracle.steering.choose import UseChooser
     from oracle.steering.config import SteerConfig
     from oracle.steering.generate import GenerationRun
+    from oracle.steering.io import SteeringVector
     from oracle.steering.run import SteeringRun
 
 
@@ -180,6 +182,77 @@ class Engine(ABC):
             f"this needs an engine that holds the target in transformers ('hf' or 'vllm'); "
             f"this one is {self.name!r}"
         )
+
+    @property
+    def target_tokenizer(self):
+        """The target's tokenizer (to encode a label, show a read window as text)."""
+        return self.transformers_oracle().tokenizer
+
+    def continue_rows(
+        self,
+        rows: Sequence[list[int]],
+        max_new_tokens: int,
+        batch_size: int = 16,
+        yes_no: bool = False,
+    ) -> tuple[list[str], list[float | None]]:
+        """The target's greedy continuation of each token row, with P(yes) where ``yes_no``
+        (:func:`oracle.engines.target.continue_rows`)."""
+        from oracle.engines.target import continue_rows
+
+        return continue_rows(self.transformers_oracle(), rows, max_new_tokens, batch_size, yes_no)
+
+    def user_turn_rows(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text as one user message awaiting the target's reply, as token ids
+        (:func:`oracle.engines.target.user_turn_rows`)."""
+        from oracle.engines.target import user_turn_rows
+
+        return user_turn_rows(self.transformers_oracle(), texts)
+
+    def answer_base(
+        self,
+        sets: Sequence[torch.Tensor],
+        questions: Sequence[str],
+        layer: int,
+        max_new_tokens: int,
+        batch_size: int,
+        yes_no: bool = False,
+    ) -> tuple[list[str], list[float | None]]:
+        """The oracle's prompt and injection into the base model with the adapter off
+        (:func:`oracle.engines.target.answer_base`)."""
+        from oracle.engines.target import answer_base
+
+        return answer_base(
+            self.transformers_oracle(), sets, questions, layer, max_new_tokens, batch_size, yes_no
+        )
+
+    def capture_steered(
+        self,
+        prompts: Sequence[str | list[dict[str, str]]],
+        read_layer: int,
+        vector: torch.Tensor | None = None,
+        layer: int | None = None,
+        scale: float = 1.0,
+        positions: str | None = None,
+        apply: str = "all",
+    ) -> list[torch.Tensor]:
+        """Block ``read_layer``'s output (n_positions, d_model) at ``positions`` of each prompt
+        or conversation, the target steered by ``scale * vector`` at block ``layer``
+        (:func:`oracle.steering.generate.capture_steered`)."""
+        from oracle.steering.generate import capture_steered
+
+        return capture_steered(
+            self.transformers_oracle(), prompts, read_layer, vector, layer, scale, positions,
+            apply=apply,
+        )  # fmt: skip
+
+    def start_choice(
+        self, vec: SteeringVector, config: SteerConfig, val_prompts: Sequence[str]
+    ) -> UseChooser:
+        """The chooser of ``vec``'s apply mode and scale on ``val_prompts``, ready to step
+        (:func:`oracle.steering.make.chooser_for`)."""
+        from oracle.steering.make import chooser_for
+
+        return chooser_for(self.transformers_oracle(), vec, config, val_prompts)
 
     def prompt_lengths(self, prompts: Sequence[str]) -> list[int]:
         """Tokens of each prompt as the target reads it (one user turn awaiting the reply)."""
