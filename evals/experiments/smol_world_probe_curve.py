@@ -18,14 +18,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evals.experiments.smol_world_context import features
-from evals.experiments.smol_world_eval import MAX_READ, fit_probe
 from evals.suite_format import load_suite_file
 from oracle.inputs import TargetInput
 from oracle.oracle import ActivationOracle
 from training.smol_world.build import read_jsonl
 
 log = logging.getLogger("smol_world_probe_curve")
+MAX_READ = 32  # the oracle was trained on at most the span's last 32 positions
+
+
+def features(vectors: list[dict[int, torch.Tensor]], layer: int) -> np.ndarray:
+    """Mean-pooled and last-position vectors side by side: (N, 2D)."""
+    return np.stack([torch.cat([v[layer].mean(0), v[layer][-1]]).numpy() for v in vectors]).astype(
+        np.float32
+    )
+
+
+def fit_probe(x: np.ndarray, y: list[str]):
+    """Logistic regression on standardised features, C chosen by 3-fold cross-validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+        {"logisticregression__C": [0.01, 0.1, 1.0]},
+        cv=3,
+    )
+    return grid.fit(x, y)
 
 
 def read_all(ao, inputs: list[TargetInput], layers: list[int]) -> list[dict[int, torch.Tensor]]:

@@ -1,5 +1,5 @@
 """Build the SmolLM2 world, stage by stage, resumable:
-conversations -> replies -> rows -> oracle (-> the evaluation, ``evals/smol_world_eval.py``).
+conversations -> replies -> rows -> oracle -> suite (read by ``oracle eval --world smol``).
 
 A finished stage is recorded in ``<work>/stages.json`` (seconds, device) and skipped on the next
 run; replies are written chunk by chunk and the oracle training checkpoints, so both resume.
@@ -161,7 +161,7 @@ class SmolBuild:
         random.Random(cfg.seed).shuffle(rows)
         write_jsonl(self.work / "rows_train.jsonl", rows)
         # eval-loss rows: the first held-out conversations (answered) and the last ones (not);
-        # the suite (evals/smol_world_eval.py) uses the conversations in between
+        # the suite stage (training/smol_world/suite.py) uses the conversations in between
         heldout = read_jsonl(self.work / "conversations_heldout.jsonl")
         half = cfg.n_eval_rows // 2
         answered = eval_rows(
