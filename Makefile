@@ -38,4 +38,4 @@ format:
 	$(VENV)/ruff format . && $(VENV)/ruff check --fix .
 
 bench: setup
-	$(VENV)/python -m evals.bench.capture
+	$(VENV)/python -m scripts.bench.capture

@@ -1,7 +1,7 @@
 """The toy steering experiment's rules: the issue's pass bar, and how a scale is chosen.
 
 Pure functions of measured rates, kept apart from the experiment
-:mod:`evals.experiments.steering_toy`, which measures.
+:mod:`scripts.experiments.steering_toy`, which measures.
 """
 
 from __future__ import annotations

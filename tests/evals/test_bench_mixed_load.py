@@ -1,4 +1,4 @@
-"""The mixed-load benchmark (evals/bench/mixed_load.py) runs end to end at a tiny size: a real
+"""The mixed-load benchmark (scripts/bench/mixed_load.py) runs end to end at a tiny size: a real
 server, both phases, the long work, every hostile request answered with its 4xx. Timings are
 the lead's to measure on a quiet machine; this checks only what does not depend on them."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from evals.bench.mixed_load import main
+from scripts.bench.mixed_load import main
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from evals.bench.proc_stats import cpu_by_process, cpu_split
+from scripts.bench.proc_stats import cpu_by_process, cpu_split
 
 
 def test_cpu_split_sums_by_name_and_counts_new_processes_from_zero():

@@ -179,7 +179,7 @@ def test_cli_eval_runs_a_suite_file_and_reports_bad_ones(tiny_oracle, tmp_path):
 def test_quick_mode_on_the_toy_world(tmp_path):
     """``oracle eval --quick`` on the shipped toy world, every suite and the ablations: it
     runs, reports, and its figures say what the shipped oracle does. (Its time is measured
-    by ``python -m evals.bench.eval_quick``, not asserted here.)"""
+    by ``python -m scripts.bench.eval_quick``, not asserted here.)"""
     from evals.ablations import ABLATIONS_DIR
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():

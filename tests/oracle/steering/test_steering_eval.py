@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from evals.experiments.steering_toy import app
 from evals.steering_rules import behaviour_passes, pick_scale
+from scripts.experiments.steering_toy import app
 from tests.helpers import make_oracle_dir
 
 

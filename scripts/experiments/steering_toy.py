@@ -12,8 +12,8 @@ behaviour is reported as such (optimising against a probe). ``--method lora`` tr
 LoRA on the target instead (LatentQA's control); its scale multiplies the LoRA's update, and its
 control is a LoRA of random weights with the same norms, matrix by matrix.
 
-    python -m evals.experiments.steering_toy                       # the toy world, defaults below
-    python -m evals.experiments.steering_toy --oracle DIR --n-eval 8 --steps 5   # a quick check
+    python -m scripts.experiments.steering_toy                       # the toy world, defaults below
+    python -m scripts.experiments.steering_toy --oracle DIR --n-eval 8 --steps 5   # a quick check
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Capture throughput as a ratio to a plain forward pass of the same batch, and the speed-up of
 batched capture over one-by-one capture.
 
-    python -m evals.bench.capture [--family llama] [--hidden 256] [--layers 4] [--batch 16]
+    python -m scripts.bench.capture [--family llama] [--hidden 256] [--layers 4] [--batch 16]
         [--seq 128] [--read-layer 1] [--threads 2] [--device cpu] [--repeats 5]
 
 Run it alone (the machine's other torch processes distort the timings).

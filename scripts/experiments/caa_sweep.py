@@ -9,7 +9,7 @@ replies' perplexity under the unsteered target over the unsteered replies'), and
 the target told the persona in its system prompt. What ``steering_compare --layer`` was chosen
 from.
 
-    python -m evals.experiments.caa_sweep --read reply --layers 6,10,15 --personas pirate,chef
+    python -m scripts.experiments.caa_sweep --read reply --layers 6,10,15 --personas pirate,chef
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ persona (40 training personas + "none") and the secret word (24 + "none"), on th
 items of the SmolLM2 world's suite, per read layer. It answers whether the information the
 oracle is asked for is in the activations it reads, and how much data reading it takes.
 
-    python -m evals.experiments.smol_world_probe_curve --suite data/smol_world/suite.jsonl \
+    python -m scripts.experiments.smol_world_probe_curve --suite data/smol_world/suite.jsonl \
         --layers 15,28 --sizes 300,600,1200,2400 --out data/smol_world/probe_curve.json
 """
 

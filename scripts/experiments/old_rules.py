@@ -6,7 +6,7 @@ last commit before the rules changed) into a temporary package and run on the sa
 results as the current ones; a table of both verdicts is printed (and written with ``--out``).
 No model runs; a few seconds.
 
-    python -m evals.experiments.old_rules --commit eb09178
+    python -m scripts.experiments.old_rules --commit eb09178
 """
 
 from __future__ import annotations

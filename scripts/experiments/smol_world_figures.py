@@ -10,7 +10,7 @@ conversations.
 - personas never trained: how often the open answer names the role (an alias of it);
 - context prediction: token-F1 beside the constant and the target continuing the text.
 
-    python -m evals.experiments.smol_world_figures --results evals/results/smol/results.json
+    python -m scripts.experiments.smol_world_figures --results evals/results/smol/results.json
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ curve for the oracle's own read (layer 2, every non-system token, mean-pooled). 
 probed the same way for comparison. Without any fit, the between-class share says how much of
 the activations' size the label accounts for (every layer and kind).
 
-    python evals/experiments/toy_world_secret_probe.py --out evals/experiments/results
+    python scripts/experiments/toy_world_secret_probe.py --out results/experiments
 
 Writes ``toy_world_secret_probe.json`` and ``.md`` there (after each task, so a stopped run
 keeps the secret's). Cost on 1 thread: the features of 44,000 conversations (cached under
@@ -28,7 +28,7 @@ on all): 40 probes, about 45 minutes on a free core. The committed results:
   was stopped before it wrote its JSON);
 - ``results/toy_world_secret_probe.json`` / ``.md``: group sizes, between-class shares of
   every layer and kind, the non_system probes and the learning curves, from
-  ``--out evals/experiments/results --kinds non_system``.
+  ``--out results/experiments --kinds non_system``.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def score(pred_N: torch.Tensor, y_N: torch.Tensor, groups: list[str], mask_N: to
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("evals/experiments/results"))
+    ap.add_argument("--out", type=Path, default=Path("results/experiments"))
     ap.add_argument("--cache", type=Path, default=Path(".cache/experiments"))
     ap.add_argument("--n-train", type=int, default=40000, help="oracle corpus conversations")
     ap.add_argument("--n-test", type=int, default=4000, help="held-out conversations")

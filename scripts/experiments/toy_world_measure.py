@@ -4,14 +4,14 @@ Until the evaluation suite (``oracle eval``) scores the toy world by its own rul
 the toy world's own oracle evaluation (``training.toy_world.eval_oracle``, the build's eval
 stage without the target's measures) on any oracle directory, at chosen sizes:
 
-    python evals/experiments/toy_world_measure.py --oracle data/toy_world/oracle \\
-        --out evals/experiments/results/measure_shipped.json
+    python scripts/experiments/toy_world_measure.py --oracle data/toy_world/oracle \\
+        --out results/experiments/measure_shipped.json
 
 The committed ``results/toy_world_measure_shipped_small.json`` (the shipped oracle at a small
 size, about 10 minutes on one busy core) came from:
 
-    python evals/experiments/toy_world_measure.py --oracle data/toy_world/oracle \\
-        --out evals/experiments/results/toy_world_measure_shipped_small.json --n 60 \\
+    python scripts/experiments/toy_world_measure.py --oracle data/toy_world/oracle \\
+        --out results/experiments/toy_world_measure_shipped_small.json --n 60 \\
         --n-identity 40 --n-context 40 --n-context-fit 300 --n-probe 600
 
 Secret (overall, replies with no hint), persona (overall, replies without style words),

@@ -9,8 +9,8 @@ teacher-forced exact match of the whole answer (what greedy decoding gives), wit
 own vectors and with another row's (shuffled). Variants: injection site and coefficient, read
 layer, learning rate, LoRA rank, answer style; ``--label-vectors`` checks the loop itself.
 
-    python evals/experiments/toy_world_readout.py --name base --steps 300
-    python evals/experiments/toy_world_readout.py --name coef4 --coefficient 4
+    python scripts/experiments/toy_world_readout.py --name base --steps 300
+    python scripts/experiments/toy_world_readout.py --name coef4 --coefficient 4
 
 Appends one JSON line per run to ``--out`` (default ``results/toy_world_readout.jsonl``) when
 the run ends. The committed lines came from (1 thread, each
@@ -18,7 +18,7 @@ about 10 minutes on a busy core, most of it capturing the vectors):
 
     for v in "base_small" "embedding_small --site embedding" "coef4_small --coefficient 4" \
         "label_vectors_small --label-vectors"; do
-      python evals/experiments/toy_world_readout.py --n-train 4000 --steps 150 \
+      python scripts/experiments/toy_world_readout.py --n-train 4000 --steps 150 \
           --eval-every 50 --name $v
     done
     # then the same way: "label_vectors_lr1e-2 --label-vectors --lr 1e-2 --steps 300" and
@@ -167,9 +167,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=12000, help="training conversations")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--out", type=Path, default=Path("evals/experiments/results/toy_world_readout.jsonl")
-    )
+    ap.add_argument("--out", type=Path, default=Path("results/experiments/toy_world_readout.jsonl"))
     ap.add_argument(
         "--label-vectors",
         action="store_true",

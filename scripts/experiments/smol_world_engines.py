@@ -1,7 +1,7 @@
 """The SmolLM2 world on both engines: the same held-out items answered greedily by ``hf`` and
 ``vllm``, compared text for text (vLLM on CPU serves head_dim 64, which SmolLM2 has).
 
-    python -m evals.experiments.smol_world_engines --oracle data/smol_world/oracle --n 24
+    python -m scripts.experiments.smol_world_engines --oracle data/smol_world/oracle --n 24
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 of an audit of a log larger than the process's memory cap (streaming, not loading everything).
 
     # throughput: the toy world's oracle if shipped (else a tiny random one), synthetic records
-    python -m evals.bench.audit_load throughput [--records 64] [--positions 16] \
+    python -m scripts.bench.audit_load throughput [--records 64] [--positions 16] \
         [--batch-sizes 1,4,16,64] [--threads 2] [--oracle DIR]
     # memory: a LOG_GIB synthetic log audited by a child process whose address space is capped
-    python -m evals.bench.audit_load memory [--log-gib 4] [--cap-gib 2] [--positions 4096] \
+    python -m scripts.bench.audit_load memory [--log-gib 4] [--cap-gib 2] [--positions 4096] \
         [--oracle-positions 64] [--batch-size 32] [--threads 2] [--work DIR]
 
 Run it alone (other torch processes distort the timings). The memory run writes the log under
@@ -132,7 +132,7 @@ def memory(args: argparse.Namespace) -> None:
     out = work / "out_memory"
     shutil.rmtree(out, ignore_errors=True)
     cap = int(args.cap_gib * GIB)
-    cmd = [sys.executable, "-m", "evals.bench.audit_load", "_child", "--logs", str(log_dir), "--oracle", str(oracle),
+    cmd = [sys.executable, "-m", "scripts.bench.audit_load", "_child", "--logs", str(log_dir), "--oracle", str(oracle),
            "--out", str(out), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
            "--max-positions", str(args.oracle_positions)]  # fmt: skip
     # RLIMIT_AS counts address space reserved but never touched: Arrow's default allocator

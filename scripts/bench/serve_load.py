@@ -7,11 +7,11 @@ prompts of the same lengths, with no capture and no injection, fed as the server
 in micro-batches of --batch-size, vllm with --clients requests in flight) and the ratio of the
 two, ``throughput_ratio["same_tokens_in"]`` (target >= 0.8). See :func:`plain_generation`.
 
-    python -m evals.bench.serve_load --engine hf                  # toy world, 64 clients x 10
-    python -m evals.bench.serve_load --engine vllm
-    python -m evals.bench.serve_load --engine hf --tiny --clients 8 --queries 2   # a quick check
-    python -m evals.bench.serve_load --engine vllm --world smol   # SmolLM2-135M-Instruct
-    python -m evals.bench.serve_load --mode chat --engine hf      # chat completions, see serve_chat
+    python -m scripts.bench.serve_load --engine hf                  # toy world, 64 clients x 10
+    python -m scripts.bench.serve_load --engine vllm
+    python -m scripts.bench.serve_load --engine hf --tiny --clients 8 --queries 2   # a quick check
+    python -m scripts.bench.serve_load --engine vllm --world smol   # SmolLM2-135M-Instruct
+    python -m scripts.bench.serve_load --mode chat --engine hf      # chat completions, see serve_chat
 
 Run it alone: the machine's other processes distort the timings.
 """
@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from evals.bench.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
-from evals.bench.serve_common import (  # noqa: E402
+from scripts.bench.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
+from scripts.bench.serve_common import (  # noqa: E402
     PERSONAS,
     QUESTIONS,
     USER_TURNS,
@@ -198,7 +198,7 @@ def main() -> None:
         choices=["query", "chat"],
         default="query",
         help="query: /v1/query against plain generation; chat: /v1/chat/completions without "
-        "and with oracle questions (evals/bench/serve_chat.py)",
+        "and with oracle questions (scripts/bench/serve_chat.py)",
     )
     parser.add_argument("--questions", type=int, default=1, help="chat: oracle questions each")
     parser.add_argument("--oracle-tokens", type=int, default=16, help="chat: answer tokens")
@@ -248,7 +248,7 @@ def main() -> None:
     if args.tiny:
         target, oracle = tiny_oracle(work)
     if args.mode == "chat":
-        from evals.bench.serve_chat import run_chat_mode
+        from scripts.bench.serve_chat import run_chat_mode
 
         result = {"engine": args.engine, "args": {k: str(v) for k, v in vars(args).items()}}
         result["target"], result["oracle"] = (

@@ -4,7 +4,7 @@ end to end as a user runs it (start-up, engine loading, answers, report), and Ra
 at 1 actor (its time over the local audit's; target <= 1.3), end to end and without the
 start of the local Ray (read from Ray's own log line; a running cluster does not pay it).
 
-    python -m evals.bench.audit_ray [--records 1000] [--positions 48] [--max-new-tokens 16] \
+    python -m scripts.bench.audit_ray [--records 1000] [--positions 48] [--max-new-tokens 16] \
         [--batch-size 16] [--threads 1] [--actors 1,2] [--ray-cpus 2] [--repeats 1] \
         [--json FILE] [--oracle DIR]
 
@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="keep the log and outputs here")
     args = parser.parse_args()
     from audit.synthetic import write_synthetic_log
-    from evals.bench.audit_load import default_oracle_or_tiny
     from oracle.config import OracleConfig
+    from scripts.bench.audit_load import default_oracle_or_tiny
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench_audit_ray_"))
     oracle = Path(args.oracle) if args.oracle else default_oracle_or_tiny(work)

@@ -2,8 +2,8 @@
 ``dtype: auto`` picks on a CPU with native bf16): the capture's cosine per position, and the
 greedy answers to a world's held-out items, compared text for text.
 
-    python -m evals.experiments.bf16_check --world toy --n 200
-    python -m evals.experiments.bf16_check --world smol --n 200
+    python -m scripts.experiments.bf16_check --world toy --n 200
+    python -m scripts.experiments.bf16_check --world smol --n 200
 
 Prints and writes JSON (``--out``): the cosine's mean, 1st percentile and minimum over every
 read position, and how many answers are equal, with the differing ones listed.

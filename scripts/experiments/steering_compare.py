@@ -11,8 +11,8 @@ evaluation's text reader, fitted on the target's own on-policy persona replies, 
 the perplexity of the reply under the unsteered target over that of the unsteered replies; and,
 where the oracle reads personas, whether it names the steered persona reading the reply.
 
-    python -m evals.experiments.steering_compare --world toy --methods oracle
-    python -m evals.experiments.steering_compare --world smol --methods caa,oracle --layer 15
+    python -m scripts.experiments.steering_compare --world toy --methods oracle
+    python -m scripts.experiments.steering_compare --world smol --methods caa,oracle --layer 15
 
 Writes ``results.json``, ``README.md`` (tables, replies side by side) and ``rate_vs_fluency.svg``
 to ``--out``.
@@ -83,7 +83,7 @@ def rescore(results: dict, cast: list[Persona], classify=None) -> None:
 
 
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
-    from evals.experiments.steering_toy import neutral_prompts
+    from scripts.experiments.steering_toy import neutral_prompts
     from training.toy_world.questions import PERSONA_QUESTIONS, persona_answer
     from training.toy_world.world import World
 
@@ -465,7 +465,7 @@ def write_readme(results: dict, out: Path) -> None:
     lines = [
         f"# Steering with the defaults: {results['world']} world",
         "",
-        "Made by `python -m evals.experiments.steering_compare "
+        "Made by `python -m scripts.experiments.steering_compare "
         f"--world {results['world']} --methods {results['settings']['methods']}"
         + (
             f" --layer {results['settings']['layer']}"

@@ -10,10 +10,10 @@ Prints mean step times, the ratio (a)/(b) (target <= 1.4), oracle tokens per sec
 memory (torch.cuda.max_memory_allocated per step kind on GPU; the process's ru_maxrss on CPU).
 Models are randomly initialised from a config (no download):
 
-    python -m evals.bench.train_step                                   # tiny, CPU, seconds
-    python -m evals.bench.train_step --model qwen3-0.6b --dtype bf16 --device cuda
-    python -m evals.bench.train_step --model qwen3-1.7b --dtype bf16 --device cuda --gradient-checkpointing
-    python -m evals.bench.train_step --model smollm2-135m --compare-dtypes --target-len 72 \
+    python -m scripts.bench.train_step                                   # tiny, CPU, seconds
+    python -m scripts.bench.train_step --model qwen3-0.6b --dtype bf16 --device cuda
+    python -m scripts.bench.train_step --model qwen3-1.7b --dtype bf16 --device cuda --gradient-checkpointing
+    python -m scripts.bench.train_step --model smollm2-135m --compare-dtypes --target-len 72 \
         --positions 24 --answer-len 4     # fp32 vs bf16 (sdpa, eager) oracle steps, one run
 
 ``--compare-dtypes`` times the oracle step of the same model in fp32, in bf16 weights with

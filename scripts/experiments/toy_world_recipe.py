@@ -13,19 +13,19 @@ stays in ``--work/<name>/adapter``. The committed results (``results/recipes``, 
 ``results/toy_world_secret.md``) came from these commands, 1 thread, from the repository root:
 
     # the shipped oracle, scored only (96 held-out rows per family)
-    python evals/experiments/toy_world_recipe.py --name shipped_oracle_final \
+    python scripts/experiments/toy_world_recipe.py --name shipped_oracle_final \
         --adapter data/toy_world/oracle --steps 1 --n-conversations 100 --n-eval 96
     # the shipped recipe, 200 steps x 32 rows (46 min on a busy core)
-    python evals/experiments/toy_world_recipe.py --name A_shipped --shipped \
+    python scripts/experiments/toy_world_recipe.py --name A_shipped --shipped \
         --steps 200 --batch-size 32 --eval-every 50 --n-eval 32
     # secret rows only, answers "The secret word is moon.", 40% of rows read a hint window
-    python evals/experiments/toy_world_recipe.py --name S_phrase --steps 150 --batch-size 32 \
+    python scripts/experiments/toy_world_recipe.py --name S_phrase --steps 150 --batch-size 32 \
         --eval-every 50 --n-eval 64 --data '{"families": {"secret": 1.0},
         "rows_per_conversation": 1, "secret_absent_share": 0.15, "secret_hint_window_share": 0.4,
         "secret_sampled_positions_share": 0.0, "no_reply_share": 0.1,
         "secret_answer_style": "phrase"}'
     # secret rows only, every row with a hint reads 1-4 tokens just before it, layer 0
-    python evals/experiments/toy_world_recipe.py --name S2_phrase_L0 --read-layer 0 \
+    python scripts/experiments/toy_world_recipe.py --name S2_phrase_L0 --read-layer 0 \
         --steps 200 --batch-size 32 --eval-every 50 --n-eval 48 --data '{"families":
         {"secret": 1.0}, "rows_per_conversation": 1, "secret_absent_share": 0.1,
         "secret_hint_window_share": 1.0, "secret_sampled_positions_share": 0.0,
@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=48, help="held-out rows per family")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path("evals/experiments/results/recipes"))
+    ap.add_argument("--out", type=Path, default=Path("results/experiments/recipes"))
     ap.add_argument("--work", type=Path, default=Path(".cache/experiments/recipes"))
     ap.add_argument("--shipped", action="store_true", help="the shipped recipe (ignores --data)")
     ap.add_argument("--adapter", type=Path, help="only evaluate this trained oracle directory")

@@ -7,7 +7,7 @@ Two phases on one server, in one run:
    nothing else running;
 2. loaded: the same clients and queries while a steering job (``/v1/steer``, background), an
    audit job (``/v1/audit`` over a synthetic log under the server's audit root) and a hostile
-   client (:mod:`evals.bench.mixed_hostile`: maximum-size bodies without the key, bodies over
+   client (:mod:`scripts.bench.mixed_hostile`: maximum-size bodies without the key, bodies over
    the limit, slow bodies, text and tokens over the caps, bad tensors) run at the same time.
 
 It prints JSON: the queries' p50/p95 latency in each phase and the ratio of the p95s (target
@@ -19,8 +19,8 @@ Threads are pinned: the server runs with ``--threads`` torch threads and that
 ``OMP_NUM_THREADS``, optionally on ``--server-cpus``; this process (the clients) on
 ``--client-cpus``. Run it alone on a quiet machine:
 
-    python -m evals.bench.mixed_load --server-cpus 0,1 --client-cpus 2,3  # toy world
-    python -m evals.bench.mixed_load --tiny --clients 2 --queries 2 --steer-steps 3 \\
+    python -m scripts.bench.mixed_load --server-cpus 0,1 --client-cpus 2,3  # toy world
+    python -m scripts.bench.mixed_load --tiny --clients 2 --queries 2 --steer-steps 3 \\
         --audit-records 4 --hostile-rounds 1                               # a quick check
 """
 
@@ -37,9 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from evals.bench.mixed_hostile import hostile_client, hostile_requests, summarise
-from evals.bench.proc_stats import TreeMemory, tree_sum
-from evals.bench.serve_common import PERSONAS, QUESTIONS, USER_TURNS, free_port, tiny_oracle
+from scripts.bench.mixed_hostile import hostile_client, hostile_requests, summarise
+from scripts.bench.proc_stats import TreeMemory, tree_sum
+from scripts.bench.serve_common import PERSONAS, QUESTIONS, USER_TURNS, free_port, tiny_oracle
 
 API_KEY = "mixed-load-bench"
 
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         os.sched_setaffinity(0, cpus(args.client_cpus))
     os.environ["OMP_NUM_THREADS"] = "1"  # the clients need no torch threads
 
-    from evals.bench.serve_common import wait_healthy
+    from scripts.bench.serve_common import wait_healthy
 
     work = Path(tempfile.mkdtemp(prefix="bench_mixed_"))
     args.root = work / "audit"

@@ -1,4 +1,4 @@
-"""The hostile client of the mixed-load benchmark (:mod:`evals.bench.mixed_load`).
+"""The hostile client of the mixed-load benchmark (:mod:`scripts.bench.mixed_load`).
 
 Each request is written by hand on its own connection (``Connection: close``), so that it can
 be what no well-behaved client sends: a body of the server's maximum size without the key, a

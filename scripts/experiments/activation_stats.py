@@ -8,7 +8,7 @@ share of the last token's squared norm that the mean holds, the share of its var
 persona labels, and the dimensions with the largest mean magnitude (before centring) and the
 largest variance (after).
 
-    python -m evals.experiments.activation_stats --layers 1,15,28 --n 300
+    python -m scripts.experiments.activation_stats --layers 1,15,28 --n 300
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The time of ``oracle eval --quick`` on the toy world (every suite and the ablations), the
 budget the evaluation keeps: 5 minutes on 2 free cores.
 
-    python -m evals.bench.eval_quick --threads 2
+    python -m scripts.bench.eval_quick --threads 2
 
 Prints wall time, the process's CPU time and each suite's seconds per step. Run it alone:
 other processes on the cores distort the figure.

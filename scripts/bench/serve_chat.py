@@ -10,8 +10,8 @@ times, so that drift in the machine's load falls on both). The clients are aioht
 official client costs far more CPU per request, and the clients share the cores with the
 server.
 
-    python -m evals.bench.serve_load --mode chat --engine hf
-    python -m evals.bench.serve_load --mode chat --engine hf --tiny --clients 4 --queries 2
+    python -m scripts.bench.serve_load --mode chat --engine hf
+    python -m scripts.bench.serve_load --mode chat --engine hf --tiny --clients 4 --queries 2
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from evals.bench.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
+from scripts.bench.proc_stats import TreeMemory, cpu_by_process, cpu_split, own_cpu_s
 
 PERSONA_QUESTIONS = [
     "What persona is the assistant playing?",
@@ -38,7 +38,7 @@ async def run_phase(url: str, args, questions: int, label: str, queries: int | N
     ``questions`` oracle questions on each (0: a plain completion)."""
     import aiohttp
 
-    from evals.bench.serve_common import PERSONAS, USER_TURNS, post_retrying
+    from scripts.bench.serve_common import PERSONAS, USER_TURNS, post_retrying
 
     rng = random.Random(args.seed)  # the same conversations in every phase
     latencies: list[float] = []
@@ -111,7 +111,7 @@ def summarise(phases: list[dict]) -> dict:
 
 def run_chat_mode(args, target: str | None, oracle: str | None, work: Path) -> dict:
     """Start the server, run the phases, stop it; the result for the benchmark's JSON."""
-    from evals.bench.serve_common import batch_stats, free_port, start_server, wait_healthy
+    from scripts.bench.serve_common import batch_stats, free_port, start_server, wait_healthy
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -1,2 +1,0 @@
-"""Experiments: scripts run from a checkout (``python -m evals.experiments.NAME``), not part of
-the installed package. Their committed results stay under ``evals/results/``."""
