@@ -39,42 +39,66 @@ def _short(text: str | None, n: int = 90) -> str:
 
 
 def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tuple[str, object]]:
+    """The suite's section, in reading order: what was measured, every method on each subset,
+    counterfactuals and calibration, paired differences, split tags, answer distributions,
+    wordings, the probes' fits and a sample of answers."""
     s = res["summary"]
-    b: list[tuple[str, object]] = [("h2", f"Suite '{name}'")]
+    subsets = [k for k in MAIN_SUBSETS if k in s["figures"]]
+    b: list[tuple[str, object]] = [("h2", f"Suite '{name}'"), ("p", _intro(res))]
+    b.append(("figure", (f"{name}_headline.svg", _chart(name, res))))
+    b += _method_blocks(res, subsets, fmt)
+    b += _counterfactual_blocks(s, fmt)
+    b += _calibration_blocks(name, s)
+    b += _difference_blocks(res, fmt)
+    b += _tag_blocks(s, fmt)
+    b += _distribution_blocks(s, cell)
+    b += _wording_blocks(s, fmt)
+    b += _probe_blocks(res)
+    b += _sample_blocks(s)
+    return b
+
+
+def _intro(res: dict) -> str:
+    """What was measured: answers and metric, labels, wordings, layer, items, the headline rule."""
+    s = res["summary"]
     questions = s["wordings"].get("rows", [])
     labels = res["labels"]
-    b.append(
-        (
-            "p",
-            f"{res['answer_type']} answers scored by {res['metric']}; "
-            + (
-                f"{len(labels)} labels ({', '.join(labels[:30])}{' ...' if len(labels) > 30 else ''}); "
-                if labels
-                else ""
-            )
-            + f"{len(questions)} question wordings; layer {res['layer']}, read span per item"
-            f"{' (overridden: ' + res['positions'] + ')' if res['positions'] else ''}; "
-            f"{s['subsets']['all']} test items in {s['subset_groups']['all']} groups; "
-            f"{res['n_train']} train items. Text-only reader fitted on {res['text_reader']}. "
-            f"Headline subset ({s['subsets']['headline']} items in "
-            f"{s['subset_groups']['headline']} groups, held-out wordings): {s['headline_rule']}"
-            + (
-                f"; its label mix (groups): {_mix(s['label_mix'].get('headline', {}))}"
-                if s["label_mix"]
-                else ""
-            )
-            + ".",
+    return (
+        f"{res['answer_type']} answers scored by {res['metric']}; "
+        + (
+            f"{len(labels)} labels ({', '.join(labels[:30])}{' ...' if len(labels) > 30 else ''}); "
+            if labels
+            else ""
         )
+        + f"{len(questions)} question wordings; layer {res['layer']}, read span per item"
+        f"{' (overridden: ' + res['positions'] + ')' if res['positions'] else ''}; "
+        f"{s['subsets']['all']} test items in {s['subset_groups']['all']} groups; "
+        f"{res['n_train']} train items. Text-only reader fitted on {res['text_reader']}. "
+        f"Headline subset ({s['subsets']['headline']} items in "
+        f"{s['subset_groups']['headline']} groups, held-out wordings): {s['headline_rule']}"
+        + (
+            f"; its label mix (groups): {_mix(s['label_mix'].get('headline', {}))}"
+            if s["label_mix"]
+            else ""
+        )
+        + "."
     )
-    b.append(("figure", (f"{name}_headline.svg", _chart(name, res))))
+
+
+def _method_blocks(res: dict, subsets: list[str], fmt: Callable) -> list[tuple[str, object]]:
+    """Every method on each subset, the constant and the label mix, balanced accuracy and what
+    the oracle's answers tell about the labels."""
+    s = res["summary"]
     methods = _methods(res)
-    subsets = [k for k in MAIN_SUBSETS if k in s["figures"]]
+    order = ["constant", *[x for x in methods if x != "constant"]]
     rows = []
-    for m in ["constant", *[x for x in methods if x != "constant"]]:
+    for m in order:
         kind = res["methods"][m]["kind"] if m in res["methods"] else "baseline"
         rows.append([m, kind, *(fmt(s["figures"][k].get(m)) for k in subsets)])
-    b.append(("p", f"Every method on each subset ({res['metric']}; n = groups):"))
-    b.append(("table", (["method", "kind", *subsets], rows)))
+    b: list[tuple[str, object]] = [
+        ("p", f"Every method on each subset ({res['metric']}; n = groups):"),
+        ("table", (["method", "kind", *subsets], rows)),
+    ]
     b.append(
         (
             "p",
@@ -89,10 +113,7 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
         )
     )
     if s["balanced"]:
-        rows = [
-            [m, *(_num(s["balanced"][k].get(m)) for k in subsets)]
-            for m in ["constant", *[x for x in methods if x != "constant"]]
-        ]
+        rows = [[m, *(_num(s["balanced"][k].get(m)) for k in subsets)] for m in order]
         b.append(("p", "Balanced accuracy (the mean over labels of each label's accuracy):"))
         b.append(("table", (["method", *subsets], rows)))
     info = s.get("information") or {}
@@ -105,37 +126,54 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
                 f"information {info['mi_bits']:.3f} bits.",
             )
         )
-    b += _counterfactual_blocks(s, fmt)
-    b += _calibration_blocks(name, s)
-    diff = s["oracle_minus"]
-    if diff:
-        keys = [k for k in ("heldout_question", "constructed", "headline") if k in diff]
-        order = ["constant", *[m for m in methods if m not in ("oracle", "constant")]]
-        rows = [[m, *(fmt(diff[k].get(m)) for k in keys)] for m in order]
-        b.append(("p", "Oracle minus each method, paired on the same groups:"))
-        b.append(("table", (["oracle minus", *keys], rows)))
+    return b
+
+
+def _difference_blocks(res: dict, fmt: Callable) -> list[tuple[str, object]]:
+    """The oracle minus each method, paired on the same groups."""
+    diff = res["summary"]["oracle_minus"]
+    if not diff:
+        return []
+    keys = [k for k in ("heldout_question", "constructed", "headline") if k in diff]
+    order = ["constant", *[m for m in _methods(res) if m not in ("oracle", "constant")]]
+    rows = [[m, *(fmt(diff[k].get(m)) for k in keys)] for m in order]
+    return [
+        ("p", "Oracle minus each method, paired on the same groups:"),
+        ("table", (["oracle minus", *keys], rows)),
+    ]
+
+
+def _tag_blocks(s: dict, fmt: Callable) -> list[tuple[str, object]]:
+    """The main methods on the groups of each split tag."""
     tags = [k for k in s["figures"] if k.startswith("tag:") or k == "heldout_question"]
-    if tags:
-        show = [
-            m
-            for m in ("oracle", "constant", "text_only", "probe_mean", "no_system")
-            if m in s["figures"]["all"]
+    if not tags:
+        return []
+    show = [
+        m
+        for m in ("oracle", "constant", "text_only", "probe_mean", "no_system")
+        if m in s["figures"]["all"]
+    ]
+    rows = [
+        [
+            k.removeprefix("tag:"),
+            str(s["subset_groups"][k]),
+            *(fmt(s["figures"][k].get(m)) for m in show),
         ]
-        rows = [
-            [
-                k.removeprefix("tag:"),
-                str(s["subset_groups"][k]),
-                *(fmt(s["figures"][k].get(m)) for m in show),
-            ]
-            for k in tags
-        ]
-        b.append(("p", "By split tag (groups with that tag):"))
-        b.append(("table", (["tag", "groups", *show], rows)))
-    dist_rows = []
+        for k in tags
+    ]
+    return [
+        ("p", "By split tag (groups with that tag):"),
+        ("table", (["tag", "groups", *show], rows)),
+    ]
+
+
+def _distribution_blocks(s: dict, cell: Callable) -> list[tuple[str, object]]:
+    """Each method's answer distribution, the oracle's in red where it carries nothing."""
+    rows = []
     for m, d in s["distributions"].items():
         collapse = m == "oracle" and s["collapse"]
         top = f"{d['top_answer']!r}"
-        dist_rows.append(
+        rows.append(
             [
                 m,
                 cell(top, RED if collapse else None),
@@ -144,37 +182,45 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
                 str(d["distinct"]),
             ]
         )
-    b.append(
+    return [
         (
             "p",
             f"Answer distributions ({s['n_test_labels']} distinct labels in the test items; red: "
             "the oracle's answers carry no information about the labels):",
-        )
-    )
-    b.append(
-        ("table", (["method", "top answer", "share", "entropy (bits)", "distinct"], dist_rows))
-    )
+        ),
+        ("table", (["method", "top answer", "share", "entropy (bits)", "distinct"], rows)),
+    ]
+
+
+def _wording_blocks(s: dict, fmt: Callable) -> list[tuple[str, object]]:
+    """The oracle per question wording, and the spread over held-out wordings."""
     w = s["wordings"]
-    if w:
-        rows = [
-            [
-                _short(r["question"], 70),
-                "held out" if r["heldout"] else "trained",
-                fmt(r["all"]),
-                fmt(r["hidden"]),
-            ]
-            for r in w["rows"]
+    if not w:
+        return []
+    rows = [
+        [
+            _short(r["question"], 70),
+            "held out" if r["heldout"] else "trained",
+            fmt(r["all"]),
+            fmt(r["hidden"]),
         ]
-        b.append(("p", "The oracle per question wording:"))
-        b.append(("table", (["wording", "", "all", "headline"], rows)))
-        sa, sh = w["spread_all"], w["spread_hidden"]
-        b.append(
-            (
-                "p",
-                f"Spread over held-out wordings: range {sa['range']:.3f} (std {sa['std']:.3f}) "
-                f"on all items, {sh['range']:.3f} (std {sh['std']:.3f}) on headline items.",
-            )
-        )
+        for r in w["rows"]
+    ]
+    sa, sh = w["spread_all"], w["spread_hidden"]
+    return [
+        ("p", "The oracle per question wording:"),
+        ("table", (["wording", "", "all", "headline"], rows)),
+        (
+            "p",
+            f"Spread over held-out wordings: range {sa['range']:.3f} (std {sa['std']:.3f}) "
+            f"on all items, {sh['range']:.3f} (std {sh['std']:.3f}) on headline items.",
+        ),
+    ]
+
+
+def _probe_blocks(res: dict) -> list[tuple[str, object]]:
+    """Each probe's regularisation, training size and learning curve."""
+    b: list[tuple[str, object]] = []
     for m, p in res.get("probe", {}).items():
         curve = ", ".join(f"{c['n_train']}: {c['value']:.3f}" for c in p.get("curve", []))
         b.append(
@@ -190,24 +236,29 @@ def suite_blocks(name: str, res: dict, fmt: Callable, cell: Callable) -> list[tu
                 + ".",
             )
         )
-    sample = s["sample"]
-    if sample:
-        rows = [
-            [
-                _short(x["question"], 50),
-                _short(x["visible"], 110),
-                _short(x["gold"], 30),
-                _short(x["answer"], 40),
-                f"{x['score']:.2f}",
-                "headline" if x["hidden"] else "",
-            ]
-            for x in sample
-        ]
-        b.append(("p", f"{len(sample)} random test items and the oracle's answers, to read:"))
-        b.append(
-            ("table", (["question", "visible text", "gold", "oracle", "score", "subset"], rows))
-        )
     return b
+
+
+def _sample_blocks(s: dict) -> list[tuple[str, object]]:
+    """Random test items and the oracle's answers, for a person to read."""
+    sample = s["sample"]
+    if not sample:
+        return []
+    rows = [
+        [
+            _short(x["question"], 50),
+            _short(x["visible"], 110),
+            _short(x["gold"], 30),
+            _short(x["answer"], 40),
+            f"{x['score']:.2f}",
+            "headline" if x["hidden"] else "",
+        ]
+        for x in sample
+    ]
+    return [
+        ("p", f"{len(sample)} random test items and the oracle's answers, to read:"),
+        ("table", (["question", "visible text", "gold", "oracle", "score", "subset"], rows)),
+    ]
 
 
 def _mix(mix: dict[str, int], top: int = 6) -> str:
