@@ -12,7 +12,7 @@ import typer
 from audit.ray_config import RayConfig
 from oracle.errors import OracleInputError
 from oracle.fields import defaults
-from oracle_cli.common import DeviceOpt, DtypeOpt, ForceOpt, WorldOpt, resolve_models
+from oracle_cli.common import resolve_models
 from oracle_cli.options import build_command, config_kwargs, field_options
 
 audit_app = typer.Typer(
@@ -25,126 +25,87 @@ audit_app = typer.Typer(
 )
 
 
-def _audit(
-    ctx: typer.Context,
-    logs: Annotated[
-        Path | None, typer.Option(help="Log directory written by `oracle capture --input`.")
-    ] = None,
-    question: Annotated[
-        list[str] | None, typer.Option(help="A question to ask of every record (repeatable).")
-    ] = None,
-    questions: Annotated[
-        Path | None,
-        typer.Option(
-            help="File of questions: one per line, or JSONL/JSON with 'question' and optional 'yes_no'."
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Output directory; running again with the same options resumes."),
-    ] = None,
-    oracle: Annotated[
-        Path | None,
-        typer.Option(help="Oracle directory (default: the --world's; with none, the toy world's)."),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="Base model for the oracle (default: the oracle's own).")
-    ] = None,
-    world: WorldOpt = None,
-    engine: Annotated[str, typer.Option(help="Engine: hf | vllm.")] = "hf",
-    batch_size: Annotated[int, typer.Option(help="Pairs per oracle call.")] = 16,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 16,
-    max_positions: Annotated[
-        int | None,
-        typer.Option(help="Give the oracle only the last K positions of longer records."),
-    ] = None,
-    shard: Annotated[
-        str | None,
-        typer.Option(help="I/N: audit only part I (0-based) of N; join with `oracle audit merge`."),
-    ] = None,
-    yes_no: Annotated[
-        str,
-        typer.Option(help="Which questions get P(yes): auto (Is/Does/... questions), all, none."),
-    ] = "auto",
-    threshold: Annotated[
-        float, typer.Option(help="Flag records whose P(yes) is at least this, in the report.")
-    ] = 0.5,
-    dtype: DtypeOpt = "auto",
-    device: DeviceOpt = "auto",
-    force: ForceOpt = False,
-    ray: Annotated[
-        bool,
-        typer.Option(
-            help="Run on Ray: a pool of engine actors (--ray-actors), the log read by the "
-            "workers; a local Ray unless --ray-address. Needs the ray extra."
-        ),
-    ] = False,
-    **ray_options: Any,
-) -> None:
+def _audit(ctx: typer.Context, **options: Any) -> None:
     """Audit a log: `oracle audit --logs DIR --question Q [--question Q2 ...] --out DIR`."""
     if ctx.invoked_subcommand is not None:
         return
-    if logs is None or out is None:
+    from audit.options import AuditOptions
+
+    opts = AuditOptions(**config_kwargs(AuditOptions, options))
+    ray_options = {k: v for k, v in options.items() if k in defaults(RayConfig)}
+    if opts.logs is None or opts.out is None:
         typer.echo(ctx.get_help(), err=True)
         raise OracleInputError("--logs and --out are required")
+    ray_config = RayConfig(**config_kwargs(RayConfig, ray_options))
+    ray = opts.ray or ray_config.ray_address is not None
+    if not ray and ray_options != defaults(RayConfig):
+        raise OracleInputError("the --ray-* options need --ray")
+    _run(opts, ray, ray_config)
+
+
+def _questions(opts):
+    """The --question texts, then a --questions file's (duplicates dropped); at least one."""
+    from audit.questions import load_questions, make_questions
+
+    qs = make_questions(list(opts.question or []), opts.yes_no)
+    if opts.questions is not None:
+        seen = {x.text for x in qs}
+        qs += [q for q in load_questions(Path(opts.questions), opts.yes_no) if q.text not in seen]
+    if not qs:
+        raise OracleInputError("give at least one --question or a --questions file")
+    return qs
+
+
+def _run(opts, ray: bool, ray_config: RayConfig) -> None:
+    """The audit, locally or on Ray, with a progress bar; then its results and report."""
     from tqdm import tqdm
 
     from audit.finish import finish
     from audit.logformat import ActivationLog
-    from audit.questions import load_questions, make_questions
     from audit.runner import AuditSpec, parse_shard, run_audit
     from oracle.engines import create_engine
 
-    qs = make_questions(list(question or []), yes_no)
-    if questions is not None:
-        qs += [q for q in load_questions(questions, yes_no) if q.text not in {x.text for x in qs}]
-    if not qs:
-        raise OracleInputError("give at least one --question or a --questions file")
-    part = parse_shard(shard)
-    log_dir = ActivationLog(logs)
-    target, oracle_dir = resolve_models(world, target, oracle)
-    oracle = Path(oracle_dir) if oracle_dir else None
+    qs = _questions(opts)
+    part = parse_shard(opts.shard)
+    log_dir, out = ActivationLog(Path(opts.logs)), Path(opts.out)
+    target, oracle = resolve_models(opts.world, opts.target, opts.oracle)
     spec = AuditSpec(
         logs=str(log_dir.path.resolve()),
         questions=[{"text": q.text, "yes_no": q.yes_no} for q in qs],
         shard=list(part),
-        oracle=str(oracle) if oracle else None,
+        oracle=oracle,
         target=target,
-        max_new_tokens=max_new_tokens,
-        max_positions=max_positions,
+        max_new_tokens=opts.max_new_tokens,
+        max_positions=opts.max_positions,
     )
-    ray_config = RayConfig(**config_kwargs(RayConfig, ray_options))
-    if ray_config.ray_address is not None:
-        ray = True
-    if not ray and ray_options != {
-        k: v for k, v in defaults(RayConfig).items() if k in ray_options
-    }:
-        raise OracleInputError("the --ray-* options need --ray")
     bar = tqdm(desc="audit", unit="pair")
 
     def start(state) -> None:
         bar.reset(total=state.total)
         bar.update(state.done_before)
 
-    engine_options = {"batch_size": batch_size, "dtype": dtype, "device": device, "force": force}
+    engine_options = {
+        "batch_size": opts.batch_size, "dtype": opts.dtype, "device": opts.device,
+        "force": opts.force,
+    }  # fmt: skip
     try:
         if ray:
             state = _run_on_ray(
-                log_dir, qs, out, ray_config, engine, target, oracle, engine_options, part,
-                batch_size, max_new_tokens, max_positions, spec, bar.update, start,
+                log_dir, qs, out, ray_config, opts.engine, target, oracle, engine_options, part,
+                opts.batch_size, opts.max_new_tokens, opts.max_positions, spec, bar.update, start,
             )  # fmt: skip
         else:
-            eng = create_engine(engine, target, str(oracle) if oracle else None, **engine_options)
+            eng = create_engine(opts.engine, target, oracle, **engine_options)
             try:
                 state = run_audit(
-                    eng, log_dir, qs, out, part, batch_size, max_new_tokens, spec, bar.update,
-                    start, max_positions=max_positions,
+                    eng, log_dir, qs, out, part, opts.batch_size, opts.max_new_tokens, spec,
+                    bar.update, start, max_positions=opts.max_positions,
                 )  # fmt: skip
             finally:
                 eng.close()
     finally:
         bar.close()
-    summary = finish(out, log_dir, threshold, expected=state.total)
+    summary = finish(out, log_dir, opts.threshold, expected=state.total)
     typer.echo(
         f"{out}: {summary['pairs']}/{state.total} pairs, {summary['errors']} errors, "
         f"{summary['flagged']} flagged; report: {out / 'report.html'}",
@@ -172,19 +133,19 @@ def _run_on_ray(log_dir, qs, out, config, engine, target, oracle, engine_options
     return run_audit_ray(log_dir, qs, out, config, engine, options, *args)
 
 
-# The command: the options above, and those of RayConfig generated from its fields.
-audit_cmd = build_command(
-    _audit,
-    [
-        *(
-            p
-            for p in inspect.signature(_audit, eval_str=True).parameters.values()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ),
-        *field_options(RayConfig),
-    ],
-    _audit.__doc__ or "",
-)
+# The command: a typer context, the options of AuditOptions and of RayConfig, generated from
+# their fields.
+def _audit_command():
+    from audit.options import AuditOptions
+
+    context = inspect.Parameter(
+        "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    params = [context, *field_options(AuditOptions), *field_options(RayConfig)]
+    return build_command(_audit, params, _audit.__doc__ or "")
+
+
+audit_cmd = _audit_command()
 audit_app.callback()(audit_cmd)
 
 
