@@ -99,12 +99,15 @@ def run_spec(opts: EvalOptions, command: str = "oracle eval", show_progress: boo
     from evals.runner import EvalConfig
 
     suite, target, oracle = list(opts.suite or []), opts.target, opts.oracle
-    if opts.world is not None and opts.world != "toy":
-        from oracle.worlds import get_world, resolve
+    if opts.world is not None:
+        from oracle.worlds import default_world, get_world, resolve
 
-        world_suite = get_world(opts.world).suite()
-        suite = suite or ([str(world_suite)] if world_suite else [])
-        target, oracle = resolve(opts.world, target, oracle)
+        world = get_world(opts.world)
+        if world.suites:  # a world whose suites are files: its suites, on its oracle
+            suite = suite or [str(p) for p in world.suite_files()]
+            target, oracle = resolve(opts.world, target, oracle)
+        elif world.name != default_world() and not suite:
+            raise OracleInputError(f"the {world.name} world names no suite files: give --suite")
     toy = target is None and oracle is None and not suite and not opts.synthetic
     ablations_dir = opts.ablations_dir
     if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():

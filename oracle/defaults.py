@@ -36,6 +36,15 @@ def _missing(path: Path, what: str, flags: str) -> OracleInputError:
     )
 
 
+def toy_world_folder() -> Path:
+    """The toy world's folder, for the world registry (entry point ``oracle.worlds: toy``);
+    raises, naming ``$ORACLE_TOY_WORLD``, where it is missing."""
+    path = toy_world_dir()
+    if not (path / "world.json").is_file():
+        raise _missing(path, "folder", "--target (and --oracle)")
+    return path
+
+
 def default_oracle() -> Path:
     """The toy world's oracle directory (``<toy world>/oracle``)."""
     path = toy_world_dir() / "oracle"

@@ -1,9 +1,18 @@
 """Worlds: a target and its trained oracle that the commands use when asked by name
 (``--world toy`` / ``--world smol``), so that no model path needs typing.
 
-- ``toy``: the toy world shipped in ``data/toy_world`` (the default; needs no fetch);
-- ``smol``: SmolLM2-135M-Instruct (``oracle models fetch smollm2-135m`` once) with the oracle
-  shipped in ``data/smol_world/oracle``.
+A world is a data folder with a manifest, ``world.json``::
+
+    {"name": "smol", "description": "one line about it",
+     "target": {"model": "smollm2-135m" | "path": "target", "fingerprint": {...}},
+     "oracle": "oracle", "suites": ["suite.jsonl"], "read_layers": [28],
+     "positions": "non_system", "build": "the command that makes its oracle"}
+
+(paths relative to the folder; ``model`` is a known model's name, fetched once). Worlds join
+through the entry-point group ``oracle.worlds``: each entry point names an object that is the
+world's folder, or a function returning it (raising :class:`OracleInputError`, saying how to
+get it, where the folder is missing). This module knows no world by name; the one default,
+the world used when no model is given at all, is a setting (``$ORACLE_DEFAULT_WORLD``).
 
 :func:`resolve` turns ``--world``/``--target``/``--oracle`` into the models to load (the same
 rule for ``oracle ask|serve|audit|steer|eval``) and :func:`world_of` names the world served.
@@ -11,61 +20,144 @@ rule for ``oracle ask|serve|audit|steer|eval``) and :func:`world_of` names the w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
-from oracle.defaults import REPO_ROOT, default_oracle, default_target, toy_world_dir
 from oracle.errors import OracleInputError
 from oracle.known_models import resolve_model
 
-SMOL_WORLD = REPO_ROOT / "data" / "smol_world"
+log = logging.getLogger(__name__)
+
+GROUP = "oracle.worlds"
+MANIFEST = "world.json"
+ENV_DEFAULT_WORLD = "ORACLE_DEFAULT_WORLD"
+DEFAULT_WORLD = "toy"  # the offline default: the world that ships with the repository
 
 # The --world option's help, one text for every command that takes it.
 WORLD_HELP = (
     "A named world: toy (the default with no model given) or smol (SmolLM2-135M-Instruct; "
-    "`oracle models fetch smollm2-135m` once). --target/--oracle override its parts."
+    "`oracle models fetch smollm2-135m` once), or any world an installed package registers "
+    "(entry-point group oracle.worlds). --target/--oracle override its parts."
 )
 
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """A named world: where its target and oracle are, and one line about it."""
+    """A world, as its manifest describes it: where its target, oracle and suites are."""
 
     name: str
     description: str
+    folder: Path
+    oracle: str = "oracle"
+    target_model: str | None = None  # a known model's name (fetched once) ...
+    target_path: str | None = None  # ... or a folder relative to the world's
+    fingerprint: dict = field(default_factory=dict)
+    suites: tuple[str, ...] = ()
+    read_layers: tuple[int, ...] = ()
+    positions: str | None = None
+    build: str = ""
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> WorldSpec:
+        """The world described by ``folder/world.json`` (checked)."""
+        path = Path(folder) / MANIFEST
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OracleInputError(f"cannot read the world manifest {path}: {exc}") from None
+        target = m.get("target") or {}
+        if not isinstance(m.get("name"), str) or not m["name"]:
+            raise OracleInputError(f"{path}: 'name' must be a non-empty string")
+        if ("model" in target) == ("path" in target):
+            raise OracleInputError(f"{path}: 'target' takes exactly one of 'model' or 'path'")
+        return cls(
+            name=m["name"],
+            description=str(m.get("description", "")),
+            folder=Path(folder),
+            oracle=str(m.get("oracle", "oracle")),
+            target_model=target.get("model"),
+            target_path=target.get("path"),
+            fingerprint=dict(target.get("fingerprint") or {}),
+            suites=tuple(str(s) for s in m.get("suites", [])),
+            read_layers=tuple(int(x) for x in m.get("read_layers", [])),
+            positions=m.get("positions"),
+            build=str(m.get("build", "")),
+        )
 
     def oracle_dir(self) -> Path:
-        if self.name == "toy":
-            return default_oracle()
-        path = SMOL_WORLD / "oracle"
+        """The world's oracle directory; a world whose oracle is not built says how."""
+        path = self.folder / self.oracle
         if not (path / "oracle_config.json").is_file():
-            raise OracleInputError(
-                f"the {self.name} world's oracle is not at {path}: train it with "
-                "`oracle smol-world build` (see data/smol_world/README.md)"
-            )
+            how = f": train it with `{self.build}`" if self.build else ""
+            raise OracleInputError(f"the {self.name} world's oracle is not at {path}{how}")
         return path
 
+    def suite_files(self) -> list[Path]:
+        """The world's held-out suite files (a world may build its suites in code: none)."""
+        return [self.folder / s for s in self.suites]
+
     def suite(self) -> Path | None:
-        """The world's held-out suite file (the toy world builds its suites in code: None)."""
-        return None if self.name == "toy" else SMOL_WORLD / "suite.jsonl"
+        """The world's first suite file, or None."""
+        files = self.suite_files()
+        return files[0] if files else None
 
     def target(self) -> str:
         """The target model (a path); a world whose model must be fetched says how."""
-        if self.name == "toy":
-            return default_target()
-        return resolve_model("smollm2-135m")
+        if self.target_model is not None:
+            return resolve_model(self.target_model)
+        path = self.folder / (self.target_path or "")
+        if not (path / "config.json").is_file():
+            raise OracleInputError(f"the {self.name} world's target is not at {path}")
+        return str(path)
 
 
-WORLDS: dict[str, WorldSpec] = {
-    "toy": WorldSpec("toy", "the toy world: a 5M-parameter target trained here (default)"),
-    "smol": WorldSpec("smol", "SmolLM2-135M-Instruct, a real pretrained chat model"),
-}
+def _registered() -> dict[str, object]:
+    """{world name: its entry point}, from every installed package."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def world_names() -> list[str]:
+    return sorted(_registered())
 
 
 def get_world(name: str) -> WorldSpec:
-    if name not in WORLDS:
-        raise OracleInputError(f"unknown world {name!r}; choose from {sorted(WORLDS)}")
-    return WORLDS[name]
+    """The world registered as ``name``; a folder that is missing raises, saying how to get it."""
+    registered = _registered()
+    if name not in registered:
+        raise OracleInputError(f"unknown world {name!r}; choose from {sorted(registered)}")
+    found = registered[name].load()  # type: ignore[attr-defined]
+    folder = Path(found() if callable(found) else found)
+    if not (folder / MANIFEST).is_file():
+        raise OracleInputError(
+            f"the {name} world has no {MANIFEST} at {folder}: worlds ship with the repository's "
+            "data folder (or the package that registers them), not with this package"
+        )
+    spec = WorldSpec.from_folder(folder)
+    if spec.name != name:
+        raise OracleInputError(
+            f"{folder / MANIFEST} names world {spec.name!r}, registered as {name!r}"
+        )
+    return spec
+
+
+def worlds() -> dict[str, WorldSpec]:
+    """Every registered world whose folder is here (the others are logged and left out)."""
+    out = {}
+    for name in world_names():
+        try:
+            out[name] = get_world(name)
+        except OracleInputError as exc:
+            log.debug("world %s left out: %s", name, exc)
+    return out
+
+
+def default_world() -> str:
+    """The world used when no model is given at all (``$ORACLE_DEFAULT_WORLD``, else toy)."""
+    return os.environ.get(ENV_DEFAULT_WORLD) or DEFAULT_WORLD
 
 
 def resolve(
@@ -73,9 +165,9 @@ def resolve(
 ) -> tuple[str | None, str | None]:
     """(target, oracle directory) to load. An explicit ``target`` or ``oracle`` wins over the
     world's; ``world`` fills in the oracle that is not given (its target is then the oracle's
-    own base model); nothing given at all is the toy world."""
+    own base model); nothing given at all is the default world."""
     if world is None and target is None and oracle is None:
-        world = "toy"
+        world = default_world()
     if world is not None and oracle is None:
         oracle = get_world(world).oracle_dir()
     elif world is not None:
@@ -84,18 +176,17 @@ def resolve(
 
 
 def world_of(world: str | None, target: str | None, oracle: str | Path | None) -> str | None:
-    """The name of the world these options serve: ``world`` if given, the toy world when no
-    model is given, a world whose shipped oracle ``oracle`` is (with no other target), else
+    """The name of the world these options serve: ``world`` if given, the default world when
+    no model is given, a world whose shipped oracle ``oracle`` is (with no other target), else
     None (a user's own models)."""
     if world is not None:
         return world
     if target is None and oracle is None:
-        return "toy"
+        return default_world()
     if oracle is None or target is not None:
         return None
     found = Path(oracle).resolve()
-    for name in WORLDS:
-        shipped = toy_world_dir() / "oracle" if name == "toy" else SMOL_WORLD / "oracle"
-        if shipped.resolve() == found:
+    for name, spec in worlds().items():
+        if (spec.folder / spec.oracle).resolve() == found:
             return name
     return None

@@ -25,8 +25,8 @@ class ServeSettings:
     world: str | None = setting(
         None,
         "a named world: toy (the default with no model given) or smol (SmolLM2-135M-Instruct; "
-        "`oracle models fetch smollm2-135m` once); --target/--oracle override its parts",
-        choices=("toy", "smol"),
+        "`oracle models fetch smollm2-135m` once), or any world an installed package registers "
+        "(entry-point group oracle.worlds); --target/--oracle override its parts",
     )
     engine: str = setting("hf", "engine: hf (transformers) or vllm")
     host: str = setting("127.0.0.1", "interface to listen on")
@@ -108,6 +108,13 @@ class ServeSettings:
         except OracleInputError as exc:  # name the option as the command line spells it
             name = str(exc).split(" ", 1)
             raise OracleInputError(f"--{name[0].replace('_', '-')} {name[1]}") from None
+        if self.world is not None:
+            from oracle.worlds import world_names
+
+            if self.world not in world_names():
+                raise OracleInputError(
+                    f"--world: unknown world {self.world!r}; choose from {world_names()}"
+                )
         self.resolved_api_key()  # an unreadable or empty key file stops the start
 
     def resolved_api_key(self) -> str | None:

@@ -28,16 +28,19 @@ def test_resolve_fills_in_only_what_is_not_given(tmp_path):
 
 
 def test_smol_world_without_its_oracle_says_how_to_make_it(tmp_path, monkeypatch):
-    import oracle.worlds as worlds
+    import shutil
 
-    monkeypatch.setattr(worlds, "SMOL_WORLD", tmp_path)
+    import training.smol_world.world as smol
+
+    shutil.copy(smol.SMOL_WORLD / "world.json", tmp_path / "world.json")  # the oracle not built
+    monkeypatch.setattr(smol, "SMOL_WORLD", tmp_path)
     with pytest.raises(OracleInputError, match="oracle smol-world build"):
         resolve("smol", None, None)
 
 
 def test_world_of_names_the_shipped_oracles_only(tmp_path):
     from oracle.defaults import default_oracle
-    from oracle.worlds import SMOL_WORLD
+    from training.smol_world.world import SMOL_WORLD
 
     assert world_of(None, None, None) == "toy"
     assert world_of(None, None, str(default_oracle())) == "toy"
@@ -56,8 +59,16 @@ def test_cli_rejects_an_unknown_world():
     )
     assert result.exit_code != 0
     assert "unknown world 'nope'" in str(result.exception) + result.output
-    serve = CliRunner().invoke(app, ["serve", "--world", "nope"])
-    assert serve.exit_code == 2 and "nope" in serve.output  # a choice: refused before loading
+
+
+def test_serve_refuses_an_unknown_world_before_loading(capsys):
+    from oracle_cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--world", "nope"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--world: unknown world 'nope'" in err and "toy" in err and "smol" in err
 
 
 def test_server_names_the_world_it_serves(toy_hf_engine, tmp_path):

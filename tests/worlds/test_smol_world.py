@@ -125,7 +125,8 @@ def test_replies_resume_to_the_same_text(world, chatml, tmp_path):
 def test_worlds_name_their_target_and_oracle(tmp_path, monkeypatch):
     from oracle import known_models
     from oracle.errors import OracleInputError
-    from oracle.worlds import SMOL_WORLD, get_world
+    from oracle.worlds import get_world
+    from training.smol_world.world import SMOL_WORLD
 
     assert get_world("toy").oracle_dir().name == "oracle"
     with pytest.raises(OracleInputError, match="unknown world"):

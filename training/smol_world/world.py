@@ -19,6 +19,14 @@ from oracle.defaults import REPO_ROOT
 from oracle.errors import OracleInputError
 
 SMOL_WORLD = REPO_ROOT / "data" / "smol_world"
+
+
+def world_folder() -> Path:
+    """The SmolLM2 world's folder, for the world registry (entry point ``oracle.worlds:
+    smol``)."""
+    return SMOL_WORLD
+
+
 # share of (train template, topic) pairs kept out of training as held-out user messages
 HELDOUT_PAIR_SHARE = 0.15
 
