@@ -115,6 +115,21 @@ class WorldSpec:
         return str(path)
 
 
+def sync_manifest(folder: Path) -> None:
+    """Rewrite ``folder/world.json``'s read layers, positions and target fingerprint from the
+    world's oracle config: a build calls it after shipping a new oracle, so that the manifest
+    says what the oracle was trained with."""
+    path = Path(folder) / MANIFEST
+    manifest = json.loads(path.read_text())
+    config = json.loads(
+        (Path(folder) / manifest.get("oracle", "oracle") / "oracle_config.json").read_text()
+    )
+    manifest["read_layers"] = config["read_layers"]
+    manifest["positions"] = config["positions"]
+    manifest.setdefault("target", {})["fingerprint"] = config["fingerprint"]
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def _registered() -> dict[str, object]:
     """{world name: its entry point}, from every installed package."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}

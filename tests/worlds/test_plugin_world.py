@@ -140,3 +140,22 @@ def test_a_bad_manifest_is_a_clear_error(tmp_path):
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(OracleInputError, match="cannot read the world manifest"):
         WorldSpec.from_folder(tmp_path)
+
+
+def test_a_build_syncs_the_manifest_with_its_new_oracle(tiny_world, tmp_path):
+    """After a build ships a new oracle, sync_manifest makes the manifest say what it reads."""
+    import shutil
+
+    from oracle.worlds import sync_manifest
+
+    _, folder = tiny_world
+    copy = tmp_path / "world"
+    shutil.copytree(folder, copy)
+    config_path = copy / "oracle" / "oracle_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(read_layers=[2], fingerprint={"weights": "new"})
+    config_path.write_text(json.dumps(config))
+    sync_manifest(copy)
+    world = WorldSpec.from_folder(copy)
+    assert world.read_layers == (2,) and world.fingerprint == {"weights": "new"}
+    assert world.description.startswith("a tiny random world")  # the rest kept

@@ -219,6 +219,10 @@ class SmolBuild:
         evaluation = load_rows(str(config.eval_data)) if config.eval_data else None
         trained = train_oracle(config, train, evaluation, progress=True)
         ship(trained, self.out / "oracle")
+        if (self.out / "world.json").is_file():
+            from oracle.worlds import sync_manifest
+
+            sync_manifest(self.out)  # the manifest says what the new oracle reads
 
 
 def ship(trained: Path, ship_dir: Path) -> Path:
