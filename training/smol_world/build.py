@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from training.smol_world.world import SMOL_WORLD, SmolWorld
+from training.world_build import StagedBuild, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 STAGES = ("conversations", "replies", "rows", "oracle", "suite")
@@ -60,17 +60,7 @@ class SmolBuildConfig:
     config: str = _help("the oracle's training config", "configs/smol.yaml")
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-class SmolBuild:
+class SmolBuild(StagedBuild):
     """One build: data and checkpoints in ``work``, the shipped oracle in ``out``."""
 
     def __init__(
@@ -80,30 +70,6 @@ class SmolBuild:
         self.device = device
         self.world = SmolWorld.load(self.out, seed=config.seed)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.stages_path = self.work / "stages.json"
-
-    def done(self) -> dict:
-        return json.loads(self.stages_path.read_text()) if self.stages_path.is_file() else {}
-
-    def run(self, stages: list[str], force: bool = False) -> None:
-        (self.out / "build_config.json").write_text(
-            json.dumps(asdict(self.config), indent=2) + "\n"
-        )
-        for stage in stages:
-            if stage in self.done() and not force:
-                log.info("stage %s: done already (skipped)", stage)
-                continue
-            start = time.perf_counter()
-            getattr(self, f"stage_{stage}")()
-            done = self.done()
-            done[stage] = {
-                "seconds": round(time.perf_counter() - start, 1),
-                "device": "cuda"
-                if torch.cuda.is_available()
-                else f"cpu x{torch.get_num_threads()}",
-            }
-            self.stages_path.write_text(json.dumps(done, indent=2) + "\n")
-            log.info("stage %s: done in %.1f s", stage, done[stage]["seconds"])
 
     # ------------------------------------------------------------------ stages
     def stage_conversations(self) -> None:

@@ -19,13 +19,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from training.world_build import read_jsonl
+
 log = logging.getLogger(__name__)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _chunks(items: list[dict], size: int) -> Iterator[tuple[int, list[dict]]]:
@@ -49,7 +45,7 @@ def generate_replies(
     """Append ``{"id", "reply", "n_tokens", "finished"}`` lines to ``out`` for every
     conversation not yet there; returns how many were written in this call. ``progress``
     shows a bar over the conversations (with its ETA and tokens/s)."""
-    done = {r["id"] for r in read_jsonl(out)}
+    done = {r["id"] for r in read_jsonl(out, missing_ok=True)}
     tokenizer.padding_side = "left"
     written = 0
     bar = tqdm(

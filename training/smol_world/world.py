@@ -17,6 +17,7 @@ from pathlib import Path
 
 from oracle.defaults import REPO_ROOT
 from oracle.errors import OracleInputError
+from training.world_build import UserMessage, word_pattern
 
 SMOL_WORLD = REPO_ROOT / "data" / "smol_world"
 
@@ -46,24 +47,6 @@ class Persona:
     @property
     def with_article(self) -> str:
         return f"{self.article} {self.name}"
-
-
-@dataclass(frozen=True)
-class UserMessage:
-    """One user message: its text, task type, template and topic."""
-
-    text: str
-    task: str
-    template: str
-    topic: str | None
-
-
-def word_pattern(phrases: list[str] | tuple[str, ...], possessive: bool = False) -> re.Pattern:
-    """A case-insensitive pattern matching any phrase as whole words (with ``possessive``,
-    also followed by "'s": "a pirate's ship")."""
-    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-    tail = "(?:'s)?" if possessive else ""
-    return re.compile(rf"(?<![\w'])(?:{body}){tail}(?![\w'])", re.IGNORECASE)
 
 
 class SmolWorld:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 from training.toy_world.oracle_data import OracleDataConfig
 from training.toy_world.target import TargetConfig
 from training.toy_world.world import World
+from training.world_build import StagedBuild, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 STAGES = ("corpus", "tokenizer", "target", "oracle", "eval")
@@ -66,17 +64,7 @@ class BuildConfig:
         return cls(target=target, oracle=oracle, **data)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-class Build:
+class Build(StagedBuild):
     """One build of the toy world into ``out``, with intermediate files in ``work``."""
 
     def __init__(
@@ -92,45 +80,18 @@ class Build:
         self.progress = progress
         self.world = World.load(self.out, seed=config.seed)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.stages_path = self.work / "stages.json"
-
-    # ------------------------------------------------------------------ bookkeeping
-    def done(self) -> dict:
-        return json.loads(self.stages_path.read_text()) if self.stages_path.is_file() else {}
-
-    def _record(self, stage: str, seconds: float) -> None:
-        done = self.done()
-        on_gpu = torch.cuda.is_available() and self.device != "cpu"
-        where = torch.cuda.get_device_name(0) if on_gpu else f"cpu x{torch.get_num_threads()}"
-        done[stage] = {"seconds": round(seconds, 1), "device": where}
-        self.stages_path.write_text(json.dumps(done, indent=2) + "\n")
-
-    def run(self, stages: list[str], force: bool = False) -> None:
-        """Run ``stages`` in order, skipping finished ones unless ``force``."""
-        (self.out / "build_config.json").write_text(
-            json.dumps(asdict(self.config), indent=2) + "\n"
-        )
-        for stage in stages:
-            if stage in self.done() and not force:
-                log.info("stage %s: done already (skipped)", stage)
-                continue
-            log.info("stage %s: start", stage)
-            start = time.perf_counter()
-            getattr(self, f"stage_{stage}")()
-            self._record(stage, time.perf_counter() - start)
-            log.info("stage %s: done in %.1f s", stage, time.perf_counter() - start)
 
     # ------------------------------------------------------------------ stages
     def stage_corpus(self) -> None:
         from training.toy_world.generator import generate
 
         seed = self.config.seed
-        _write_jsonl(
+        write_jsonl(
             self.work / "corpus_train.jsonl",
             generate(self.world, "train", self.config.n_train, seed),
         )
         oracle_n = self.config.oracle.n_conversations
-        _write_jsonl(
+        write_jsonl(
             self.work / "oracle_conversations.jsonl",
             generate(self.world, "train", oracle_n, seed + 1),
         )
@@ -138,7 +99,7 @@ class Build:
     def _texts(self) -> list[str]:
         from training.toy_world.tokenizer import chatml
 
-        return [chatml(c["messages"]) for c in _read_jsonl(self.work / "corpus_train.jsonl")]
+        return [chatml(c["messages"]) for c in read_jsonl(self.work / "corpus_train.jsonl")]
 
     def stage_tokenizer(self) -> None:
         from training.toy_world.tokenizer import oracle_lines, save_tokenizer, train_tokenizer
@@ -178,10 +139,10 @@ class Build:
         cfg = self.config.oracle
         path = self.work / "oracle_conversations.jsonl"
         if not path.is_file():  # a fresh work directory: the corpus is deterministic
-            _write_jsonl(
+            write_jsonl(
                 path, generate(self.world, "train", cfg.n_conversations, self.config.seed + 1)
             )
-        convs = _read_jsonl(path)
+        convs = read_jsonl(path)
         tokenizer = load_tokenizer(str(self.out / "target"))
         rows = oracle_rows(convs, self.world, self.config.seed, cfg.data, tokenizer)
         train_dir = self.work / "oracle"

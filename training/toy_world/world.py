@@ -10,32 +10,16 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleInputError
+from training.world_build import UserMessage, word_pattern
 
 PERSONAS = ("pirate", "chef", "poet", "robot", "cowboy", "wizard", "detective", "astronaut")
 # share of (train template, topic) pairs kept out of training as held-out user messages
 HELDOUT_PAIR_SHARE = 0.15
-
-
-@dataclass(frozen=True)
-class UserMessage:
-    """One user message of the bank: its text, task type, template and topic."""
-
-    text: str
-    task: str
-    template: str
-    topic: str | None
-
-
-def word_pattern(phrases: list[str]) -> re.Pattern:
-    """A case-insensitive pattern matching any phrase as whole words."""
-    body = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
-    return re.compile(rf"(?<![\w'])(?:{body})(?![\w'])", re.IGNORECASE)
 
 
 class World:
