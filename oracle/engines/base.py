@@ -330,11 +330,11 @@ class Engine(ABC):
         )
         return len(prompt.input_ids)
 
-    def vocab_size(self) -> int:
+    def oracle_vocab_size(self) -> int:
         """Tokens in the oracle's vocabulary."""
         return len(self.transformers_oracle().oracle_tokenizer)
 
-    def generate_tokens(
+    def generate_oracle_tokens(
         self,
         rows: Sequence[list[int]],
         new_tokens: Sequence[int],

@@ -142,7 +142,7 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
         # step like any other) when it stopped before the limit.
         news = [m + 1 if m < args.max_tokens else m for _, m, _ in shapes]
         rng = random.Random(args.seed)
-        vocab = engine.vocab_size()
+        vocab = engine.oracle_vocab_size()
         variants = [
             ("oracle_prompt_only", oracle_lengths, args.clients),
             ("same_tokens_in", same_lengths, args.clients),
@@ -152,9 +152,9 @@ def plain_generation(args, target: str | None, oracle: str | None, shapes) -> di
         for name, lengths, concurrency in variants:
             prompts = [[rng.randrange(vocab) for _ in range(n)] for n in lengths]
             # warm-up, like the server's
-            engine.generate_tokens(prompts[:1], news[:1], args.batch_size, concurrency)
+            engine.generate_oracle_tokens(prompts[:1], news[:1], args.batch_size, concurrency)
             start = time.perf_counter()
-            engine.generate_tokens(prompts, news, args.batch_size, concurrency)
+            engine.generate_oracle_tokens(prompts, news, args.batch_size, concurrency)
             wall = time.perf_counter() - start
             results[name] = {
                 "wall_s": wall,

@@ -358,8 +358,8 @@ class VLLMEngine(Engine):
     def transformers_oracle(self) -> ActivationOracle:
         return self.oracle
 
-    def generate_tokens(self, rows, new_tokens, batch_size: int = 8, in_flight=None) -> None:
-        """Plain vLLM generation of the oracle model (see :meth:`Engine.generate_tokens`)."""
+    def generate_oracle_tokens(self, rows, new_tokens, batch_size: int = 8, in_flight=None) -> None:
+        """Plain vLLM generation of the oracle model (see :meth:`Engine.generate_oracle_tokens`)."""
         generate_plain(self.llm, rows, new_tokens, in_flight)
 
     def capture(self, requests: Sequence[CaptureRequest]) -> list[Capture]:
