@@ -36,6 +36,7 @@ from evals.steering_rules import (
     pick_scale,
     style_rate,
 )
+from scripts.experiments.steering_toy_report import markdown
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -138,71 +139,18 @@ def main(
     """Steer toward each persona and write results.json and results.md to OUT."""
     from tqdm import tqdm
 
-    from oracle.defaults import default_oracle
-    from oracle.oracle import ActivationOracle
-    from oracle.steering import METHODS, READS, SteerConfig, steer
-    from oracle.steering.generate import capture_steered, conversations, generate, reply_nll
-    from oracle.steering.lora import STEER_ADAPTER, save_steering_lora
-    from training.toy_world.questions import PERSONA_QUESTIONS, parse_persona, persona_answer
-    from training.toy_world.world import World
-
     torch.set_num_threads(threads)
     started = time.time()
-    if read not in READS:
-        raise typer.BadParameter(f"--read must be one of {READS}")
-    if method not in METHODS:
-        raise typer.BadParameter(f"--method must be one of {METHODS}")
-    world = World.load()
-    names = [p.strip() for p in personas.split(",") if p.strip()]
-    unknown = [p for p in names if p not in world.personas]
-    if unknown:
-        raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
     scale_list = [float(s) for s in scales.split(",")]
-    from oracle.steering.apply import APPLIES
-
-    if generate_apply is not None and generate_apply not in APPLIES:
-        raise typer.BadParameter(f"unknown --generate-apply {generate_apply!r}; one of {APPLIES}")
-    if choose not in CHOICES:
-        raise typer.BadParameter(f"unknown --choose {choose!r}; expected one of {CHOICES}")
-    if target is None and oracle is None:
-        oracle = default_oracle()
-    ao = ActivationOracle.load(target, str(oracle) if oracle else None, device="cpu")
-    train_prompts = neutral_prompts(world, "train", n_train, seed)
-    heldout = neutral_prompts(world, "heldout", n_eval + n_val, seed + 1)
-    eval_prompts, val_prompts = heldout[:n_eval], heldout[n_eval:]
-    ask_q = PERSONA_QUESTIONS["train"][0]
-    check_q = PERSONA_QUESTIONS["heldout"][0]
-    read_layer = ao.config.default_layer
-
-    def oracle_rate(prompts, replies, **steering) -> dict[str, float]:
-        """Share of prompts about which the oracle names each persona, reading what it was
-        steered on: the steered replies (read='reply') or the prompts. ``steering``: what
-        :func:`applied` yields."""
-        if read == "reply":
-            convs = conversations(prompts, replies)
-            acts = capture_steered(ao, convs, read_layer, positions="role:assistant", **steering)
-        else:
-            acts = capture_steered(ao, prompts, read_layer, **steering)
-        answers = ao.answer(acts, [check_q] * len(acts), read_layer, max_new_tokens=8)
-        named = [parse_persona(a, world.personas) for a in answers]
-        return {p: sum(n == p for n in named) / max(1, len(named)) for p in world.personas}
-
-    plain = generate(ao, eval_prompts, max_new_tokens=max_tokens)
-    plain_ppl = perplexity(reply_nll(ao, eval_prompts, plain))
-    plain_oracle = oracle_rate(eval_prompts, plain)
-    baseline = {p: style_rate(world.style_patterns[p], plain) for p in world.personas}
-    val_ppl = None
-    if val_prompts:
-        val_plain = generate(ao, val_prompts, max_new_tokens=max_tokens)
-        val_ppl = perplexity(reply_nll(ao, val_prompts, val_plain))
-        val_baseline = {p: style_rate(world.style_patterns[p], val_plain) for p in world.personas}
+    names = _check_options(read, method, generate_apply, choose, personas)
+    run = _ToyRun(target, oracle, n_train, n_eval, n_val, max_tokens, read, seed)
     results: dict = {
         "settings": {
             "target": target,
-            "oracle": _shown(oracle),
-            "n_train": len(train_prompts),
-            "n_eval": len(eval_prompts),
-            "n_val": len(val_prompts),
+            "oracle": _shown(run.oracle),
+            "n_train": len(run.train_prompts),
+            "n_eval": len(run.eval_prompts),
+            "n_val": len(run.val_prompts),
             "choose": choose,
             "read": read,
             "method": method,
@@ -216,28 +164,19 @@ def main(
             "scales": scale_list,
             "max_tokens": max_tokens,
             "seed": seed,
-            "steer_question": ask_q,
-            "check_question": check_q,
+            "steer_question": run.ask_q,
+            "check_question": run.check_q,
         },
-        "unsteered": {
-            "perplexity": plain_ppl,
-            "style_rate": baseline,
-            "oracle_names": plain_oracle,
-            "examples": plain[:3],
-        },
+        "unsteered": run.unsteered(),
         "personas": {},
     }
+    from oracle.steering import SteerConfig
+
     gen = torch.Generator().manual_seed(seed)
     for persona in tqdm(names, desc="personas"):
-        article = world.spec["personas"][persona]["article"]
-        answer = persona_answer(persona, article)
-        # the persona as the target knows it: told by a system prompt (the fluency reference)
-        system = f"You are {article} {persona}."
-        told = generate(ao, eval_prompts, max_new_tokens=max_tokens, system=system)
-        told_ppl = perplexity(reply_nll(ao, eval_prompts, told, system=system))
         cfg = SteerConfig(
-            question=ask_q,
-            answer=answer,
+            question=run.ask_q,
+            answer=run.answer(persona),
             layer=layer,
             steps=steps,
             lr=lr,
@@ -248,73 +187,55 @@ def main(
             method=method,
             apply=apply,
         )
-        t0 = time.time()
-        result = steer(ao, train_prompts, cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        pattern = world.style_patterns[persona]
-        if method == "vector":
-            vector = result.vector
-            result.steering_vector(ao.config.base_model).save(out / f"{persona}.safetensors")
-            random_vec = torch.randn(vector.shape, generator=gen)
-            random_vec = random_vec / random_vec.norm() * vector.norm()
-            norm = float(vector.norm())
-            applied = vector_steering(
-                result.layer, {"steered": vector, "random": random_vec}, generate_apply or apply
-            )
-        else:
-            save_steering_lora(ao, result, out / persona)
-            norm = None
-            applied = lora_steering(ao, STEER_ADAPTER, gen)
-        entry: dict = {
-            "answer": answer,
-            "layer": result.layer,
-            "read_layer": result.read_layer,
-            "norm": norm,
-            "norm_over_residual": None if norm is None else norm / result.reference_norm,
-            "answer_nll_first_last": [result.answer_nll[0], result.answer_nll[-1]],
-            "kl_last": result.kl[-1],
-            "steer_seconds": round(time.time() - t0, 1),
-            "baseline_style_rate": baseline[persona],
-            "system_prompted": {
-                "system": system,
-                "style_rate": style_rate(pattern, told),
-                "perplexity": told_ppl,
-                "examples": told[:2],
-            },
-            "scales": {},
-        }
+        entry = run.steer_persona(persona, cfg, generate_apply or apply, gen, out)
         chosen = None
-        if val_prompts:
+        if run.val_prompts:
             entry["validation"], chosen = choose_scale(
-                ao, val_prompts, applied, scale_list, max_tokens, pattern,
-                val_baseline[persona], val_ppl, choose,
+                run.ao, run.val_prompts, run.applied, scale_list, max_tokens,
+                run.world.style_patterns[persona], run.val_baseline[persona], run.val_ppl, choose,
             )  # fmt: skip
         entry["chosen_scale"] = chosen
         for kind in ("steered", "random"):
             for scale in scale_list:
-                with applied(kind, scale) as steering:
-                    replies = generate(ao, eval_prompts, max_new_tokens=max_tokens, **steering)
-                    named = oracle_rate(eval_prompts, replies, **steering)
-                ppl = perplexity(reply_nll(ao, eval_prompts, replies))
-                told_ratio = (
-                    perplexity(reply_nll(ao, eval_prompts, replies, system=system)) / told_ppl
-                )
-                rate = style_rate(pattern, replies)
-                row = {
-                    "style_rate": rate,
-                    "perplexity": ppl,
-                    "ppl_ratio": ppl / plain_ppl,
-                    "ppl_ratio_as_persona": told_ratio,
-                    "oracle_names_persona": named[persona],
-                    "passes": behaviour_passes(rate, baseline[persona], ppl / plain_ppl),
-                    "passes_as_persona": behaviour_passes(rate, baseline[persona], told_ratio),
-                    "examples": replies[:2],
-                }
+                row = run.measure(persona, kind, scale, entry["system_prompted"])
                 entry["scales"].setdefault(kind, {})[str(scale)] = row
         judge(entry, chosen)
         results["personas"][persona] = entry
-    people = results["personas"]
-    results["summary"] = {
+    results["summary"] = _summary(results["personas"], started)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    typer.echo(str(out / "results.md"))
+
+
+def _check_options(
+    read: str, method: str, generate_apply: str | None, choose: str, personas: str
+) -> list[str]:
+    """Refuse unknown options before any work; returns the personas asked for."""
+    from oracle.steering import METHODS, READS
+    from oracle.steering.apply import APPLIES
+    from training.toy_world.world import World
+
+    if read not in READS:
+        raise typer.BadParameter(f"--read must be one of {READS}")
+    if method not in METHODS:
+        raise typer.BadParameter(f"--method must be one of {METHODS}")
+    world = World.load()
+    names = [p.strip() for p in personas.split(",") if p.strip()]
+    unknown = [p for p in names if p not in world.personas]
+    if unknown:
+        raise typer.BadParameter(f"unknown personas {unknown}; the toy world has {world.personas}")
+    if generate_apply is not None and generate_apply not in APPLIES:
+        raise typer.BadParameter(f"unknown --generate-apply {generate_apply!r}; one of {APPLIES}")
+    if choose not in CHOICES:
+        raise typer.BadParameter(f"unknown --choose {choose!r}; expected one of {CHOICES}")
+    return names
+
+
+def _summary(people: dict, started: float) -> dict:
+    """The personas whose steering passes (and whose random control does not), as the target
+    is and as the persona it is told to be, and those that fool only the oracle."""
+    return {
         "personas_passing": [
             p for p, e in people.items() if e["behaviour_passes"] and not e["random_passes"]
         ],
@@ -326,10 +247,148 @@ def main(
         "oracle_fooled_only": [p for p, e in people.items() if e["oracle_fooled_only"]],
         "seconds": round(time.time() - started, 1),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(results))
-    typer.echo(str(out / "results.md"))
+
+
+class _ToyRun:
+    """The shipped toy world's oracle, its prompts (train, measured, validation) and the
+    unsteered target's replies on them: what every persona's steering is measured against."""
+
+    def __init__(self, target, oracle, n_train, n_eval, n_val, max_tokens, read, seed) -> None:
+        from oracle.defaults import default_oracle
+        from oracle.oracle import ActivationOracle
+        from oracle.steering.generate import generate, reply_nll
+        from training.toy_world.questions import PERSONA_QUESTIONS
+        from training.toy_world.world import World
+
+        self.world = World.load()
+        if target is None and oracle is None:
+            oracle = default_oracle()
+        self.oracle = oracle
+        self.ao = ActivationOracle.load(target, str(oracle) if oracle else None, device="cpu")
+        self.train_prompts = neutral_prompts(self.world, "train", n_train, seed)
+        heldout = neutral_prompts(self.world, "heldout", n_eval + n_val, seed + 1)
+        self.eval_prompts, self.val_prompts = heldout[:n_eval], heldout[n_eval:]
+        self.ask_q = PERSONA_QUESTIONS["train"][0]
+        self.check_q = PERSONA_QUESTIONS["heldout"][0]
+        self.read_layer = self.ao.config.default_layer
+        self.read, self.max_tokens = read, max_tokens
+        personas = self.world.personas
+        self.plain = generate(self.ao, self.eval_prompts, max_new_tokens=max_tokens)
+        self.plain_ppl = perplexity(reply_nll(self.ao, self.eval_prompts, self.plain))
+        self.baseline = {p: style_rate(self.world.style_patterns[p], self.plain) for p in personas}
+        self.val_ppl = self.val_baseline = None
+        if self.val_prompts:
+            val_plain = generate(self.ao, self.val_prompts, max_new_tokens=max_tokens)
+            self.val_ppl = perplexity(reply_nll(self.ao, self.val_prompts, val_plain))
+            self.val_baseline = {
+                p: style_rate(self.world.style_patterns[p], val_plain) for p in personas
+            }
+        self.applied = None  # the steering of the persona being measured (steer_persona)
+
+    def unsteered(self) -> dict:
+        return {
+            "perplexity": self.plain_ppl,
+            "style_rate": self.baseline,
+            "oracle_names": self.oracle_rate(self.eval_prompts, self.plain),
+            "examples": self.plain[:3],
+        }
+
+    def answer(self, persona: str) -> str:
+        from training.toy_world.questions import persona_answer
+
+        return persona_answer(persona, self.world.spec["personas"][persona]["article"])
+
+    def oracle_rate(self, prompts, replies, **steering) -> dict[str, float]:
+        """Share of prompts about which the oracle names each persona, reading what it was
+        steered on: the steered replies (read='reply') or the prompts. ``steering``: what
+        :func:`applied` yields."""
+        from oracle.steering.generate import capture_steered, conversations
+        from training.toy_world.questions import parse_persona
+
+        ao, layer = self.ao, self.read_layer
+        if self.read == "reply":
+            convs = conversations(prompts, replies)
+            acts = capture_steered(ao, convs, layer, positions="role:assistant", **steering)
+        else:
+            acts = capture_steered(ao, prompts, layer, **steering)
+        answers = ao.answer(acts, [self.check_q] * len(acts), layer, max_new_tokens=8)
+        named = [parse_persona(a, self.world.personas) for a in answers]
+        return {p: sum(n == p for n in named) / max(1, len(named)) for p in self.world.personas}
+
+    def steer_persona(self, persona: str, cfg, generate_apply: str, gen, out: Path) -> dict:
+        """Optimise ``persona``'s steering (saved to ``out``), set :attr:`applied` to it and
+        its random control, and return its entry so far (the told persona as reference)."""
+        from oracle.steering import steer
+        from oracle.steering.generate import generate, reply_nll
+        from oracle.steering.lora import STEER_ADAPTER, save_steering_lora
+
+        ao, prompts = self.ao, self.eval_prompts
+        article = self.world.spec["personas"][persona]["article"]
+        # the persona as the target knows it: told by a system prompt (the fluency reference)
+        system = f"You are {article} {persona}."
+        told = generate(ao, prompts, max_new_tokens=self.max_tokens, system=system)
+        told_ppl = perplexity(reply_nll(ao, prompts, told, system=system))
+        t0 = time.time()
+        result = steer(ao, self.train_prompts, cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.method == "vector":
+            vector = result.vector
+            result.steering_vector(ao.config.base_model).save(out / f"{persona}.safetensors")
+            random_vec = torch.randn(vector.shape, generator=gen)
+            random_vec = random_vec / random_vec.norm() * vector.norm()
+            norm = float(vector.norm())
+            self.applied = vector_steering(
+                result.layer, {"steered": vector, "random": random_vec}, generate_apply
+            )
+        else:
+            save_steering_lora(ao, result, out / persona)
+            norm = None
+            self.applied = lora_steering(ao, STEER_ADAPTER, gen)
+        return {
+            "answer": cfg.answer,
+            "layer": result.layer,
+            "read_layer": result.read_layer,
+            "norm": norm,
+            "norm_over_residual": None if norm is None else norm / result.reference_norm,
+            "answer_nll_first_last": [result.answer_nll[0], result.answer_nll[-1]],
+            "kl_last": result.kl[-1],
+            "steer_seconds": round(time.time() - t0, 1),
+            "baseline_style_rate": self.baseline[persona],
+            "system_prompted": {
+                "system": system,
+                "style_rate": style_rate(self.world.style_patterns[persona], told),
+                "perplexity": told_ppl,
+                "examples": told[:2],
+            },
+            "scales": {},
+        }
+
+    def measure(self, persona: str, kind: str, scale: float, told: dict) -> dict:
+        """The ``kind`` ('steered' or 'random') steering at ``scale`` on the measured prompts:
+        style, fluency (against the target as it is and as the persona it is told to be) and
+        whether the oracle names the persona."""
+        from oracle.steering.generate import generate, reply_nll
+
+        ao, prompts = self.ao, self.eval_prompts
+        with self.applied(kind, scale) as steering:
+            replies = generate(ao, prompts, max_new_tokens=self.max_tokens, **steering)
+            named = self.oracle_rate(prompts, replies, **steering)
+        ppl = perplexity(reply_nll(ao, prompts, replies))
+        told_ratio = (
+            perplexity(reply_nll(ao, prompts, replies, system=told["system"])) / told["perplexity"]
+        )
+        rate = style_rate(self.world.style_patterns[persona], replies)
+        base = self.baseline[persona]
+        return {
+            "style_rate": rate,
+            "perplexity": ppl,
+            "ppl_ratio": ppl / self.plain_ppl,
+            "ppl_ratio_as_persona": told_ratio,
+            "oracle_names_persona": named[persona],
+            "passes": behaviour_passes(rate, base, ppl / self.plain_ppl),
+            "passes_as_persona": behaviour_passes(rate, base, told_ratio),
+            "examples": replies[:2],
+        }
 
 
 def vector_steering(layer: int, vectors: dict[str, torch.Tensor], apply: str = "all"):
@@ -389,109 +448,6 @@ def choose_scale(
             "passes": behaviour_passes(rate, baseline, ratio),
         }
     return rows, pick_scale(rows, scales, rule, baseline)
-
-
-def markdown(results: dict) -> str:
-    """A table per persona and scale: behaviour, fluency and the oracle's reading."""
-    s = results["settings"]
-    u = results["unsteered"]
-    lines = [
-        "# Steering through the oracle (toy world)",
-        "",
-        f"{s['n_eval']} held-out neutral prompts (no system prompt); "
-        f"{'steering LoRA' if s.get('method') == 'lora' else 'vector'}"
-        f"{' (added to the reply only)' if s.get('apply') == 'reply' else ''}"
-        f"{' (added at the reply start only)' if s.get('apply') == 'first' else ''}"
-        + (
-            f" (generated with apply '{s['generate_apply']}')"
-            if s.get("generate_apply") not in (None, s.get("apply"))
-            else ""
-        )
-        + f" optimised on "
-        f"{s['n_train']} training prompts for {s['steps']} steps (lr {s['lr']}, KL weight "
-        f"{s['kl_weight']}, max norm {s['max_norm']}) so that the oracle answers "
-        f'"{s["steer_question"]}" with the persona, reading '
-        + (
-            "the unsteered target's own reply to each prompt"
-            if s.get("read") == "reply"
-            else "the prompt's tokens"
-        )
-        + f'; the oracle\'s reading is checked with the held-out phrasing "{s["check_question"]}"'
-        + (" on the steered replies" if s.get("read") == "reply" else "")
-        + f". Unsteered reply perplexity {u['perplexity']:.2f}. "
-        + (
-            f"The scale each verdict uses is chosen on {s['n_val']} other held-out prompts "
-            + (
-                "(of those that pass there, the one with the largest smaller margin to the two "
-                "bars, min(style / bar, 2 / ppl x); else the most on-style fluent one), then "
-                if s.get("choose") == "margin"
-                else "(the most on-style of those that pass there, else the most on-style fluent "
-                "one), then "
-            )
-            + "measured on the prompts above."
-            if s.get("n_val")
-            else "No validation prompts: a persona passes if any scale passes."
-        ),
-        "",
-        "Style rate: share of replies holding one of the persona's style words. Pass: style rate "
-        ">= 30% (or >= 5x a non-zero baseline) and a perplexity ratio <= 2; the random vector "
-        "(same norm) must not pass. Two perplexity ratios: `ppl x` is the issue's (steered "
-        "replies vs unsteered replies, both under the unsteered model with no system prompt; "
-        "in-character text is itself improbable there), `ppl x as persona` scores the steered "
-        "replies under the unsteered model told the persona by a system prompt, against that "
-        "model's own in-character replies.",
-        "",
-        "| persona | vector | scale | style rate | baseline | ppl x | ppl x as persona "
-        "| oracle names it | passes | passes as persona |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    yes = {True: "yes", False: "no"}
-    for persona, e in results["personas"].items():
-        told = e["system_prompted"]
-        lines.append(
-            f"| {persona} | system prompt | - | {told['style_rate']:.2f} | "
-            f"{e['baseline_style_rate']:.2f} | - | 1.00 | - | - | - |"
-        )
-        for kind, rows in e["scales"].items():
-            for scale, r in rows.items():
-                lines.append(
-                    f"| {persona} | {kind} | {scale} | {r['style_rate']:.2f} | "
-                    f"{e['baseline_style_rate']:.2f} | {r['ppl_ratio']:.2f} | "
-                    f"{r['ppl_ratio_as_persona']:.2f} | {r['oracle_names_persona']:.2f} | "
-                    f"{yes[r['passes']]} | {yes[r['passes_as_persona']]} |"
-                )
-    lines += [
-        "",
-        "| persona | norm / residual | answer NLL first -> last | chosen scale | verdict |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for persona, e in results["personas"].items():
-        if e["behaviour_passes"] and not e["random_passes"]:
-            verdict = "steers behaviour, fluent by both measures (random control does not)"
-        elif e["behaviour_passes_as_persona"] and not e["random_passes_as_persona"]:
-            verdict = "steers behaviour, fluent as the persona; fails the no-system perplexity bar"
-        elif e["oracle_fooled_only"]:
-            verdict = "changes the oracle's answer but not the behaviour"
-        elif e["random_passes"] or e["random_passes_as_persona"]:
-            verdict = "random control passes too: not specific"
-        else:
-            verdict = "neither"
-        first, last = e["answer_nll_first_last"]
-        shown = e["norm_over_residual"]
-        lines.append(
-            f"| {persona} | {'LoRA' if shown is None else f'{shown:.2f}'} | "
-            f"{first:.2f} -> {last:.2f} | "
-            f"{e.get('chosen_scale') if e.get('chosen_scale') is not None else 'any'} | {verdict} |"
-        )
-    summary = results["summary"]
-    lines += [
-        "",
-        f"Passing (issue's perplexity): {summary['personas_passing'] or 'none'}; passing "
-        f"(perplexity as persona): {summary['personas_passing_as_persona'] or 'none'}; "
-        f"oracle-only: {summary['oracle_fooled_only'] or 'none'}; {summary['seconds']} s.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
