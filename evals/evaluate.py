@@ -40,7 +40,7 @@ class RunSpec:
     families: list[str] | None = None
     target: str | None = None
     oracle: str | None = None
-    out_dir: str = "evals/results"
+    out_dir: str = "results"
     quick: bool = False
     seed: int = 0
     synthetic: bool = False

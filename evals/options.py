@@ -31,7 +31,7 @@ class EvalOptions:
     oracle: str | None = setting(
         None, "Oracle directory (default, with no --target: the toy world's oracle)."
     )
-    out: str = setting("evals/results", "Directory for results.json, report.md and report.html.")
+    out: str = setting("results", "Directory for results.json, report.md and report.html.")
     quick: bool = setting(
         False, "A seeded random subsample: 40 test conversations per suite, 2000 train items."
     )

@@ -12,7 +12,7 @@ without ``persona_prompt`` (as the system prompt), over one of two contrasts (``
 
 On SmolLM2-135M-Instruct the ``prompt`` contrast moved no reply of a pirate to its style words
 at any layer from 6 to 15 and scale up to 8 before the replies broke, where the ``reply``
-contrast did (``evals/results/steering_compare/smol/caa_sweep.md``). No oracle and no
+contrast did (``results/steering_compare/smol/caa_sweep.md``). No oracle and no
 optimisation; added with the same apply modes and scale choice as a vector optimised through
 the oracle (:mod:`oracle.steering.choose`), and saved in the same file format.
 """

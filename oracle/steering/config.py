@@ -3,7 +3,7 @@ setting: the CLI's options and the HTTP request are generated from it) and what 
 (:class:`SteeringResult`).
 
 The defaults are the recipe that passed the toy world's pre-registered runs
-(evals/results/steering/README.md): the oracle reads the target's own reply
+(results/steering/README.md): the oracle reads the target's own reply
 (``read="reply"``), the vector is added to the reply only while optimised (``apply`` resolves
 to ``"reply"``), no KL term (``kl_weight=0``), 60 Adam steps at lr 0.05. How it is then used
 at generation (the apply mode and scale) is chosen on validation prompts and saved with it

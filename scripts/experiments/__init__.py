@@ -1,2 +1,2 @@
 """Experiments: scripts run from a checkout (``python -m scripts.experiments.NAME``), not part of
-the installed package. Their committed results stay under ``evals/results/``."""
+the installed package. Their committed results stay under ``results/``."""

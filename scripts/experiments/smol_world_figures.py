@@ -10,7 +10,7 @@ conversations.
 - personas never trained: how often the open answer names the role (an alias of it);
 - context prediction: token-F1 beside the constant and the target continuing the text.
 
-    python -m scripts.experiments.smol_world_figures --results evals/results/smol/results.json
+    python -m scripts.experiments.smol_world_figures --results results/smol/results.json
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def figures(results: dict, n_resamples: int = 1000) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=Path("evals/results/smol/results.json"))
+    parser.add_argument("--results", type=Path, default=Path("results/smol/results.json"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = figures(json.loads(args.results.read_text()))

@@ -156,22 +156,30 @@ def write_readme(results: dict, out: Path) -> None:
             lines += ["", f"Oracle steering minus CAA, {what} (greedy, each at its chosen scale, "
                       "both chosen under the same fluency bound; paired by persona and prompt): "
                       f"{_fmt(s[f'oracle_minus_caa_greedy_{metric}'])}."]  # fmt: skip
-    lines += ["", "Per persona (greedy; chosen apply mode and scale; style rate, steered vs random; "
-              "perplexity ratio):", "", "| persona | method | chosen | style | random | perplexity ratio |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += ["", "Per persona (greedy replies to the 10 test prompts; the chosen apply mode and "
+              "scale; style-word and classifier rates, steered and with the random vector; "
+              "perplexity ratio; loops):", "",
+              "| persona | method | chosen | style | classifier | random: style | random: classifier "
+              "| perplexity ratio | loops |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+
+    def share(row: dict, metric: str) -> str:
+        return f"{np.mean(row[metric]):.2f}" if row.get(metric) else ""
+
     series: dict = {}
     for persona, entry in results["personas"].items():
         if persona in results.get("prompted", {}):
             pr = results["prompted"][persona]
             lines.append(
-                f"| {persona} | system prompt | | {np.mean(pr['style']):.2f} | | "
-                f"{pr['ppl_ratio']:.2f} |"
+                f"| {persona} | system prompt | | {share(pr, 'style')} | "
+                f"{share(pr, 'classifier')} | | | {pr['ppl_ratio']:.2f} | {share(pr, 'loops')} |"
             )
         for method, rows in entry.items():
             st, rd = rows["steered_greedy"], rows["random_greedy"]
             lines.append(
                 f"| {persona} | {method} | {rows['chosen']['apply']} x{rows['chosen']['scale']:g} | "
-                f"{np.mean(st['style']):.2f} | {np.mean(rd['style']):.2f} | {st['ppl_ratio']:.2f} |"
+                f"{share(st, 'style')} | {share(st, 'classifier')} | {share(rd, 'style')} | "
+                f"{share(rd, 'classifier')} | {st['ppl_ratio']:.2f} | {share(st, 'loops')} |"
             )
             series.setdefault(method, []).extend(
                 (

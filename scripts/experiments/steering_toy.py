@@ -134,7 +134,7 @@ def main(
     max_tokens: Annotated[int, typer.Option(help="Longest reply, in tokens.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the prompt samples and the control.")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("evals/results/steering"),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/steering"),
 ) -> None:
     """Steer toward each persona and write results.json and results.md to OUT."""
     from tqdm import tqdm

@@ -48,7 +48,7 @@ def test_steer_cli_http_and_library_agree_on_every_default():
 
 
 def test_the_default_steering_is_the_recipe_that_passed():
-    """evals/results/steering/README.md: read the reply, add the vector to the reply while
+    """results/steering/README.md: read the reply, add the vector to the reply while
     optimising, no KL term, 60 steps at lr 0.05."""
     config = SteerConfig(**REQUIRED)
     assert (config.read, config.apply, config.kl_weight) == ("reply", "reply", 0.0)

@@ -101,7 +101,7 @@ def test_the_wheel_holds_the_library_and_not_the_scripts(wheel):
     tops = {n.split("/")[0] for n in names if not n.startswith("activation_oracle-")}
     assert tops == FIRST_PARTY
     # experiments and benchmarks are scripts beside the library (scripts/), never installed
-    assert not [n for n in names if n.startswith(("tests/", "data/", "evals/results/"))]
+    assert not [n for n in names if n.startswith(("tests/", "data/", "results/"))]
     assert "serving/static/index.html" in names  # the page at /
     assert "training/banks/personas.jsonl" in names
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
