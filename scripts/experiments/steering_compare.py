@@ -227,9 +227,7 @@ def main(
         ),
     ] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path(
-        "results/steering_compare"
-    ),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/steering_compare"),
 ) -> None:
     """Steer toward each persona with each method at its defaults; write the results."""
     from oracle.oracle import ActivationOracle
