@@ -57,31 +57,36 @@ def is_loop(reply: str, n: int = 8, min_distinct: float = 0.5) -> bool:
     return len(grams) >= 4 * n and len(set(grams)) / len(grams) < min_distinct
 
 
+def text_scores(replies: list[str], persona: Persona, classify=None) -> dict[str, list[float]]:
+    """Per reply, what its text shows: the persona's style words, a loop, and (with
+    ``classify``) whether the classifier names the persona."""
+    row = {
+        "style": [float(bool(persona.pattern.search(r))) for r in replies],
+        "loops": [float(is_loop(r)) for r in replies],
+    }
+    if classify is not None:
+        row["classifier"] = [float(y == persona.name) for y in classify(replies)]
+    return row
+
+
 def rescore(results: dict, cast: list[Persona], classify=None) -> None:
     """Recount the style words and loops of every saved reply with ``cast``'s patterns, and
     reclassify them with ``classify`` where given (no model runs)."""
     by_name = {p.name: p for p in cast}
-
-    def recount(row: dict, replies: list[str], name: str) -> None:
-        row["style"] = [float(bool(by_name[name].pattern.search(r))) for r in replies]
-        row["loops"] = [float(is_loop(r)) for r in replies]
-        if classify is not None:
-            row["classifier"] = [float(y == name) for y in classify(replies)]
-
     for name, entry in results["personas"].items():
+        persona = by_name[name]
         for rows in entry.values():
             for row in rows.values():
                 if isinstance(row, dict) and "replies" in row:
-                    recount(row, row["replies"], name)
+                    row.update(text_scores(row["replies"], persona, classify))
             for point in rows["curve"]:
                 if "replies" in point:
-                    point["style"] = float(
-                        np.mean([bool(by_name[name].pattern.search(r)) for r in point["replies"]])
-                    )
+                    point["style"] = float(np.mean(text_scores(point["replies"], persona)["style"]))
         if name in results.get("prompted", {}):
-            recount(results["prompted"][name], results["prompted"][name]["replies"], name)
+            prompted = results["prompted"][name]
+            prompted.update(text_scores(prompted["replies"], persona, classify))
         for kind, replies in results["unsteered_replies"].items():
-            recount(results["unsteered"][kind][name], replies, name)
+            results["unsteered"][kind][name].update(text_scores(replies, persona, classify))
 
 
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
@@ -285,15 +290,11 @@ def main(
     def measure(replies: list[str], persona: Persona, base_nll: float) -> dict:
         nll = reply_nll(ao, test, replies)
         finite = [x for x in nll if math.isfinite(x)]
-        row = {
-            "style": [float(bool(persona.pattern.search(r))) for r in replies],
-            "loops": [float(is_loop(r)) for r in replies],
+        return {
+            **text_scores(replies, persona, classify),
             "ppl_ratio": math.exp(sum(finite) / len(finite) - base_nll) if finite else float("inf"),
+            "oracle_names": oracle_names(replies, persona),
         }
-        if classify is not None:
-            row["classifier"] = [float(y == persona.name) for y in classify(replies)]
-        row["oracle_names"] = oracle_names(replies, persona)
-        return row
 
     settings = {
         "methods": methods, "layer": layer, "personas": personas,
