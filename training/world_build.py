@@ -86,3 +86,11 @@ class StagedBuild:
             getattr(self, f"stage_{stage}")()
             self._record(stage, time.perf_counter() - start)
             log.info("stage %s: done in %.1f s", stage, self.done()[stage]["seconds"])
+
+    def oracle_shipped(self) -> None:
+        """After a stage ships a new oracle to ``out``: the world's manifest, where it has one,
+        is made to say what that oracle reads (:func:`oracle.worlds.sync_manifest`)."""
+        if (self.out / "world.json").is_file():
+            from oracle.worlds import sync_manifest
+
+            sync_manifest(self.out)

@@ -185,10 +185,7 @@ class SmolBuild(StagedBuild):
         evaluation = load_rows(str(config.eval_data)) if config.eval_data else None
         trained = train_oracle(config, train, evaluation, progress=True)
         ship(trained, self.out / "oracle")
-        if (self.out / "world.json").is_file():
-            from oracle.worlds import sync_manifest
-
-            sync_manifest(self.out)  # the manifest says what the new oracle reads
+        self.oracle_shipped()
 
 
 def ship(trained: Path, ship_dir: Path) -> Path:

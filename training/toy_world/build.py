@@ -189,10 +189,7 @@ class Build(StagedBuild):
                 data.update(keys)
                 data.pop("resume", None)
                 (ship / name).write_text(json.dumps(data, indent=2) + "\n")
-        if (self.out / "world.json").is_file():
-            from oracle.worlds import sync_manifest
-
-            sync_manifest(self.out)  # the manifest says what the new oracle reads
+        self.oracle_shipped()
 
     def stage_eval(self) -> None:
         from training.toy_world.evaluate import evaluate_all
