@@ -159,15 +159,22 @@ def get_world(name: str) -> WorldSpec:
     return spec
 
 
+def find_world(name: str | None) -> WorldSpec | None:
+    """The world registered as ``name``, or None (no name, an unknown one, or its folder
+    missing)."""
+    if name is None:
+        return None
+    try:
+        return get_world(name)
+    except OracleInputError as exc:
+        log.debug("world %s not found: %s", name, exc)
+        return None
+
+
 def worlds() -> dict[str, WorldSpec]:
     """Every registered world whose folder is here (the others are logged and left out)."""
-    out = {}
-    for name in world_names():
-        try:
-            out[name] = get_world(name)
-        except OracleInputError as exc:
-            log.debug("world %s left out: %s", name, exc)
-    return out
+    found = {name: find_world(name) for name in world_names()}
+    return {name: spec for name, spec in found.items() if spec is not None}
 
 
 def default_world() -> str:

@@ -88,9 +88,10 @@ class OracleService:
         )
         # tokenising and choosing positions: off the event loop and off the engine's thread
         self.prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
-        from oracle.worlds import default_world, world_of
+        from oracle.worlds import default_world, find_world, world_of
 
         self.world = world_of(settings.world, settings.target, settings.oracle)
+        self.world_spec = find_world(self.world)  # its description, for the page
         named = self.world or default_world()
         oracle_name = Path(settings.oracle).name if settings.oracle else f"{named}_world"
         self.oracle_id = oracle_name

@@ -111,9 +111,10 @@ class ServeSettings:
         if self.world is not None:
             from oracle.worlds import world_names
 
-            if self.world not in world_names():
+            names = world_names()
+            if self.world not in names:
                 raise OracleInputError(
-                    f"--world: unknown world {self.world!r}; choose from {world_names()}"
+                    f"--world: unknown world {self.world!r}; choose from {names}"
                 )
         self.resolved_api_key()  # an unreadable or empty key file stops the start
 

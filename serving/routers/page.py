@@ -8,9 +8,6 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from oracle.errors import OracleInputError
-from oracle.worlds import WorldSpec, get_world
-
 router = APIRouter()
 PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 
@@ -18,7 +15,7 @@ PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page(request: Request) -> HTMLResponse:
     """The page, with the world served named under its title (no model path shown)."""
-    spec = _world(getattr(request.app.state.service, "world", None))
+    spec = getattr(request.app.state.service, "world_spec", None)
     served = (
         f"World: <b>{html.escape(spec.name)}</b> ({html.escape(spec.description)})"
         if spec is not None
@@ -26,12 +23,3 @@ async def page(request: Request) -> HTMLResponse:
     )
     text = PAGE.read_text(encoding="utf-8")
     return HTMLResponse(text.replace("<!--served-->", served))
-
-
-def _world(name: str | None) -> WorldSpec | None:
-    if name is None:
-        return None
-    try:
-        return get_world(name)
-    except OracleInputError:
-        return None
