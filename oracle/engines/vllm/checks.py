@@ -21,7 +21,7 @@ RESERVED_VLLM_OPTIONS = set(
 PROMPT_EMBEDS_TOLERANCE = 0.05
 
 
-def _input_error(exc: BaseException) -> BaseException:
+def as_input_error(exc: BaseException) -> BaseException:
     """vLLM's refusal of a request's input, as the input error it is (a 4xx, not a 500)."""
     try:
         from vllm.exceptions import VLLMValidationError

@@ -37,7 +37,7 @@ from oracle.engines.vllm.checks import (
     CPU_ENV_DEFAULTS,
     PROMPT_EMBEDS_TOLERANCE,
     RESERVED_VLLM_OPTIONS,
-    _input_error,
+    as_input_error,
     refuse_replace_mode,
 )
 from oracle.engines.vllm.feed import feeder_for, generate_plain
@@ -326,7 +326,7 @@ class VLLMEngine(Engine):
             try:
                 answer.set_result(self._to_answer(request, output.result()))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-                answer.set_exception(_input_error(exc))
+                answer.set_exception(as_input_error(exc))
 
         return finish
 
