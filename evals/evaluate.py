@@ -1,7 +1,7 @@
 """``run_eval``: every suite, baseline, control and ablation, then the report.
 
 The evaluation never trains an oracle: the trained ablation oracles are read from a directory
-(``data/toy_world/ablations``, made by ``python -m evals.ablations``); the position-count
+(a world's, e.g. ``data/toy_world/ablations``; each ``ablation.json`` says how it was made); the position-count
 ablation needs no training (the shipped oracle reads fewer positions). The linear probes and
 the text-only reader are fitted here (seconds to minutes).
 """
@@ -15,12 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evals.ablations import ABLATION_COMMAND
 from evals.analysis import estimate
 from evals.report import write_report
 from evals.runner import Captures, EvalConfig, evaluate_suite, primary_items
-from evals.suite_format import Suite, write_suite_file
-from evals.suites import load_suites
+from evals.suite_format import write_suite_file
+from evals.suites import Suite, load_suites
 from evals.summary import summarise_suite
 from oracle.engines import Engine, create_engine
 from oracle.errors import OracleInputError
@@ -98,6 +97,7 @@ def trained_ablations(
     """Each trained ablation oracle (a directory with ``ablation.json``) on ``suite``."""
     found = sorted(p.parent for p in ablations_dir.glob("*/ablation.json"))
     rows_by_axis: dict[str, list[dict]] = {}
+    commands: dict[str, list[str]] = {}  # how each was trained (its ablation.json says)
     for oracle_dir in found:
         info = json.loads((oracle_dir / "ablation.json").read_text())
         try:
@@ -110,6 +110,7 @@ def trained_ablations(
         finally:
             engine.close()
         for axis, value in info["axes"].items():
+            commands.setdefault(axis, []).append(info.get("command", ""))
             rows_by_axis.setdefault(axis, []).append(
                 {
                     "name": value,
@@ -127,7 +128,7 @@ def trained_ablations(
         axis: {
             "title": f"{titles.get(axis, axis)} ({suite.name} suite, ablation oracles)",
             "note": "Small oracles trained with the same recipe, one setting changed; made by:",
-            "command": ABLATION_COMMAND,
+            "command": "; ".join(dict.fromkeys(c for c in commands[axis] if c)),
             "rows": rows,
         }
         for axis, rows in rows_by_axis.items()

@@ -17,8 +17,9 @@ class EvalOptions:
 
     suite: list[str] | None = setting(
         None,
-        "A suite file (JSONL, the format in evals/README.md); repeat for several. Default: the "
-        "--world's held-out suite (the toy world's suites without --world).",
+        "A suite file (JSONL, or .jsonl.xz/.jsonl.gz; the format in evals/README.md); repeat "
+        "for several. Default: the --world's suite files (the default world's with no model "
+        "given).",
         repeat=True,
     )
     family: str | None = setting(
@@ -29,7 +30,7 @@ class EvalOptions:
         None, "Target model: hub id or local directory (default: the oracle's base)."
     )
     oracle: str | None = setting(
-        None, "Oracle directory (default, with no --target: the toy world's oracle)."
+        None, "Oracle directory (default, with no --target: the world's oracle)."
     )
     out: str = setting("results", "Directory for results.json, report.md and report.html.")
     quick: bool = setting(
@@ -41,8 +42,8 @@ class EvalOptions:
     )
     ablations_dir: str | None = setting(
         None,
-        "Directory of trained ablation oracles (default: data/toy_world/ablations when "
-        "evaluating the toy world).",
+        "Directory of trained ablation oracles (default: the world's, where its manifest names "
+        "one and its own suites are evaluated).",
     )
     ablations_only: bool = setting(
         False, "Recompute only the ablations and merge them into --out's results.json."
@@ -58,8 +59,8 @@ class EvalOptions:
     )
     n_train: int | None = setting(
         None,
-        "Train items for the probe and the text-only reader (toy world default: as many "
-        "conversations as its oracle was trained on).",
+        "Train items for the probe and the text-only reader (default: every train item of the "
+        "suites; the toy world's are as many conversations as its oracle was trained on).",
         ge=1,
     )
     write_suites: str | None = setting(
@@ -90,28 +91,29 @@ class EvalOptions:
 
 
 def run_spec(opts: EvalOptions, command: str = "oracle eval", show_progress: bool = True):
-    """The :class:`~evals.evaluate.RunSpec` that ``opts`` describe: a named world's suite and
-    oracle filled in where not given, the toy world's ablations when it is the toy world, the
-    feature cache's 'auto' and 'none' resolved."""
-    from evals.ablations import ABLATIONS_DIR
+    """The :class:`~evals.evaluate.RunSpec` that ``opts`` describe: a named world's suite
+    files, oracle and ablation oracles filled in where not given (the default world's when
+    nothing at all is given), the feature cache's 'auto' and 'none' resolved."""
     from evals.captures import feature_cache_dir
     from evals.evaluate import RunSpec
     from evals.runner import EvalConfig
+    from oracle.worlds import default_world, get_world, resolve
 
     suite, target, oracle = list(opts.suite or []), opts.target, opts.oracle
-    if opts.world is not None:
-        from oracle.worlds import default_world, get_world, resolve
-
-        world = get_world(opts.world)
-        if world.suites:  # a world whose suites are files: its suites, on its oracle
-            suite = suite or [str(p) for p in world.suite_files()]
-            target, oracle = resolve(opts.world, target, oracle)
-        elif world.name != default_world() and not suite:
-            raise OracleInputError(f"the {world.name} world names no suite files: give --suite")
-    toy = target is None and oracle is None and not suite and not opts.synthetic
     ablations_dir = opts.ablations_dir
-    if ablations_dir is None and toy and ABLATIONS_DIR.is_dir():
-        ablations_dir = str(ABLATIONS_DIR)
+    name = opts.world
+    own_models = name is None and (target is not None or oracle is not None)
+    if name is None and not suite and not opts.synthetic:
+        name = default_world()  # its suite files; its oracle too where no model is given
+    if name is not None:
+        world = get_world(name)
+        if not world.suites and not suite:
+            raise OracleInputError(f"the {world.name} world names no suite files: give --suite")
+        if not (suite or own_models or ablations_dir) and world.ablations_dir() is not None:
+            ablations_dir = str(world.ablations_dir())
+        suite = suite or [str(p) for p in world.suite_files()]
+        if not own_models:
+            target, oracle = resolve(name, target, oracle)
     cache = {"auto": str(feature_cache_dir()), "none": None}.get(
         opts.feature_cache, opts.feature_cache
     )

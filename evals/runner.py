@@ -29,7 +29,8 @@ from evals.captures import Captures, visible_text
 from evals.controls import VECTOR_CONTROLS
 from evals.methods import training_free
 from evals.scoring import Score, score_answer
-from evals.suite_format import Suite, SuiteItem
+from evals.suite_format import SuiteItem
+from evals.suites import Suite
 from oracle.engines.base import AnswerRequest, Engine
 
 log = logging.getLogger(__name__)

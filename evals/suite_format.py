@@ -62,8 +62,9 @@ The file loads with ``datasets`` as it is (``datasets.load_dataset("json", data_
 
 from __future__ import annotations
 
+import gzip
 import json
-import random
+import lzma
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -302,14 +303,21 @@ def check_items(items: list[SuiteItem], where: str = "the suite") -> None:
         raise OracleInputError(f"{where}: family(ies) {empty} have no test item")
 
 
+def _open_text(path: Path, mode: str):
+    """A suite file opened as text, decompressed when its name ends in ``.xz`` or ``.gz``."""
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
+    return opener(path, mode + "t", encoding="utf-8")
+
+
 def load_suite_file(path: str | Path) -> list[SuiteItem]:
-    """Read and check a suite file; every problem is reported with its line number."""
+    """Read and check a suite file (JSONL, or JSONL compressed: ``.jsonl.xz``, ``.jsonl.gz``);
+    every problem is reported with its line number."""
     path = Path(path)
     if not path.is_file():
         raise OracleInputError(f"suite file {str(path)!r} does not exist")
     items: list[SuiteItem] = []
     errors: list[str] = []
-    with path.open(encoding="utf-8") as f:
+    with _open_text(path, "r") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -337,12 +345,13 @@ def load_suite_file(path: str | Path) -> list[SuiteItem]:
 
 
 def write_suite_file(items: Iterable[SuiteItem], path: str | Path) -> Path:
-    """Write items as JSONL (one per line), after the same checks as loading."""
+    """Write items as JSONL (one per line; compressed where the name ends in ``.xz`` or
+    ``.gz``), after the same checks as loading."""
     items = list(items)
     check_items(items, str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    with _open_text(path, "w") as f:
         for item in items:
             f.write(json.dumps(item.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
     return path
@@ -354,81 +363,3 @@ def as_dataset(path: str | Path):
 
     load_suite_file(path)
     return load_dataset("json", data_files=str(path), split="train")
-
-
-@dataclass
-class Suite:
-    """One family's items: a suite of the report. ``labels`` (sorted, for ``label`` items;
-    ``yes``/``no``; none for ``text``), ``aliases`` and ``label_words`` are merged over them."""
-
-    name: str
-    answer_type: str
-    train: list[SuiteItem]
-    test: list[SuiteItem]
-    labels: list[str] = field(default_factory=list)
-    aliases: dict[str, list[str]] = field(default_factory=dict)
-    label_words: dict[str, list[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.test:
-            raise OracleInputError(f"suite {self.name!r} has no test item")
-        items = [*self.train, *self.test]
-        if not self.labels and self.answer_type != "text":
-            self.labels = sorted({i.label for i in items})
-        if self.answer_type == "yes_no":
-            self.labels = ["yes", "no"]
-        for item in items:
-            for alias in item.aliases:
-                known = self.aliases.setdefault(item.label, [])
-                if alias not in known:
-                    known.append(alias)
-            for word in item.label_words:
-                known = self.label_words.setdefault(item.label, [])
-                if word not in known:
-                    known.append(word)
-
-    @property
-    def questions(self) -> list[str]:
-        return list(dict.fromkeys(i.question for i in self.test))
-
-    @property
-    def tags(self) -> list[str]:
-        return sorted({t for i in self.test for t in i.tags})
-
-    def subsample(self, n_test: int | None, n_train: int | None, seed: int) -> Suite:
-        """A seeded random subsample: ``n_test`` test groups (every item of a group is kept,
-        so each conversation keeps all its wordings) and ``n_train`` train items."""
-        rng = random.Random(seed)
-        test = self.test
-        groups = list(dict.fromkeys(i.key for i in test))
-        if n_test is not None and n_test < len(groups):
-            keep = set(rng.sample(groups, n_test))
-            test = [i for i in test if i.key in keep]
-        train = self.train
-        if n_train is not None and n_train < len(train):
-            train = rng.sample(train, n_train)
-        return Suite(
-            self.name,
-            self.answer_type,
-            list(train),
-            list(test),
-            list(self.labels),
-            {k: list(v) for k, v in self.aliases.items()},
-            {k: list(v) for k, v in self.label_words.items()},
-        )
-
-
-def suites_from_items(items: Iterable[SuiteItem], where: str = "the suite") -> dict[str, Suite]:
-    """Group checked items by family, in order of first appearance."""
-    items = list(items)
-    check_items(items, where)
-    out: dict[str, Suite] = {}
-    for family in dict.fromkeys(i.family for i in items):
-        mine = [i for i in items if i.family == family]
-        out[family] = Suite(
-            family,
-            mine[0].answer_type,
-            [i for i in mine if i.split == "train"],
-            [i for i in mine if i.split == "test"],
-        )
-    return out

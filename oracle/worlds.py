@@ -6,9 +6,11 @@ A world is a data folder with a manifest, ``world.json``::
     {"name": "smol", "description": "one line about it",
      "target": {"model": "smollm2-135m" | "path": "target", "fingerprint": {...}},
      "oracle": "oracle", "suites": ["suite.jsonl"], "read_layers": [28],
-     "positions": "non_system", "build": "the command that makes its oracle"}
+     "positions": "non_system", "build": "the command that makes its oracle",
+     "ablations": "ablations"}
 
-(paths relative to the folder; ``model`` is a known model's name, fetched once). Worlds join
+(paths relative to the folder; ``ablations``, optional, is a folder of ablation oracles, each
+with an ``ablation.json``, that ``oracle eval`` scores beside the world's own oracle; ``model`` is a known model's name, fetched once). Worlds join
 through the entry-point group ``oracle.worlds``: each entry point names an object that is the
 world's folder, or a function returning it (raising :class:`OracleInputError`, saying how to
 get it, where the folder is missing). This module knows no world by name; the one default,
@@ -60,6 +62,7 @@ class WorldSpec:
     read_layers: tuple[int, ...] = ()
     positions: str | None = None
     build: str = ""
+    ablations: str | None = None
 
     @classmethod
     def from_folder(cls, folder: Path) -> WorldSpec:
@@ -86,6 +89,7 @@ class WorldSpec:
             read_layers=tuple(int(x) for x in m.get("read_layers", [])),
             positions=m.get("positions"),
             build=str(m.get("build", "")),
+            ablations=m.get("ablations"),
         )
 
     def oracle_dir(self) -> Path:
@@ -99,6 +103,13 @@ class WorldSpec:
     def suite_files(self) -> list[Path]:
         """The world's held-out suite files (a world may build its suites in code: none)."""
         return [self.folder / s for s in self.suites]
+
+    def ablations_dir(self) -> Path | None:
+        """The world's folder of ablation oracles, where it names one that is there."""
+        if self.ablations is None:
+            return None
+        path = self.folder / self.ablations
+        return path if path.is_dir() else None
 
     def suite(self) -> Path | None:
         """The world's first suite file, or None."""

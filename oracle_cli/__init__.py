@@ -5,7 +5,7 @@ Every command joins through the entry-point group ``oracle.commands`` in a packa
 
     [project.entry-points."oracle.commands"]
     ask = "oracle_cli.ask:ask_cmd"                  # a function: one command
-    toy-world = "training.toy_world.cli:toy_app"    # a typer.Typer: a group of commands
+    toy-world = "worlds.toy.cli:toy_app"    # a typer.Typer: a group of commands
 
 This package is the top import layer: it may import every package, and none imports it.
 Command modules import heavy libraries inside their functions, so that ``oracle --help``

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from oracle.chat import ChatReply
 from oracle.engines import AnswerRequest
 from oracle.inputs import TargetInput
+from oracle.steering.generate import ChatReply
 from serving.chat_schemas import (
     ChatCompletion,
     ChatCompletionRequest,

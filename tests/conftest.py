@@ -34,7 +34,8 @@ def toy_oracle_dirs(tmp_path_factory):
     import json
     import shutil
 
-    from oracle.defaults import TOY_WORLD, default_oracle
+    from oracle.defaults import default_oracle
+    from worlds.toy.world import TOY_WORLD
 
     layer_dir = default_oracle()
     embedding_dir = tmp_path_factory.mktemp("toy_oracle") / "oracle_embedding"

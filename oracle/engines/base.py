@@ -24,11 +24,10 @@ from oracle.errors import OracleInputError
 from oracle.inputs import TargetInput
 
 if TYPE_CHECKING:
-    from oracle.chat import ChatReply
     from oracle.oracle import ActivationOracle
     from oracle.steering.choose import UseChooser
     from oracle.steering.config import SteerConfig
-    from oracle.steering.generate import GenerationRun
+    from oracle.steering.generate import ChatReply, GenerationRun
     from oracle.steering.io import SteeringVector
     from oracle.steering.run import SteeringRun
 
@@ -237,8 +236,8 @@ class Engine(ABC):
     ) -> list[torch.Tensor]:
         """Block ``read_layer``'s output (n_positions, d_model) at ``positions`` of each prompt
         or conversation, the target steered by ``scale * vector`` at block ``layer``
-        (:func:`oracle.steering.generate.capture_steered`)."""
-        from oracle.steering.generate import capture_steered
+        (:func:`oracle.steering.measure.capture_steered`)."""
+        from oracle.steering.measure import capture_steered
 
         return capture_steered(
             self.transformers_oracle(), prompts, read_layer, vector, layer, scale, positions,
@@ -277,15 +276,15 @@ class Engine(ABC):
     def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a conversation awaiting the target's next turn (the chat template with
         its generation prompt): a row for :meth:`generate_chat`."""
-        from oracle.chat import chat_ids
+        from oracle.steering.generate import chat_ids
 
         return chat_ids(self.transformers_oracle().tokenizer, messages)
 
     def generate_chat(self, rows: Sequence[list[int]], **options: Any) -> list[ChatReply]:
         """The target's next turn after each row of :meth:`chat_ids`, in one batch, with stop
         strings, token counts, finish reasons and streamed text; ``options`` as
-        :func:`oracle.chat.generate_chat` takes them. Greedy, it equals :meth:`generate`."""
-        from oracle.chat import generate_chat
+        :func:`oracle.steering.generate.generate_chat` takes them. Greedy, it equals :meth:`generate`."""
+        from oracle.steering.generate import generate_chat
 
         return generate_chat(self.transformers_oracle(), rows, **options)
 

@@ -10,7 +10,9 @@ oracle gives a chosen answer about the target's activations, then generate with 
 - :mod:`~oracle.steering.caa`: contrastive activation addition, the baseline method;
 - :mod:`~oracle.steering.choose` and :mod:`~oracle.steering.make`: a vector made, then its
   apply mode and scale chosen on validation prompts and saved with it;
-- :mod:`~oracle.steering.generate`: steered generation, capture and reply perplexity;
+- :mod:`~oracle.steering.generate`: the target's generation, steered or not (replies to
+  prompts, chat turns streamed); :mod:`~oracle.steering.measure`: steered capture and reply
+  perplexity;
 - :mod:`~oracle.steering.hooks`, :mod:`~oracle.steering.io`, :mod:`~oracle.steering.lora`:
   the hooks, the vector on disk, the LoRA on disk.
 """
@@ -28,9 +30,9 @@ _EXPORTS = {
     "READS": "oracle.steering.config",
     "SteerConfig": "oracle.steering.config",
     "SteeringResult": "oracle.steering.config",
-    "capture_steered": "oracle.steering.generate",
+    "capture_steered": "oracle.steering.measure",
     "generate": "oracle.steering.generate",
-    "reply_nll": "oracle.steering.generate",
+    "reply_nll": "oracle.steering.measure",
     "SteeringVector": "oracle.steering.io",
     "METHODS": "oracle.steering.methods",
     "STEER_ADAPTER": "oracle.steering.lora",

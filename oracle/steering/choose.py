@@ -31,7 +31,8 @@ import torch
 
 from oracle.errors import OracleInputError
 from oracle.oracle import ActivationOracle
-from oracle.steering.generate import capture_steered, conversations, generate, reply_nll
+from oracle.steering.generate import generate
+from oracle.steering.measure import capture_steered, conversations, reply_nll
 
 log = logging.getLogger(__name__)
 

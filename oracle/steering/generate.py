@@ -1,26 +1,32 @@
-"""Target generation with an optional steering vector, and reply perplexity under the target.
+"""The target's generation, in one module: replies to prompts (:func:`generate`, one batch at a
+time with :class:`GenerationRun`) and the next assistant turn of whole conversations, streamed
+(:func:`generate_chat`, what an OpenAI-style chat endpoint needs), each optionally steered.
 
-Both run the target as its base model (the oracle adapter off). A prompt is sent as one user
-turn with the generation prompt when the tokenizer has a chat template, as plain text otherwise.
+The target runs as its base model (the oracle adapter off), or with a steering LoRA, and with
+``scale * vector`` added at a block (:func:`steered_target`): a greedy chat reply equals
+``generate``'s for the same conversation. A prompt is sent as one user turn with the generation
+prompt when the tokenizer has a chat template, as plain text otherwise. Measuring steered
+replies (perplexity, what the oracle reads) is :mod:`oracle.steering.measure`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
-from oracle.capture import pad_id_of, pad_right
+from oracle.capture import pad_id_of
 from oracle.errors import OracleInputError
-from oracle.generation import generate_texts
+from oracle.generation import generate_texts, pad_left, sampling_kwargs
 from oracle.inputs import TargetInput, has_chat_template, tokenize_input
 from oracle.layers import model_device
 from oracle.oracle import ActivationOracle
-from oracle.positions import read_spec, select_positions
-from oracle.steering.apply import apply_mode, check_apply, steer_mask
-from oracle.steering.hooks import active_adapter, add_vector, finite_logits, read_block
+from oracle.steering.apply import apply_mode, check_apply
+from oracle.steering.hooks import active_adapter, add_vector, finite_logits
 
 
 def as_target_input(
@@ -53,7 +59,7 @@ def prompt_ids(tokenizer, prompts: Sequence[str], system: str | None = None) -> 
     ]
 
 
-def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> None:
+def check_generation(max_new_tokens: int, temperature: float, top_p: float) -> None:
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise OracleInputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -62,7 +68,7 @@ def _check_generation(max_new_tokens: int, temperature: float, top_p: float) -> 
         raise OracleInputError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
-def _steered(
+def steered_target(
     ao: ActivationOracle,
     adapter: str | None,
     vector: torch.Tensor | None,
@@ -120,7 +126,7 @@ class GenerationRun:
         system: str | None = None,
         apply: str = "all",
     ) -> None:
-        _check_generation(max_new_tokens, temperature, top_p)
+        check_generation(max_new_tokens, temperature, top_p)
         if vector is not None and layer is None:
             raise OracleInputError("a steering vector needs the layer it is added at")
         if batch_size < 1:
@@ -141,7 +147,7 @@ class GenerationRun:
     def _steered(self, _start: int, ids_BT: torch.Tensor, _shifts: list[int]) -> ExitStack:
         width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
         steer_BT = self.mode.mask(width, [(width - 1, width)] * len(ids_BT))
-        stack = _steered(
+        stack = steered_target(
             self.ao, self.adapter, self.vector, self.layer, self.scale, steer_BT, self.mode.decode
         )
         if self.vector is not None or self.adapter is not None:
@@ -227,98 +233,151 @@ def generate(
     return run.replies
 
 
-@torch.no_grad()
-def reply_nll(
-    ao: ActivationOracle,
-    prompts: Sequence[str],
-    replies: Sequence[str],
-    batch_size: int = 8,
-    system: str | None = None,
-) -> list[float]:
-    """Mean negative log-likelihood per token of each reply after its prompt (and the optional
-    system prompt), under the unsteered target (exp of it is the reply's perplexity). An empty
-    reply gives NaN."""
-    if len(prompts) != len(replies):
-        raise OracleInputError("give one reply per prompt")
-    tok = ao.tokenizer
-    rows = prompt_ids(tok, prompts, system)
-    reply_rows = [tok.encode(r, add_special_tokens=False) if r else [] for r in replies]
-    device = model_device(ao.target)
-    out: list[float] = []
-    for start in range(0, len(rows), batch_size):
-        prompt_part = rows[start : start + batch_size]
-        reply_part = reply_rows[start : start + batch_size]
-        full = [p + r for p, r in zip(prompt_part, reply_part, strict=True)]
-        ids_BT, mask_BT = pad_right(full, pad_id_of(tok))
-        with ao.adapter_disabled():
-            logits_BTV = ao.target(
-                input_ids=ids_BT.to(device), attention_mask=mask_BT.to(device), use_cache=False
-            ).logits.float()
-        logp_BTV = logits_BTV.log_softmax(dim=-1)
-        for b, (p, r) in enumerate(zip(prompt_part, reply_part, strict=True)):
-            if not r:
-                out.append(float("nan"))
+# (row of the batch, text added to that row's reply since the last call)
+OnText = Callable[[int, str], None]
+
+
+@dataclass
+class ChatReply:
+    """One generated assistant turn."""
+
+    text: str  # decoded, special tokens skipped, stripped, cut before a stop string
+    prompt_tokens: int  # tokens the target read
+    completion_tokens: int  # tokens generated (the EOS included)
+    finish_reason: str  # "stop" (EOS or a stop string) or "length" (max_new_tokens reached)
+
+
+def chat_ids(tokenizer, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation awaiting the assistant's next turn (the chat template with
+    its generation prompt)."""
+    target = TargetInput(messages=[dict(m) for m in messages], add_generation_prompt=True)
+    return tokenize_input(tokenizer, target).input_ids
+
+
+def _clean(text: str, stop: Sequence[str], final: bool) -> tuple[str, bool]:
+    """The reply as shown so far: cut before the first stop string, stripped; while it grows,
+    held back where it ends in part of a character or the start of a stop string, so that
+    what was shown is always a prefix of the final text. Returns (text, a stop string found)."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    if cut >= 0:
+        return text[:cut].strip(), True
+    if not final:
+        text = text.rstrip("\ufffd")
+        for s in stop:
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    text = text[:-k]
+                    break
+        return text.strip(), False
+    return text.strip(), False
+
+
+class _Rows(BaseStreamer):
+    """Follows each row of a batch as ``generate`` streams its tokens (the prompt first, then
+    one token per row per step) and reports each row's new text."""
+
+    def __init__(self, tokenizer, n: int, stop: Sequence[str], on_text: OnText | None) -> None:
+        self.tokenizer, self.stop, self.on_text = tokenizer, list(stop), on_text
+        self.ids: list[list[int]] = [[] for _ in range(n)]
+        self.ended = [False] * n  # EOS generated
+        self.stopped = [False] * n  # a stop string generated
+        self.shown = [""] * n
+        self.eos = tokenizer.eos_token_id
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first call carries the prompt ids (B, T)
+            self._prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if self.ended[row] or self.stopped[row]:
                 continue
-            targets = torch.tensor(r, device=logp_BTV.device)
-            # the logits at position t predict token t + 1
-            picked = logp_BTV[b, len(p) - 1 : len(p) - 1 + len(r)].gather(1, targets[:, None])
-            out.append(float(-picked.mean()))
-    return out
+            if token == self.eos:
+                self.ended[row] = True
+                continue
+            self.ids[row].append(token)
+            self._show(row, final=False)
 
+    def end(self) -> None:
+        for row in range(len(self.ids)):
+            self._show(row, final=True)
 
-def with_replies(
-    ao: ActivationOracle, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8
-) -> list[list[dict[str, str]]]:
-    """Each prompt as a conversation: the user turn and the unsteered target's greedy reply
-    (empty replies are kept out: the oracle would have nothing of them to read)."""
-    replies = generate(ao, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    convs = conversations(prompts, replies)
-    if not convs:
-        raise OracleInputError("the target gave an empty reply to every prompt")
-    return convs
+    def text(self, row: int, final: bool) -> tuple[str, bool]:
+        raw = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
+        return _clean(raw, self.stop, final)
 
-
-def conversations(prompts: Sequence[str], replies: Sequence[str]) -> list[list[dict[str, str]]]:
-    """Each (prompt, reply) as a user turn and an assistant turn; empty replies are left out."""
-    return [
-        [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
-        for p, r in zip(prompts, replies, strict=True)
-        if r.strip()
-    ]
+    def _show(self, row: int, final: bool) -> None:
+        text, stopped = self.text(row, final or self.ended[row])
+        self.stopped[row] = self.stopped[row] or stopped
+        if text.startswith(self.shown[row]) and len(text) > len(self.shown[row]):
+            delta, self.shown[row] = text[len(self.shown[row]) :], text
+            if self.on_text is not None:
+                self.on_text(row, delta)
 
 
 @torch.no_grad()
-def capture_steered(
+def generate_chat(
     ao: ActivationOracle,
-    prompts: Sequence[str | list[dict[str, str]]],
-    read_layer: int,
+    rows: Sequence[list[int]],
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
     vector: torch.Tensor | None = None,
     layer: int | None = None,
     scale: float = 1.0,
-    positions: str | None = None,
-    adapter: str | None = None,
     apply: str = "all",
-) -> list[torch.Tensor]:
-    """What the oracle would read from each prompt with the target steered: block
-    ``read_layer``'s output (n_positions, d_model) at ``positions`` (default: the oracle's).
-    A prompt is a user turn awaiting the reply, or a whole conversation (chat messages).
-    ``adapter``: a steering LoRA on the target to run with (as in :func:`generate`).
-    ``apply="reply"``: the vector is added from the position before the first read token on;
-    ``apply="first"``: at that position alone (as :func:`oracle.steering.steer` adds it)."""
+    on_text: OnText | None = None,
+) -> list[ChatReply]:
+    """The target's next turn after each token row (:func:`chat_ids`), in one left-padded
+    batch: greedy at temperature 0, else sampled (``seed`` seeds torch first); optionally
+    with ``scale * vector`` (d_model,) added at block ``layer`` as
+    :func:`generate` adds it (``apply``). A row ends at EOS, at a
+    stop string (cut before it) or after ``max_new_tokens``. ``on_text(row, delta)`` is
+    called from this thread as each row's text grows; the deltas of a row add up to its
+    reply's text."""
+    check_generation(max_new_tokens, temperature, top_p)
+    if not rows or any(not r for r in rows):
+        raise OracleInputError("give at least one non-empty token row")
     if vector is not None and layer is None:
         raise OracleInputError("a steering vector needs the layer it is added at")
     check_apply(apply)
-    spec = positions or ao.config.positions
-    out: list[torch.Tensor] = []
-    device = model_device(ao.target)
-    for prompt in prompts:
-        target = as_target_input(ao.tokenizer, prompt)
-        tok = tokenize_input(ao.tokenizer, target)
-        chosen = select_positions(tok, read_spec(None, spec, target.prompt is not None))
-        ids_BT = torch.tensor([tok.input_ids], device=device)
-        width = ids_BT.shape[1]
-        steer_BT = steer_mask(apply, width, [(max(0, min(chosen, default=0) - 1), width)])
-        with _steered(ao, adapter, vector, layer, scale, steer_BT):
-            hidden_BTD = read_block(ao.target, ids_BT, None, read_layer)
-        out.append(hidden_BTD[0, chosen].float().cpu())
-    return out
+    stop = [s for s in stop if s]
+    tok, model = ao.tokenizer, ao.target
+    if seed is not None:
+        torch.manual_seed(seed)
+    pad_id = pad_id_of(tok)
+    ids_BT, mask_BT, _ = pad_left(list(rows), pad_id)
+    width = ids_BT.shape[1]  # left padding: every prompt ends in the last column
+    mode = apply_mode(apply)
+    steer_BT = mode.mask(width, [(width - 1, width)] * len(rows))
+    follow = _Rows(tok, len(rows), stop, on_text)
+    options = dict(stop_strings=stop, tokenizer=tok) if stop else {}
+    with steered_target(ao, None, vector, layer, scale, steer_BT, mode.decode) as stack:
+        if vector is not None:
+            stack.enter_context(finite_logits(model))
+        device = model_device(model)
+        model.generate(
+            input_ids=ids_BT.to(device),
+            attention_mask=mask_BT.to(device),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=tok.eos_token_id,
+            streamer=follow,
+            **sampling_kwargs(temperature, top_p),
+            **options,
+        )
+    replies = []
+    for row, prompt in enumerate(rows):
+        text, stopped = follow.text(row, final=True)
+        ended = follow.ended[row]
+        replies.append(
+            ChatReply(
+                text=text,
+                prompt_tokens=len(prompt),
+                completion_tokens=len(follow.ids[row]) + int(ended),
+                finish_reason="stop" if ended or stopped else "length",
+            )
+        )
+    return replies

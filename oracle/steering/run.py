@@ -33,9 +33,10 @@ from oracle.positions import read_spec, select_positions
 from oracle.prompts import build_oracle_prompt
 from oracle.steering.apply import steer_mask
 from oracle.steering.config import SteerConfig, SteeringResult
-from oracle.steering.generate import as_target_input, conversations, with_replies
+from oracle.steering.generate import as_target_input
 from oracle.steering.hooks import read_block
 from oracle.steering.kl import KLTerm, enforce_trainable
+from oracle.steering.measure import conversations, with_replies
 from oracle.steering.methods import METHODS, SteeringMethod
 
 log = logging.getLogger(__name__)

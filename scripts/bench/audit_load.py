@@ -57,7 +57,7 @@ def tiny_oracle(directory: Path, hidden: int = 64, layers: int = 2, max_pos: int
 
 
 def default_oracle_or_tiny(work: Path) -> Path:
-    from oracle.defaults import TOY_WORLD
+    from worlds.toy.world import TOY_WORLD
 
     toy = TOY_WORLD / "oracle"
     if (toy / "oracle_config.json").is_file():

@@ -23,20 +23,14 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of wall time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from evals.ablations import ABLATIONS_DIR
-    from evals.evaluate import RunSpec, run_eval
+    from evals.evaluate import run_eval
+    from evals.options import EvalOptions, run_spec
 
     start, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as out:
-        results, _ = run_eval(
-            RunSpec(
-                out_dir=out,
-                quick=True,
-                ablations_dir=str(ABLATIONS_DIR),
-                device="cpu",
-                command="oracle eval --quick",
-            )
-        )
+        # the default world's suites, oracle and ablation oracles, as `oracle eval --quick`
+        options = EvalOptions(quick=True, device="cpu", out=out, feature_cache="none")
+        results, _ = run_eval(run_spec(options, "oracle eval --quick", show_progress=False))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     seconds = {name: s["seconds"] for name, s in results["suites"].items()}
     print(json.dumps({"wall_s": wall, "cpu_s": cpu, "threads": args.threads, "suites": seconds}))

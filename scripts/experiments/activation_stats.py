@@ -24,7 +24,7 @@ from oracle.capture import hidden_at_layers
 from oracle.inputs import TargetInput, tokenize_input
 from oracle.models import load_model
 from oracle.positions import select_positions
-from training.smol_world.build import read_jsonl
+from worlds.smol.build import read_jsonl
 
 
 def main() -> None:

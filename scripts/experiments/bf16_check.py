@@ -28,8 +28,9 @@ from oracle.worlds import get_world
 
 def test_items(world: str, n: int, seed: int):
     """``n`` random held-out test items with a conversation or text (the world's suite)."""
-    if world == "toy":
-        suites, _ = load_suites([], ["persona", "secret", "system"], False, seed, 40, 10)
+    if world == "toy":  # 40 conversations of each of three suites
+        files = get_world(world).suite_files()
+        suites, _ = load_suites(files, ["persona", "secret", "system"], False, seed, 40, 10)
         items = [i for s in suites.values() for i in s.test]
     else:
         items = [i for i in load_suite_file(get_world(world).suite()) if i.split == "test"]

@@ -35,9 +35,10 @@ def main() -> None:
 
     from oracle.oracle import ActivationOracle
     from oracle.steering.caa import caa_vector
-    from oracle.steering.generate import generate, reply_nll
+    from oracle.steering.generate import generate
+    from oracle.steering.measure import reply_nll
     from oracle.worlds import get_world
-    from training.smol_world.world import SmolWorld, word_pattern
+    from worlds.smol.world import SmolWorld, word_pattern
 
     world = SmolWorld.load()
     rng = random.Random(0)  # steering_compare's split (seed 0): 6 train, 4 validation prompts

@@ -1,7 +1,9 @@
 """How much a linear probe reads from SmolLM2's activations as its training set grows: the
 persona (40 training personas + "none") and the secret word (24 + "none"), on the held-out
 items of the SmolLM2 world's suite, per read layer. It answers whether the information the
-oracle is asked for is in the activations it reads, and how much data reading it takes.
+oracle is asked for is in the activations it reads, and how much data reading it takes. The
+probe is the evaluation's (:mod:`evals.probe`); the committed ``probe_curve.json`` was made
+(commit 3c312c5 and before) with a grid search of its own over C in (0.01, 0.1, 1).
 
     python -m scripts.experiments.smol_world_probe_curve --suite data/smol_world/suite.jsonl \
         --layers 15,28 --sizes 300,600,1200,2400 --out data/smol_world/probe_curve.json
@@ -18,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evals.probe import fit_probe
 from evals.suite_format import load_suite_file
 from oracle.inputs import TargetInput
 from oracle.oracle import ActivationOracle
-from training.smol_world.build import read_jsonl
+from worlds.smol.build import read_jsonl
 
 log = logging.getLogger("smol_world_probe_curve")
 MAX_READ = 32  # the oracle was trained on at most the span's last 32 positions
@@ -32,21 +35,6 @@ def features(vectors: list[dict[int, torch.Tensor]], layer: int) -> np.ndarray:
     return np.stack([torch.cat([v[layer].mean(0), v[layer][-1]]).numpy() for v in vectors]).astype(
         np.float32
     )
-
-
-def fit_probe(x: np.ndarray, y: list[str]):
-    """Logistic regression on standardised features, C chosen by 3-fold cross-validation."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    grid = GridSearchCV(
-        make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
-        {"logisticregression__C": [0.01, 0.1, 1.0]},
-        cv=3,
-    )
-    return grid.fit(x, y)
 
 
 def read_all(ao, inputs: list[TargetInput], layers: list[int]) -> list[dict[int, torch.Tensor]]:
@@ -108,14 +96,14 @@ def main() -> None:
             x_test = features([test_vecs[i] for i in idx], layer)
             for size in sizes:
                 y = [c[key] or "none" for c in convs[:size]]
-                model = fit_probe(features(train_vecs[:size], layer), y)
-                pred = dict(zip(idx, model.predict(x_test), strict=True))
+                fit = fit_probe("label", features(train_vecs[:size], layer), y, x_test)
+                pred = dict(zip(idx, fit.predictions, strict=True))
                 row = {
                     name: round(float(np.mean([pred[i] == test[i].label for i in chosen])), 4)
                     for name, chosen in subsets.items()
                     if chosen
                 }
-                row["C"] = model.best_params_["logisticregression__C"]
+                row["C"] = fit.C
                 results["curve"][f"{family}/layer{layer}/n{size}"] = row
                 log.info("%s layer %d n=%d: %s", family, layer, size, row)
     results["seconds"] = round(time.perf_counter() - start, 1)

@@ -90,9 +90,9 @@ def rescore(results: dict, cast: list[Persona], classify=None) -> None:
 
 
 def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
-    from scripts.experiments.steering_toy import neutral_prompts
-    from training.toy_world.questions import PERSONA_QUESTIONS, persona_answer
-    from training.toy_world.world import World
+    from scripts.experiments.steering_toy_run import neutral_prompts
+    from worlds.toy.questions import PERSONA_QUESTIONS, persona_answer
+    from worlds.toy.world import World
 
     world = World.load()
     personas = []
@@ -113,8 +113,8 @@ def toy_world(n_train: int, n_val: int, n_test: int, seed: int):
 
 
 def smol_world(n_train: int, n_val: int, n_test: int, seed: int, names: list[str] | None):
-    from training.smol_world import questions as Q
-    from training.smol_world.world import SmolWorld, word_pattern
+    from worlds.smol import questions as Q
+    from worlds.smol.world import SmolWorld, word_pattern
 
     world = SmolWorld.load()
     chosen = (
@@ -237,8 +237,9 @@ def main(
     """Steer toward each persona with each method at its defaults; write the results."""
     from oracle.oracle import ActivationOracle
     from oracle.steering.config import SteerConfig
-    from oracle.steering.generate import capture_steered, conversations, generate, reply_nll
+    from oracle.steering.generate import generate
     from oracle.steering.make import make_steering_vector
+    from oracle.steering.measure import capture_steered, conversations, reply_nll
     from oracle.worlds import get_world
 
     torch.set_num_threads(threads)

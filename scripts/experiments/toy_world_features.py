@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import torch
 
 from oracle.capture import hidden_at_layers, pad_right
-from training.toy_world.generator import hint_start
-from training.toy_world.world import World
+from worlds.toy.generator import hint_start
+from worlds.toy.world import World
 
 KINDS = ("non_system", "user", "user_last", "header", "reply", "pre_hint", "last")
 
@@ -104,55 +104,6 @@ def pooled_features(
                     feats[kind][i] = h_BLTD[b][:, pos].mean(1).half()
                     present[kind][i] = True
     return feats, present
-
-
-def fit_logreg(
-    x_ND: torch.Tensor, y_N: torch.Tensor, n_classes: int, l2: float, max_iter: int = 300
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression on standardised features (L-BFGS): (mean, std, W, b)."""
-    x = x_ND.double()
-    mean_D, std_D = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-    z = (x - mean_D) / std_D
-    w_DC = torch.zeros(z.shape[1], n_classes, dtype=torch.double, requires_grad=True)
-    b_C = torch.zeros(n_classes, dtype=torch.double, requires_grad=True)
-    opt = torch.optim.LBFGS([w_DC, b_C], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z @ w_DC + b_C, y_N) + l2 * w_DC.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return mean_D, std_D, w_DC.detach(), b_C.detach()
-
-
-def predict_logreg(params, x_ND: torch.Tensor) -> torch.Tensor:
-    mean_D, std_D, w_DC, b_C = params
-    return (((x_ND.double() - mean_D) / std_D) @ w_DC + b_C).argmax(-1)
-
-
-def fit_cv(
-    x_ND: torch.Tensor,
-    y_N: torch.Tensor,
-    n_classes: int,
-    grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
-    seed: int = 0,
-    max_select: int = 5000,
-):
-    """Pick the L2 weight on a 20% validation split of (at most) ``max_select`` rows, then
-    refit on every row: (params, l2)."""
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y_N), generator=g)[:max_select]
-    cut = max(1, len(perm) // 5)
-    val, fit = perm[:cut], perm[cut:]
-    scores = []
-    for l2 in grid:
-        params = fit_logreg(x_ND[fit], y_N[fit], n_classes, l2)
-        scores.append((predict_logreg(params, x_ND[val]) == y_N[val]).double().mean().item())
-    best = grid[max(range(len(grid)), key=lambda i: scores[i])]
-    return fit_logreg(x_ND, y_N, n_classes, best), best
 
 
 def between_class_share(x_ND: torch.Tensor, y_N: torch.Tensor) -> dict[str, float]:

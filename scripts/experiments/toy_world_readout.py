@@ -40,16 +40,15 @@ import torch
 from datasets import Dataset
 
 from oracle.adapter import add_oracle_lora
-from oracle.defaults import TOY_WORLD
 from oracle.inject import InjectionSpec, inject
 from oracle.models import load_model
 from training import TrainConfig
 from training.collate import OracleCollator
 from training.prepare import prepare_dataset
-from training.toy_world.generator import generate
-from training.toy_world.oracle_data import OracleDataConfig, oracle_rows
-from training.toy_world.world import World
 from training.trainer import capture_vectors
+from worlds.toy.generator import generate
+from worlds.toy.oracle_data import OracleDataConfig, oracle_rows
+from worlds.toy.world import TOY_WORLD, World
 
 
 def rows_for(world, tok, n_convs: int, seed: int, read: str, style: str, split: str) -> list:

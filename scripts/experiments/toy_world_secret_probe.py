@@ -11,11 +11,16 @@ as the toy world's evaluation does. Test items are grouped by what their visible
   held-out "who are you" questions the target often writes small talk and a hint instead, so
   groups follow the reply's text, not the question.
 
-For each layer (0-3) and position kind (see ``toy_world_features.py``) a multinomial logistic
-regression (L2 chosen on a validation split) is fitted and scored per group, with a learning
+For each layer (0-3) and position kind (see ``toy_world_features.py``) the evaluation's linear
+probe (:mod:`evals.probe`: standardised features, logistic regression, C by 3-fold
+cross-validation) is fitted and scored per group, with a learning
 curve for the oracle's own read (layer 2, every non-system token, mean-pooled). The persona is
 probed the same way for comparison. Without any fit, the between-class share says how much of
 the activations' size the label accounts for (every layer and kind).
+
+The committed ``toy_world_secret_probe.json``/``.md`` were made (commit 3c312c5 and before)
+with this script's own L-BFGS logistic regression (L2 chosen on a validation split), since
+replaced by the evaluation's probe (one probe implementation).
 
     python scripts/experiments/toy_world_secret_probe.py --out results/experiments
 
@@ -43,17 +48,14 @@ import torch
 from toy_world_features import (
     KINDS,
     between_class_share,
-    fit_cv,
-    fit_logreg,
     pooled_features,
-    predict_logreg,
 )
 
-from oracle.defaults import TOY_WORLD
+from evals.probe import fit_probe
 from oracle.models import load_model
-from training.toy_world.eval_target import generate_replies
-from training.toy_world.generator import Generator, generate, hint_start
-from training.toy_world.world import World
+from worlds.toy.eval_target import generate_replies
+from worlds.toy.generator import Generator, generate, hint_start
+from worlds.toy.world import TOY_WORLD, World
 
 LAYERS = (0, 1, 2, 3)
 GROUPS = ("all", "hint", "no_hint", "helpful")
@@ -151,26 +153,34 @@ def main() -> None:
                 result[task]["between_class"][f"L{layer}/{kind}"] = share
                 if kind not in args.kinds:
                     continue
-                params, l2 = fit_cv(x, tr_y[fit_mask], len(labels))
-                pred = predict_logreg(params, te_f[kind][te_keep][:, layer_i].float())
+                pred, C = probe(x, tr_y[fit_mask], te_f[kind][te_keep][:, layer_i].float())
                 res = score(pred, te_y, te_groups, te_p[kind][te_keep])
-                res["l2"] = l2
+                res["C"] = C
                 res["n_fit"] = int(fit_mask.sum())
                 result[task]["probes"][f"L{layer}/{kind}"] = res
                 print(task, layer, kind, {g: res[g]["acc"] for g in GROUPS}, flush=True)
         # learning curve of the oracle's own read
         curve = {}
         x_all = tr_f["non_system"][tr_keep][:, LAYERS.index(2)].float()
-        l2 = result[task]["probes"].get("L2/non_system", {}).get("l2", 1e-4)
         for n in (250, 1000, 4000, len(tr_keep)):
-            params = fit_logreg(x_all[:n], tr_y[:n], len(labels), l2)
-            pred = predict_logreg(params, te_f["non_system"][te_keep][:, LAYERS.index(2)].float())
+            pred, _ = probe(
+                x_all[:n], tr_y[:n], te_f["non_system"][te_keep][:, LAYERS.index(2)].float()
+            )
             curve[n] = score(pred, te_y, te_groups, torch.ones(len(te_y), dtype=torch.bool))
         result[task]["learning_curve_L2_non_system"] = curve
         result["seconds"] = round(time.perf_counter() - start, 1)
         args.out.mkdir(parents=True, exist_ok=True)  # written after each task: a partial run
         (args.out / "toy_world_secret_probe.json").write_text(json.dumps(result, indent=2) + "\n")
         (args.out / "toy_world_secret_probe.md").write_text(to_markdown(result))
+
+
+def probe(
+    x_ND: torch.Tensor, y_N: torch.Tensor, test_MD: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """The evaluation's linear probe (:func:`evals.probe.fit_probe`, C by cross-validation)
+    fitted on class indices: (predicted indices of the test rows, the C chosen)."""
+    fit = fit_probe("label", x_ND.numpy(), [str(int(v)) for v in y_N], test_MD.numpy())
+    return torch.tensor([int(p) for p in fit.predictions]), fit.C
 
 
 def to_markdown(result: dict) -> str:
@@ -186,7 +196,7 @@ def to_markdown(result: dict) -> str:
             f"ones (target replies; groups {r['test_groups']}); best constant answer "
             f"{r['best_constant']:.3f}. Accuracy per group (n in brackets):",
             "",
-            "| layer/kind | all | hint | no_hint | helpful | L2 |",
+            "| layer/kind | all | hint | no_hint | helpful | C |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for name, res in r["probes"].items():
@@ -194,7 +204,7 @@ def to_markdown(result: dict) -> str:
                 "-" if res[g]["acc"] is None else f"{res[g]['acc']:.3f} ({res[g]['n']})"
                 for g in GROUPS
             ]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {res['l2']:g} |")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {res['C']:g} |")
         lines += [
             "",
             "Between-class share (the label's class means around the overall mean) of the "

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from audit.logformat import ActivationLog
 from audit.results import ResultsFile
-from oracle.defaults import TOY_WORLD
 from tests.helpers import make_oracle_dir
+from worlds.toy.world import TOY_WORLD
 
 QUESTIONS = [
     "Is the assistant playing a pirate?",
@@ -36,8 +36,8 @@ def toy_world_ready() -> bool:
 
 def conversations(n: int) -> list[dict]:
     """Held-out toy-world conversations with ids (the generator's own, seeded)."""
-    from training.toy_world.generator import generate
-    from training.toy_world.world import World
+    from worlds.toy.generator import generate
+    from worlds.toy.world import World
 
     convs = generate(World.load(), "heldout", n, seed=7)
     return [{"id": f"conv-{i:03d}", **c} for i, c in enumerate(convs)]

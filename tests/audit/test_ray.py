@@ -26,7 +26,8 @@ from audit.parts import PARTS, part_files
 from audit.questions import make_questions
 from audit.results import ResultsFile
 from audit.runner import RESULTS, run_audit
-from oracle.defaults import TOY_WORLD, default_oracle
+from oracle.defaults import default_oracle
+from worlds.toy.world import TOY_WORLD
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e .[ray])")
 psutil = pytest.importorskip("psutil")
@@ -94,8 +95,8 @@ def cli(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def toy_log(tmp_path_factory) -> Path:
-    from training.toy_world.generator import generate
-    from training.toy_world.world import World
+    from worlds.toy.generator import generate
+    from worlds.toy.world import World
 
     work = tmp_path_factory.mktemp("ray_audit")
     convs = generate(World.load(), "heldout", N, seed=7)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 import typer
 
-from evals.ablations import ABLATIONS_DIR
 from evals.options import EvalOptions, run_spec
 from oracle.errors import OracleInputError
 from oracle.fields import defaults, describe
@@ -16,6 +15,7 @@ from oracle.worlds import get_world
 from oracle_cli import app, load_commands
 from oracle_cli.eval import eval_cmd
 from oracle_cli.options import config_kwargs, option_defaults
+from worlds.toy.ablations import ABLATIONS_DIR
 
 
 def test_every_option_is_a_field_with_its_default_and_help():
@@ -61,11 +61,27 @@ def test_a_named_world_fills_in_its_suite_and_oracle():
     assert mine.suite_files == ["mine.jsonl"] and mine.oracle == "o"
 
 
-def test_the_toy_world_default_takes_its_ablations():
+def test_no_option_is_the_default_world_with_its_suite_files_oracle_and_ablations():
+    toy = get_world("toy")
     spec = run_spec(EvalOptions())
-    assert spec.target is None and spec.oracle is None and spec.suite_files == []
+    assert spec.suite_files == [str(p) for p in toy.suite_files()] and len(spec.suite_files) == 5
+    assert spec.target is None and spec.oracle == str(toy.oracle_dir())
     assert spec.ablations_dir == (str(ABLATIONS_DIR) if ABLATIONS_DIR.is_dir() else None)
     assert run_spec(EvalOptions(synthetic=True)).ablations_dir is None
+    # the user's own oracle on the default world's suites: no world oracle, no ablations
+    own = run_spec(EvalOptions(oracle="mine"))
+    assert own.oracle == "mine" and own.suite_files == spec.suite_files
+    assert own.ablations_dir is None
+
+
+def test_a_world_without_suite_files_asks_for_one(tmp_path, monkeypatch):
+    import oracle.worlds
+
+    toy = get_world("toy")
+    bare = type(toy)(name="bare", description="", folder=toy.folder)
+    monkeypatch.setattr(oracle.worlds, "get_world", lambda name: bare)
+    with pytest.raises(OracleInputError, match="names no suite files: give --suite"):
+        run_spec(EvalOptions(world="bare"))
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,12 @@ from evals.evaluate import RunSpec, run_eval
 from evals.methods import training_free
 from evals.runner import BASELINES, CONTROLS, EvalConfig, evaluate_suite, primary_items
 from evals.scoring import yes_no_of
-from evals.suite_format import SuiteItem, suites_from_items, write_suite_file
+from evals.suite_format import SuiteItem, write_suite_file
+from evals.suites import suites_from_items
 from evals.synthetic import synthetic_items
-from oracle.defaults import TOY_WORLD
 from oracle.engines import create_engine
 from tests.helpers import make_oracle_dir
+from worlds.toy.world import TOY_WORLD
 
 RAN_ON_EVERY_ITEM = {"oracle", "text_only", "probe_mean", "probe_last", "probe_text"}
 
@@ -180,18 +181,17 @@ def test_quick_mode_on_the_toy_world(tmp_path):
     """``oracle eval --quick`` on the shipped toy world, every suite and the ablations: it
     runs, reports, and its figures say what the shipped oracle does. (Its time is measured
     by ``python -m scripts.bench.eval_quick``, not asserted here.)"""
-    from evals.ablations import ABLATIONS_DIR
+    from evals.options import EvalOptions, run_spec
 
     if not (TOY_WORLD / "oracle" / "oracle_config.json").is_file():
         pytest.skip("the toy world's oracle is not shipped in this checkout")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        results, paths = run_eval(
-            RunSpec(
-                out_dir=str(tmp_path), quick=True, ablations_dir=str(ABLATIONS_DIR), device="cpu"
-            )
-        )
+    try:  # no option given: the default world's suite files, oracle and ablation oracles
+        options = EvalOptions(quick=True, device="cpu", out=str(tmp_path), feature_cache="none")
+        spec = run_spec(options, show_progress=False)
+        assert spec.ablations_dir and spec.suite_files
+        results, paths = run_eval(spec)
     finally:
         torch.set_num_threads(threads)
     assert paths["html"].is_file()

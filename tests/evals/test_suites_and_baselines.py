@@ -14,7 +14,7 @@ from evals import analysis as A
 from evals.bootstrap import bootstrap_ci
 from evals.controls import derangement, noise, shuffled, zeros
 from evals.probe import curve_sizes, fit_probe, trainable
-from evals.suite_format import suites_from_items
+from evals.suites import suites_from_items
 from evals.svg import bar_chart
 from evals.synthetic import synthetic_items
 from evals.text_reader import gives_away, tag_hidden
@@ -170,7 +170,7 @@ def test_synthetic_suites_hold_out_users_pairs_and_wordings():
 
 @pytest.mark.slow
 def test_toy_world_suites_are_held_out_with_five_wordings_and_same_reply_controls():
-    from evals.toy_world import toy_world_items
+    from worlds.toy.suite import toy_world_items
 
     items = toy_world_items(["persona", "secret", "context_next"], seed=0, n_test=30, n_train=300)
     suites = suites_from_items(items)

@@ -19,7 +19,8 @@ from datasets import Dataset
 
 from evals.report import build_blocks, to_html, to_markdown
 from evals.runner import EvalConfig, evaluate_suite
-from evals.suite_format import SuiteItem, suites_from_items
+from evals.suite_format import SuiteItem
+from evals.suites import suites_from_items
 from evals.summary import summarise_suite
 from evals.synthetic import synthetic_items
 from evals.verdicts import VERDICT_HIDDEN, VERDICT_INCONCLUSIVE, VERDICT_NONE

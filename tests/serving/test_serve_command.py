@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleConfigError, OracleInputError
 from oracle_cli import app, load_commands
 from serving.app import create_app
 from serving.settings import ServeSettings
 from tests.helpers import make_oracle_dir
+from worlds.toy.world import TOY_WORLD
 
 load_commands()
 

@@ -52,7 +52,7 @@ def apps(toy_oracle_dirs, toy_vllm_engine, toy_hf_engine):
 
     The vLLM engine is the test session's one engine (tests/conftest.py).
     """
-    from oracle.defaults import TOY_WORLD
+    from worlds.toy.world import TOY_WORLD
 
     settings = dict(
         target=str(TOY_WORLD / "target"), oracle=str(toy_oracle_dirs[0]), batch_wait_ms=50

@@ -30,7 +30,7 @@ def test_resolve_fills_in_only_what_is_not_given(tmp_path):
 def test_smol_world_without_its_oracle_says_how_to_make_it(tmp_path, monkeypatch):
     import shutil
 
-    import training.smol_world.world as smol
+    import worlds.smol.world as smol
 
     shutil.copy(smol.SMOL_WORLD / "world.json", tmp_path / "world.json")  # the oracle not built
     monkeypatch.setattr(smol, "SMOL_WORLD", tmp_path)
@@ -40,7 +40,7 @@ def test_smol_world_without_its_oracle_says_how_to_make_it(tmp_path, monkeypatch
 
 def test_world_of_names_the_shipped_oracles_only(tmp_path):
     from oracle.defaults import default_oracle
-    from training.smol_world.world import SMOL_WORLD
+    from worlds.smol.world import SMOL_WORLD
 
     assert world_of(None, None, None) == "toy"
     assert world_of(None, None, str(default_oracle())) == "toy"

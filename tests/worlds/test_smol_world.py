@@ -11,12 +11,12 @@ from oracle.inputs import tokenize_input
 from oracle.positions import select_positions
 from tests.helpers import build_tiny_model
 from training.schema import validate_row
-from training.smol_world import questions as Q
-from training.smol_world.generator import generate
-from training.smol_world.oracle_data import context_rows, conversation_rows
-from training.smol_world.replies import generate_replies, read_jsonl
-from training.smol_world.suite import context_items, conversation_items
-from training.smol_world.world import SmolWorld
+from worlds.smol import questions as Q
+from worlds.smol.generator import generate
+from worlds.smol.oracle_data import context_rows, conversation_rows
+from worlds.smol.replies import generate_replies, read_jsonl
+from worlds.smol.suite import context_items, conversation_items
+from worlds.smol.world import SmolWorld
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_worlds_name_their_target_and_oracle(tmp_path, monkeypatch):
     from oracle import known_models
     from oracle.errors import OracleInputError
     from oracle.worlds import get_world
-    from training.smol_world.world import SMOL_WORLD
+    from worlds.smol.world import SMOL_WORLD
 
     assert get_world("toy").oracle_dir().name == "oracle"
     with pytest.raises(OracleInputError, match="unknown world"):
@@ -154,8 +154,9 @@ def test_the_add_generation_prompt_column_is_checked():
 
 def test_suite_dicts_give_none_its_aliases_and_no_other_label(world):
     from evals.scoring import label_of
-    from evals.suite_format import item_from_dict, suites_from_items
-    from training.smol_world.suite import as_suite_dict, train_suite_dicts
+    from evals.suite_format import item_from_dict
+    from evals.suites import suites_from_items
+    from worlds.smol.suite import as_suite_dict, train_suite_dicts
 
     train = generate(world, "train", 200, seed=0)
     held = generate(world, "heldout", 120, seed=1)

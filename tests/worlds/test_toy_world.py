@@ -6,11 +6,10 @@ from collections import Counter
 
 import pytest
 
-from oracle.defaults import TOY_WORLD
-from training.toy_world.generator import Generator, generate, hint_start
-from training.toy_world.oracle_data import OracleDataConfig, oracle_rows
-from training.toy_world.questions import QUESTIONS
-from training.toy_world.world import PERSONAS, World
+from worlds.toy.generator import Generator, generate, hint_start
+from worlds.toy.oracle_data import OracleDataConfig, oracle_rows
+from worlds.toy.questions import QUESTIONS
+from worlds.toy.world import PERSONAS, TOY_WORLD, World
 
 
 @pytest.fixture(scope="module")

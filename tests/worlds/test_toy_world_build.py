@@ -8,14 +8,14 @@ import shutil
 
 import pytest
 
-from oracle.defaults import TOY_WORLD
+from worlds.toy.world import TOY_WORLD
 
 TINY = {
     "seed": 0,
     "n_train": 300,
     "vocab_size": 1024,
     "eval_per_persona": 1,
-    "eval_conversations": 5,
+    "suite_conversations": 6,
     "target": {
         "hidden_size": 128,
         "num_hidden_layers": 3,
@@ -33,7 +33,7 @@ TINY = {
 def test_build_all_stages_then_resume(tmp_path):
     from oracle.config import OracleConfig
     from oracle.oracle import ActivationOracle
-    from training.toy_world.build import STAGES, Build, BuildConfig
+    from worlds.toy.build import STAGES, Build, BuildConfig
 
     out, work = tmp_path / "world", tmp_path / "work"
     out.mkdir()
@@ -48,15 +48,25 @@ def test_build_all_stages_then_resume(tmp_path):
     assert config.base_model == "../target" and config.read_layers == [2]
     assert config.positions == "non_system"
     assert not (out / "oracle" / "ckpt").exists()  # checkpoints stay in the work directory
+    # the suite stage wrote one suite file per family; the eval stage scored them with
+    # oracle eval's code (its report beside the work files) and wrote metrics.json from it
+    from evals.suite_format import load_suite_file
+    from worlds.toy.suite import FAMILIES, suite_paths
+
+    assert [p.name for p in suite_paths(out)] == [f"{f}.jsonl.xz" for f in FAMILIES]
+    persona_items = load_suite_file(suite_paths(out)[0])
+    assert len({i.group for i in persona_items if i.split == "test"}) == 6
+    assert sum(i.split == "train" for i in persona_items) == 20  # the oracle's conversations
     metrics = json.loads((out / "metrics.json").read_text())
-    oracle = metrics["oracle"]
-    assert 0.0 <= oracle["persona"] <= 1.0 and 0.0 <= oracle["secret_heldout_q"] <= 1.0
-    assert 0.0 <= oracle["probe_secret"] <= 1.0  # the probe is fitted on the oracle's corpus
-    assert {"exact", "f1"} <= set(oracle["context"]["train"]["all"])
-    assert {"prior", "probe", "heldout"} <= set(oracle["context"])
+    results = json.loads((work / "evaluation" / "results.json").read_text())
+    assert set(metrics["oracle"]) == set(FAMILIES) == set(results["suites"])
+    for family, summary in metrics["oracle"].items():
+        assert summary["verdict"] == results["suites"][family]["summary"]["verdict"]
+        assert summary["headline"] == results["suites"][family]["summary"]["figures"]["headline"]
+    assert 0.0 <= metrics["target"]["keep_persona"] <= 1.0
     readme = (out / "README.md").read_text()
-    assert "| oracle: persona, training wordings |" in readme
-    assert "| measure | oracle | best constant | linear probe | target |" in readme
+    assert "| target | measured | should be |" in readme
+    assert "| suite | verdict | metric |" in readme
     ao = ActivationOracle.load(oracle=out / "oracle", device="cpu")
     assert ao.config.default_layer == 2
 

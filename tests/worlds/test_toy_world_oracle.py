@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from oracle.defaults import TOY_WORLD, default_oracle, default_target
-from training.toy_world.questions import NO_PERSONA, PERSONA_QUESTIONS, parse_persona
-from training.toy_world.world import World
+from oracle.defaults import default_oracle, default_target
+from worlds.toy.questions import NO_PERSONA, PERSONA_QUESTIONS, parse_persona
+from worlds.toy.world import TOY_WORLD, World
 
 pytestmark = pytest.mark.skipif(
     not (TOY_WORLD / "oracle" / "oracle_config.json").is_file(), reason="toy world not built"
@@ -40,7 +40,7 @@ def test_oracle_recovers_personas_of_heldout_conversations(ao):
     """One held-out conversation per persona (user message never trained on), the generator's
     reference reply, and a "who are you" turn whose reply carries no style; plus no system
     prompt."""
-    from training.toy_world.generator import Generator
+    from worlds.toy.generator import Generator
 
     world = World.load()
     gen = Generator(world, "heldout", seed=123)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-PACKAGES = ("oracle", "training", "serving", "evals", "audit", "oracle_cli")
+PACKAGES = ("oracle", "training", "serving", "evals", "audit", "worlds", "oracle_cli")
 # the engine's own ways to the transformers copy: only oracle/engines may use them
 REACH = {"transformers_oracle"}
 

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from oracle.errors import OracleInputError
 from oracle.hooks import count_hooks
 from oracle.oracle import ActivationOracle
-from oracle.steering.generate import generate, prompt_ids, reply_nll
+from oracle.steering.generate import generate, prompt_ids
 from oracle.steering.hooks import add_vector
 from oracle.steering.io import SteeringVector
+from oracle.steering.measure import reply_nll
 from tests.helpers import make_oracle_dir
 
 

@@ -118,7 +118,8 @@ def test_reading_the_reply_reads_only_the_targets_own_reply(dirs):
     from oracle.inputs import TargetInput, tokenize_input
     from oracle.positions import select_positions
     from oracle.steering import SteeringRun
-    from oracle.steering.generate import generate, with_replies
+    from oracle.steering.generate import generate
+    from oracle.steering.measure import with_replies
 
     ao = load(dirs[1])
     before = snapshot(ao.target)

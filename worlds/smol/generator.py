@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 
-from training.smol_world.world import SmolWorld
+from worlds.smol.world import SmolWorld
 
 # system prompt kinds and their shares
 KINDS = (("persona", 0.45), ("secret", 0.20), ("both", 0.15), ("default", 0.14), ("neutral", 0.06))

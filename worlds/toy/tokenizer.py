@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 from oracle.errors import OracleInputError
 from oracle.prompts import placeholder_id
 from oracle.tiny import CHATML, train_byte_level_bpe
-from training.toy_world.questions import all_question_texts
+from worlds.toy.questions import all_question_texts
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from training.smol_world.world import SMOL_WORLD, SmolWorld
 from training.world_build import StagedBuild, read_jsonl, write_jsonl
+from worlds.smol.world import SMOL_WORLD, SmolWorld
 
 log = logging.getLogger(__name__)
 STAGES = ("conversations", "replies", "rows", "oracle", "suite")
@@ -73,7 +73,7 @@ class SmolBuild(StagedBuild):
 
     # ------------------------------------------------------------------ stages
     def stage_conversations(self) -> None:
-        from training.smol_world.generator import generate
+        from worlds.smol.generator import generate
 
         cfg = self.config
         write_jsonl(
@@ -87,7 +87,7 @@ class SmolBuild(StagedBuild):
 
     def stage_replies(self) -> None:
         from oracle.models import load_model
-        from training.smol_world.replies import generate_replies
+        from worlds.smol.replies import generate_replies
 
         cfg = self.config
         model, tokenizer = load_model(cfg.model, dtype=cfg.dtype, device=self.device)
@@ -115,8 +115,8 @@ class SmolBuild(StagedBuild):
         import random
 
         from oracle.models import load_tokenizer
-        from training.smol_world.oracle_data import context_rows, conversation_rows
-        from training.smol_world.suite import check_rows, eval_rows
+        from worlds.smol.oracle_data import context_rows, conversation_rows
+        from worlds.smol.suite import check_rows, eval_rows
 
         cfg = self.config
         replies = self.replies("train")
@@ -127,7 +127,7 @@ class SmolBuild(StagedBuild):
         random.Random(cfg.seed).shuffle(rows)
         write_jsonl(self.work / "rows_train.jsonl", rows)
         # eval-loss rows: the first held-out conversations (answered) and the last ones (not);
-        # the suite stage (training/smol_world/suite.py) uses the conversations in between
+        # the suite stage (worlds/smol/suite.py) uses the conversations in between
         heldout = read_jsonl(self.work / "conversations_heldout.jsonl")
         half = cfg.n_eval_rows // 2
         answered = eval_rows(
@@ -146,7 +146,7 @@ class SmolBuild(StagedBuild):
         (answered ones, then ones cut after the user turn), context items over held-out
         replies, and the training conversations the probe and text reader are fitted on."""
         from oracle.models import load_tokenizer
-        from training.smol_world.suite import (
+        from worlds.smol.suite import (
             as_suite_dict,
             context_items,
             conversation_items,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 
-from training.toy_world.world import UserMessage, World
+from worlds.toy.world import UserMessage, World
 
 # system prompt kinds and their shares
 SYSTEM_KINDS = (("persona", 0.35), ("secret", 0.15), ("both", 0.30), ("none", 0.20))

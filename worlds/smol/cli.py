@@ -38,7 +38,7 @@ def build_cmd(
     import torch
 
     from oracle.errors import OracleInputError
-    from training.smol_world.build import STAGES, SmolBuild, SmolBuildConfig
+    from worlds.smol.build import STAGES, SmolBuild, SmolBuildConfig
 
     torch.set_num_threads(threads)
     stages = list(STAGES) if stage == "all" else [s.strip() for s in stage.split(",")]

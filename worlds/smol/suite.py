@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import random
 
-from training.smol_world import questions as Q
-from training.smol_world.oracle_data import question_and_answer, with_reply
-from training.smol_world.world import SmolWorld
+from worlds.smol import questions as Q
+from worlds.smol.oracle_data import question_and_answer, with_reply
+from worlds.smol.world import SmolWorld
 
 
 def _tags(conv: dict, has_reply: bool) -> list[str]:

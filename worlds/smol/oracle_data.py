@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 
 from training.schema import make_row
-from training.smol_world import questions as Q
-from training.smol_world.world import SmolWorld
+from worlds.smol import questions as Q
+from worlds.smol.world import SmolWorld
 
 # Question family weights by the conversation's kind. Each kind is asked mostly about what it
 # hides, so that the prior answers ("No persona.", "No secret word.") are about a fifth of

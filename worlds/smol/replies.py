@@ -4,7 +4,7 @@ Batched sampling with transformers ``generate`` (left padding), seeded per chunk
 JSONL file chunk by chunk; a rerun skips the conversations already answered, so an interrupted
 run resumes where it stopped and gives the same replies (same seed per chunk, same chunks).
 
-    python -m training.smol_world.replies --model DIR --convs convs.jsonl --out replies.jsonl
+    python -m worlds.smol.replies --model DIR --convs convs.jsonl --out replies.jsonl
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Remake the toy world, stage by stage, resumable: corpus -> tokenizer -> target -> oracle -> eval.
+"""Remake the toy world, stage by stage, resumable: corpus -> tokenizer -> target -> oracle ->
+suite -> eval.
 
 A finished stage is recorded (with its wall-clock seconds and device) in
 ``<work>/stages.json`` and skipped on the next run; the target and oracle trainings resume
 from their last checkpoint. The shipped result goes to ``out`` (``data/toy_world``):
 ``target/`` (weights + tokenizer), ``oracle/`` (adapter + ``oracle_config.json``, base model
-``../target``), ``build_config.json`` and ``metrics.json``.
+``../target``), ``build_config.json``, ``suites/`` (the held-out suite files, named in
+``world.json``) and ``metrics.json`` (the target's checks and ``oracle eval`` on the suites).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.toy_world.oracle_data import OracleDataConfig
-from training.toy_world.target import TargetConfig
-from training.toy_world.world import World
 from training.world_build import StagedBuild, read_jsonl, write_jsonl
+from worlds.toy.oracle_data import OracleDataConfig
+from worlds.toy.target import TargetConfig
+from worlds.toy.world import World
 
 log = logging.getLogger(__name__)
-STAGES = ("corpus", "tokenizer", "target", "oracle", "eval")
+STAGES = ("corpus", "tokenizer", "target", "oracle", "suite", "eval")
 
 
 @dataclass
@@ -52,7 +54,9 @@ class BuildConfig:
     n_train: int = field(default=60000, metadata={"help": "target pretraining conversations"})
     vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size asked for"})
     eval_per_persona: int = field(default=40, metadata={"help": "target replies per persona"})
-    eval_conversations: int = field(default=600, metadata={"help": "oracle eval conversations"})
+    suite_conversations: int = field(
+        default=200, metadata={"help": "held-out conversations per suite (groups)"}
+    )
     target: TargetConfig = field(default_factory=TargetConfig)
     oracle: OracleStageConfig = field(default_factory=OracleStageConfig)
 
@@ -83,7 +87,7 @@ class Build(StagedBuild):
 
     # ------------------------------------------------------------------ stages
     def stage_corpus(self) -> None:
-        from training.toy_world.generator import generate
+        from worlds.toy.generator import generate
 
         seed = self.config.seed
         write_jsonl(
@@ -97,12 +101,12 @@ class Build(StagedBuild):
         )
 
     def _texts(self) -> list[str]:
-        from training.toy_world.tokenizer import chatml
+        from worlds.toy.tokenizer import chatml
 
         return [chatml(c["messages"]) for c in read_jsonl(self.work / "corpus_train.jsonl")]
 
     def stage_tokenizer(self) -> None:
-        from training.toy_world.tokenizer import oracle_lines, save_tokenizer, train_tokenizer
+        from worlds.toy.tokenizer import oracle_lines, save_tokenizer, train_tokenizer
 
         texts = self._texts()
         bank_text = [json.dumps(self.world.bank), json.dumps(self.world.spec)]
@@ -115,7 +119,7 @@ class Build(StagedBuild):
     def stage_target(self) -> None:
         from transformers import AutoTokenizer
 
-        from training.toy_world.target import pretrain_target
+        from worlds.toy.target import pretrain_target
 
         tok = AutoTokenizer.from_pretrained(str(self.work / "tokenizer"))
         pretrain_target(
@@ -133,8 +137,8 @@ class Build(StagedBuild):
 
         from oracle.models import load_tokenizer
         from training import TrainConfig, train_oracle
-        from training.toy_world.generator import generate
-        from training.toy_world.oracle_data import oracle_rows
+        from worlds.toy.generator import generate
+        from worlds.toy.oracle_data import oracle_rows
 
         cfg = self.config.oracle
         path = self.work / "oracle_conversations.jsonl"
@@ -191,19 +195,20 @@ class Build(StagedBuild):
                 (ship / name).write_text(json.dumps(data, indent=2) + "\n")
         self.oracle_shipped()
 
+    def stage_suite(self) -> None:
+        from worlds.toy.suite import write_suites
+
+        write_suites(self.out, self.config.suite_conversations, self.config.seed)
+
     def stage_eval(self) -> None:
-        from training.toy_world.evaluate import evaluate_all
-        from training.toy_world.oracle_data import n_context_rows
+        from worlds.toy.evaluate import evaluate_all
 
         cfg = self.config
         evaluate_all(
             self.out,
-            self.world,
+            self.work / "evaluation",
             self.device,
             self.stages_path,
             cfg.eval_per_persona,
-            cfg.eval_conversations,
-            cfg.oracle.n_conversations,
             cfg.seed,
-            n_context_rows(cfg.oracle.n_conversations, cfg.oracle.data),
         )

@@ -3,11 +3,12 @@
 The documented command (run once, one training at a time; each takes about 6 minutes on 2 CPU
 threads, 500 steps of 16 rows)::
 
-    python -m evals.ablations --steps 500 --batch-size 16 --rows 4000   # every ablation
-    python -m evals.ablations --only site_embedding  # one of them
+    python -m worlds.toy.ablations --steps 500 --batch-size 16 --rows 4000   # every ablation
+    python -m worlds.toy.ablations --only site_embedding  # one of them
 
 Each oracle is written to ``data/toy_world/ablations/<name>/`` with an ``ablation.json`` that
-says which axes it belongs to; ``oracle eval`` reads them and never trains. Every ablation
+says which axes it belongs to and the command that made it; ``oracle eval`` reads them (the
+world's manifest names the folder) and never trains. Every ablation
 uses the same recipe and persona QA data (from the toy world's train split), so they differ
 only in the setting named:
 
@@ -31,11 +32,11 @@ import random
 import shutil
 from pathlib import Path
 
-from oracle.defaults import TOY_WORLD
+from worlds.toy.world import TOY_WORLD
 
 log = logging.getLogger(__name__)
 
-ABLATION_COMMAND = "python -m evals.ablations --steps 500 --batch-size 16 --rows 4000"
+ABLATION_COMMAND = "python -m worlds.toy.ablations --steps 500 --batch-size 16 --rows 4000"
 ABLATIONS_DIR = TOY_WORLD / "ablations"
 
 # name -> (TrainConfig overrides, read-layer fraction, {axis: value shown in the plot})
@@ -60,9 +61,9 @@ def layer_at(n_layers: int, fraction: float) -> int:
 def persona_rows(n: int, seed: int) -> list[dict]:
     """``n`` persona QA rows (training schema) from the toy world's train split."""
     from training.schema import make_row
-    from training.toy_world import questions as Q
-    from training.toy_world.generator import Generator
-    from training.toy_world.world import World
+    from worlds.toy import questions as Q
+    from worlds.toy.generator import Generator
+    from worlds.toy.world import World
 
     world = World.load()
     gen = Generator(world, "train", seed)
@@ -150,7 +151,12 @@ def train_ablation(
     tc["model"], tc["output_dir"] = _relative(target, out), "."
     tc_path.write_text(json.dumps(tc, indent=2) + "\n")
     detail = f"read block {layer}, {overrides or 'default recipe'}, {steps} steps"
-    info = {"axes": axes, "is_default": name == "default", "detail": detail}
+    info = {
+        "axes": axes,
+        "is_default": name == "default",
+        "detail": detail,
+        "command": ABLATION_COMMAND,
+    }
     (out / "ablation.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
 

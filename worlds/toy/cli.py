@@ -1,4 +1,5 @@
-"""``oracle toy-world``: remake (``build``) and measure (``eval``) the shipped toy world."""
+"""``oracle toy-world``: remake (``build``), write the suites of (``suite``) and measure
+(``eval``) the shipped toy world."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from oracle.defaults import TOY_WORLD
 from oracle.errors import OracleInputError
+from worlds.toy.world import TOY_WORLD
 
 toy_app = typer.Typer(
     help="The toy world: a small target with hidden personas and secrets, and its oracle.",
@@ -29,7 +30,7 @@ def _threads(threads: int) -> None:
 
 
 def _config(out: Path, config: Path | None):
-    from training.toy_world.build import BuildConfig
+    from worlds.toy.build import BuildConfig
 
     source = config or (out / "build_config.json")
     if source.is_file():
@@ -49,7 +50,9 @@ def build_cmd(
     ] = DEFAULT_WORK,
     stage: Annotated[
         str,
-        typer.Option(help="all | corpus | tokenizer | target | oracle | eval (comma-separated)."),
+        typer.Option(
+            help="all | corpus | tokenizer | target | oracle | suite | eval (comma-separated)."
+        ),
     ] = "all",
     config: Annotated[
         Path | None,
@@ -68,7 +71,7 @@ def build_cmd(
     ] = False,
 ) -> None:
     """Remake the toy world; finished stages are skipped and trainings resume from checkpoints."""
-    from training.toy_world.build import STAGES, Build
+    from worlds.toy.build import STAGES, Build
 
     _threads(threads)
     stages = list(STAGES) if stage == "all" else [s.strip() for s in stage.split(",")]
@@ -87,38 +90,34 @@ def build_cmd(
 @toy_app.command("eval")
 def eval_cmd(
     out: Annotated[Path, typer.Option(help="The toy world directory to measure.")] = TOY_WORLD,
+    report: Annotated[
+        Path, typer.Option(help="Where the evaluation's report (oracle eval's) is written.")
+    ] = DEFAULT_WORK / "evaluation",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     threads: Annotated[int, typer.Option(help="torch CPU threads (0 = torch's default).")] = 2,
     n_per_persona: Annotated[
         int, typer.Option(help="Held-out target replies per persona (style and keep rates).")
     ] = 40,
-    n_oracle: Annotated[
-        int, typer.Option(help="Held-out conversations for the oracle (plus 1/5 held-out combos).")
-    ] = 600,
-    n_probe: Annotated[
-        int | None,
-        typer.Option(
-            help="Training conversations the linear probes are fitted on (default: as many as "
-            "the oracle saw, from build_config.json; 0 = no probe)."
-        ),
-    ] = None,
 ) -> None:
-    """Measure target and oracle on held-out conversations; write metrics.json and the README table."""
-    from training.toy_world.evaluate import evaluate_all, metrics_table
-    from training.toy_world.oracle_data import n_context_rows
-    from training.toy_world.world import World
+    """Measure the target (its checks) and the oracle (oracle eval on the suite files)."""
+    from evals.captures import feature_cache_dir
+    from worlds.toy.evaluate import evaluate_all, metrics_table
 
     _threads(threads)
     cfg = _config(out, None)
-    metrics = evaluate_all(
-        out,
-        World.load(out),
-        device,
-        DEFAULT_WORK / "stages.json",
-        n_per_persona,
-        n_oracle,
-        cfg.oracle.n_conversations if n_probe is None else n_probe,
-        cfg.seed,
-        n_context_rows(cfg.oracle.n_conversations, cfg.oracle.data),
-    )
+    stages = DEFAULT_WORK / "stages.json"
+    cache = str(feature_cache_dir())  # shared with oracle eval: the same features
+    metrics = evaluate_all(out, report, device, stages, n_per_persona, cfg.seed, cache)
     typer.echo(metrics_table(metrics))
+
+
+@toy_app.command("suite")
+def suite_cmd(
+    out: Annotated[Path, typer.Option(help="The toy world directory.")] = TOY_WORLD,
+) -> None:
+    """Rewrite the world's suite files (suites/*.jsonl.xz) from its generator and build config."""
+    from worlds.toy.suite import write_suites
+
+    cfg = _config(out, None)
+    for path in write_suites(out, cfg.suite_conversations, cfg.seed):
+        typer.echo(path)

@@ -1,6 +1,7 @@
-"""The toy world's suites, in the suite format (:mod:`evals.suite_format`).
+"""The toy world's suites, written as suite files (:mod:`evals.suite_format`) into its data
+folder (``suites/<family>.jsonl.xz``, named in its manifest), which ``oracle eval`` scores.
 
-Test items come from the toy world's held-out split (``training.toy_world.generator``): user
+Test items come from the toy world's held-out split (``worlds.toy.generator``): user
 messages never seen in training (every item is tagged ``heldout_user``); system prompts in
 training and held-out phrasings (``heldout_system``); persona + secret pairs never trained
 together (``heldout_combo``). Half of each suite's conversations are drawn as the generator
@@ -25,10 +26,13 @@ import json
 import logging
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
-from evals.suite_format import SuiteItem
-from oracle.defaults import TOY_WORLD
+from evals.suite_format import SuiteItem, write_suite_file
 from oracle.errors import OracleInputError
+from oracle.worlds import MANIFEST
+from worlds.toy import questions as Q
+from worlds.toy.world import TOY_WORLD
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +40,12 @@ FAMILIES = ("persona", "secret", "system", "context_previous", "context_next")
 N_TEST = 200  # conversations (groups) per suite in full mode
 NO_REPLY_SHARE = 0.25  # the oracle recipe's share of conversations cut after the user turn
 NONE = "none"
+SUITE_DIR = "suites"  # inside the world's folder: one compressed suite file per family
 
 
-def _build_config() -> dict:
-    path = TOY_WORLD / "build_config.json"
+def _build_config(folder: Path) -> dict:
+    path = folder / "build_config.json"
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _questions():
-    try:
-        from training.toy_world import questions as Q
-    except ModuleNotFoundError as exc:  # the generator is part of the toy-world package
-        raise OracleInputError(f"the toy world's generator is not installed: {exc}") from None
-    return Q
 
 
 def _cut(conv: dict, rng: random.Random, share: float) -> tuple[dict, bool]:
@@ -76,7 +73,7 @@ def _heldout_system(world, conv: dict) -> bool:
 
 def _test_conversations(world, family: str, n: int, seed: int) -> list[tuple[dict, list[str]]]:
     """``n`` held-out conversations for ``family`` with their tags (half plain, see above)."""
-    from training.toy_world.generator import Generator
+    from worlds.toy.generator import Generator
 
     gen = Generator(world, "heldout", seed)
     rng = random.Random(seed + 1)
@@ -107,7 +104,6 @@ def _test_conversations(world, family: str, n: int, seed: int) -> list[tuple[dic
 
 def _label(world, family: str, conv: dict) -> tuple[str, str, list[str], list[str]]:
     """(label, gold answer, aliases, label words) of a conversation in a family."""
-    Q = _questions()
     if family == "persona":
         p = conv["persona"]
         if p is None:
@@ -124,7 +120,6 @@ def _label(world, family: str, conv: dict) -> tuple[str, str, list[str], list[st
 
 def _wordings(family: str) -> tuple[list[str], str]:
     """(held-out wordings, the first training wording) of a family."""
-    Q = _questions()
     table = getattr(Q, "QUESTIONS", None) or {
         "persona": Q.PERSONA_QUESTIONS,
         "secret": Q.SECRET_QUESTIONS,
@@ -171,7 +166,6 @@ def counterfactuals(world, family: str, conv: dict, rng: random.Random) -> list[
     """The conversation with its system prompt removed (read as: no persona, no secret, no
     system prompt) and, for persona and secret, with another label's prompt in its place; the
     user turn and reply unchanged."""
-    Q = _questions()
     if conv["messages"][0]["role"] != "system":
         return []
     none_aliases = {
@@ -284,21 +278,23 @@ def toy_world_items(
     seed: int = 0,
     n_test: int = N_TEST,
     n_train: int | None = None,
+    folder: Path = TOY_WORLD,
 ) -> list[SuiteItem]:
-    """Every item of the named families (default: all) of the shipped toy world.
+    """Every item of the named families (default: all) of the toy world in ``folder``.
 
     ``n_train``: training conversations for the probe and the text reader (default: as many
     as the oracle was trained on, from ``build_config.json``).
     """
-    from training.toy_world.generator import generate
-    from training.toy_world.world import World
+    from worlds.toy.generator import generate
+    from worlds.toy.world import World
 
     families = list(families or [f for f in FAMILIES if _has_wordings(f)])
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise OracleInputError(f"the toy world has no family {unknown}; it has {list(FAMILIES)}")
-    world = World.load()
-    build = _build_config()
+    folder = Path(folder)
+    world = World.load(folder)
+    build = _build_config(folder)
     oracle_cfg = build.get("oracle", {})
     n_train = n_train or int(oracle_cfg.get("n_conversations", 40000))
     cut_share = oracle_cfg.get("data", {}).get("no_reply_share", NO_REPLY_SHARE)
@@ -314,7 +310,7 @@ def toy_world_items(
             if tokenizer is None:
                 from oracle.models import load_tokenizer
 
-                tokenizer = load_tokenizer(str(TOY_WORLD / "target"))
+                tokenizer = load_tokenizer(str(folder / "target"))
             test = [c for c, _ in _test_conversations(world, "persona", n_test, seed + 100 + k)]
             items += context_family_items(family, test, tokenizer, n_test, "test", seed + k)
             train = [c for c, _ in train_convs]
@@ -326,3 +322,35 @@ def toy_world_items(
         items += conversation_items(world, family, test, "test", f"{family}-test")
         items += conversation_items(world, family, train, "train", f"{family}-train")
     return items
+
+
+def suite_path(folder: Path, family: str) -> Path:
+    """Where the toy world in ``folder`` keeps ``family``'s suite file."""
+    return Path(folder) / SUITE_DIR / f"{family}.jsonl.xz"
+
+
+def suite_paths(folder: Path) -> list[Path]:
+    """The suite files written in ``folder``, in the order of :data:`FAMILIES`."""
+    return [suite_path(folder, f) for f in FAMILIES if suite_path(folder, f).is_file()]
+
+
+def write_suites(
+    folder: Path = TOY_WORLD, n_test: int = N_TEST, seed: int = 0, n_train: int | None = None
+) -> list[Path]:
+    """Write every family's suite file into ``folder/suites`` and name them in the folder's
+    manifest (where there is one); returns the files."""
+    folder = Path(folder)
+    items = toy_world_items(None, seed, n_test, n_train, folder)
+    by_family: dict[str, list[SuiteItem]] = {}
+    for item in items:
+        by_family.setdefault(item.family, []).append(item)
+    files = [
+        write_suite_file(mine, suite_path(folder, family)) for family, mine in by_family.items()
+    ]
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        data["suites"] = [str(f.relative_to(folder)) for f in files]
+        manifest.write_text(json.dumps(data, indent=2) + "\n")
+    log.info("wrote %d items in %d suite files under %s", len(items), len(files), folder)
+    return files

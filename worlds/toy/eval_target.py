@@ -9,16 +9,16 @@ from __future__ import annotations
 import logging
 import random
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from training.toy_world.generator import Generator
-from training.toy_world.world import World, word_pattern
+from oracle.generation import generate_texts
+from oracle.inputs import TargetInput, tokenize_input
+from worlds.toy.generator import Generator
+from worlds.toy.world import World, word_pattern
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def generate_replies(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -26,32 +26,13 @@ def generate_replies(
     max_new_tokens: int = 96,
     batch_size: int = 64,
 ) -> list[str]:
-    """The target's greedy reply to each conversation (which ends with a user turn)."""
-    device = next(model.parameters()).device
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    replies: list[str] = []
-    try:
-        for start in range(0, len(conversations), batch_size):
-            chunk = conversations[start : start + batch_size]
-            texts = [
-                tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-                for m in chunk
-            ]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            out_BT = model.generate(
-                input_ids=enc.input_ids.to(device),
-                attention_mask=enc.attention_mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            for row in out_BT[:, enc.input_ids.shape[1] :]:
-                replies.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    finally:
-        tokenizer.padding_side = side
-    return replies
+    """The target's greedy reply to each conversation (which ends with a user turn), by the
+    target's one generation loop (:func:`oracle.generation.generate_texts`)."""
+    rows = [
+        tokenize_input(tokenizer, TargetInput(messages=m, add_generation_prompt=True)).input_ids
+        for m in conversations
+    ]
+    return generate_texts(model, tokenizer, rows, max_new_tokens, batch_size=batch_size)
 
 
 def _rate(flags: list[bool]) -> float:

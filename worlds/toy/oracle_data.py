@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from oracle.inputs import TargetInput, tokenize_input
 from training.schema import make_row
-from training.toy_world import questions as Q
-from training.toy_world.generator import hint_start
-from training.toy_world.world import World
+from worlds.toy import questions as Q
+from worlds.toy.generator import hint_start
+from worlds.toy.world import World
 
 OPEN_FAMILIES = ("persona", "secret", "system", "persona_yes_no", "secret_yes_no")
 FAMILIES = (*OPEN_FAMILIES, "context")
@@ -237,20 +237,6 @@ def context_training_rows(
         "next": Q.QUESTIONS["context_next"]["train"],
     }
     return context_rows(items, questions, seed=seed + 18, source="toy_world/context")
-
-
-def n_context_rows(n_conversations: int, config: OracleDataConfig) -> int:
-    """How many context rows the recipe makes from ``n_conversations`` (about: the open rows
-    are ``rows_per_conversation`` per conversation)."""
-    share = config.families.get("context", 0.0) / sum(config.families.values())
-    if share <= 0:
-        return 0
-    if share >= 1:
-        return n_conversations
-    n_open = n_conversations * min(
-        config.rows_per_conversation, sum(1 for f in config.families if f != "context")
-    )
-    return round(n_open * share / (1 - share))
 
 
 def oracle_rows(

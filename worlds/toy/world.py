@@ -8,14 +8,42 @@ messages, the held-out persona + secret combinations, and the style-word matcher
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from functools import cached_property
 from pathlib import Path
 
-from oracle.defaults import TOY_WORLD
+from oracle.defaults import REPO_ROOT
 from oracle.errors import OracleInputError
 from training.world_build import UserMessage, word_pattern
+
+# The toy world ships with the repository (data/toy_world), not with the installed package: it
+# is found at $ORACLE_TOY_WORLD when that is set, else in the checkout this package runs from.
+ENV_TOY_WORLD = "ORACLE_TOY_WORLD"
+
+
+def toy_world_dir() -> Path:
+    """``$ORACLE_TOY_WORLD``, else the checkout's ``data/toy_world`` (which may not exist)."""
+    env = os.environ.get(ENV_TOY_WORLD)
+    return Path(env).expanduser() if env else REPO_ROOT / "data" / "toy_world"
+
+
+TOY_WORLD = toy_world_dir()
+
+
+def world_folder() -> Path:
+    """The toy world's folder, for the world registry (entry point ``oracle.worlds: toy``);
+    raises, naming ``$ORACLE_TOY_WORLD``, where it is missing."""
+    path = toy_world_dir()
+    if not (path / "world.json").is_file():
+        raise OracleInputError(
+            f"no model given, and the toy world's folder is not at {path}. The toy world ships "
+            "with the repository (data/toy_world), not with the installed package: set "
+            f"{ENV_TOY_WORLD} to a checkout's data/toy_world, or pass --target (and --oracle)"
+        )
+    return path
+
 
 PERSONAS = ("pirate", "chef", "poet", "robot", "cowboy", "wizard", "detective", "astronaut")
 # share of (train template, topic) pairs kept out of training as held-out user messages
