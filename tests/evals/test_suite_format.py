@@ -11,9 +11,9 @@ from evals.suite_format import (
     SuiteItem,
     as_dataset,
     load_suite_file,
-    suites_from_items,
     write_suite_file,
 )
+from evals.suites import suites_from_items
 from oracle.errors import OracleInputError
 
 PIRATE = [
