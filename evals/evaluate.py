@@ -1,9 +1,9 @@
 """``run_eval``: every suite, baseline, control and ablation, then the report.
 
 The evaluation never trains an oracle: the trained ablation oracles are read from a directory
-(a world's, e.g. ``data/toy_world/ablations``; each ``ablation.json`` says how it was made); the position-count
-ablation needs no training (the shipped oracle reads fewer positions). The linear probes and
-the text-only reader are fitted here (seconds to minutes).
+(a world's, e.g. ``data/toy_world/ablations``; each ``ablation.json`` says how it was made);
+the position-count ablation needs no training (the shipped oracle reads fewer positions). The
+linear probes and the text-only reader are fitted here (seconds to minutes).
 """
 
 from __future__ import annotations

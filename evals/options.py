@@ -109,8 +109,9 @@ def run_spec(opts: EvalOptions, command: str = "oracle eval", show_progress: boo
         world = get_world(name)
         if not world.suites and not suite:
             raise OracleInputError(f"the {world.name} world names no suite files: give --suite")
-        if not (suite or own_models or ablations_dir) and world.ablations_dir() is not None:
-            ablations_dir = str(world.ablations_dir())
+        if not (suite or own_models or ablations_dir):
+            found = world.ablations_dir()
+            ablations_dir = str(found) if found is not None else None
         suite = suite or [str(p) for p in world.suite_files()]
         if not own_models:
             target, oracle = resolve(name, target, oracle)

@@ -9,8 +9,9 @@ A world is a data folder with a manifest, ``world.json``::
      "positions": "non_system", "build": "the command that makes its oracle",
      "ablations": "ablations"}
 
-(paths relative to the folder; ``ablations``, optional, is a folder of ablation oracles, each
-with an ``ablation.json``, that ``oracle eval`` scores beside the world's own oracle; ``model`` is a known model's name, fetched once). Worlds join
+(paths relative to the folder; ``model`` is a known model's name, fetched once; ``ablations``,
+optional, is a folder of ablation oracles, each with an ``ablation.json``, that ``oracle eval``
+scores beside the world's own oracle). Worlds join
 through the entry-point group ``oracle.worlds``: each entry point names an object that is the
 world's folder, or a function returning it (raising :class:`OracleInputError`, saying how to
 get it, where the folder is missing). This module knows no world by name; the one default,
@@ -101,7 +102,7 @@ class WorldSpec:
         return path
 
     def suite_files(self) -> list[Path]:
-        """The world's held-out suite files (a world may build its suites in code: none)."""
+        """The world's held-out suite files, as its manifest names them."""
         return [self.folder / s for s in self.suites]
 
     def ablations_dir(self) -> Path | None:
